@@ -1,0 +1,34 @@
+# Two entry points for a newcomer:  `make demo`  and  `make test`.
+# Both create the Python 3.12 virtual environment in .venv on first use.
+VENV   := .venv
+BIN    := $(VENV)/bin
+export KERAS_BACKEND := tensorflow
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: install demo test bench clean
+
+# Dependencies are installed once (again when the packaging files change).
+$(VENV)/.dependencies: pyproject.toml setup.cfg scripts/find-python312
+	rm -rf $(VENV)
+	"$$(scripts/find-python312)" -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet '.[test]'
+	touch $@
+
+# The package itself is reinstalled (as a wheel, not editable) on every run,
+# so the tests exercise exactly what `pip install .` ships.
+install: $(VENV)/.dependencies
+	$(BIN)/pip install --quiet --no-deps --force-reinstall .
+	rm -rf build
+
+demo: install
+	$(BIN)/keras-multilevel demo --out out/demo
+
+test: install
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/keras-multilevel bench circles --out benchmarks/results
+
+clean:
+	rm -rf $(VENV) build out *.egg-info
