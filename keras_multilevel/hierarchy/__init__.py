@@ -1,0 +1,6 @@
+"""How a model is coarsened: levels, transfer operators, coarsening strategies."""
+
+from keras_multilevel.hierarchy.depth import DepthCoarsening
+from keras_multilevel.hierarchy.hierarchy import Hierarchy, Level, get_coarsening
+from keras_multilevel.hierarchy.interpolation import Linear, PiecewiseConstant, TimeInterpolation
+from keras_multilevel.hierarchy.transfer import Identity, Transfer

@@ -1,0 +1,123 @@
+"""Coarsening in depth: halve the residual blocks, double the time step.
+
+Paper 000 §2.2.1 ("multilevel discretization"): the coarser network
+discretizes the same ODE on ``[0, T]`` with ``K/2`` blocks and time step
+``2h``. Every :class:`~keras_multilevel.layers.ResidualStack` of the model is
+coarsened this way; every other parameter (the opening map ``Q``, the head)
+is shared unchanged between levels (an :class:`Identity` transfer).
+"""
+
+import keras
+
+from keras_multilevel.hierarchy.interpolation import get_interpolation
+from keras_multilevel.hierarchy.transfer import Identity, Transfer
+from keras_multilevel.layers.residual import ResidualStack
+
+
+def walk_layers(model):
+    """Yields every layer of a model, descending into nested models."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from walk_layers(layer)
+
+
+def _two_adic(n):
+    """How many times ``n`` can be halved: the exponent of 2 in ``n``."""
+    count = 0
+    while n % 2 == 0:
+        n //= 2
+        count += 1
+    return count
+
+
+class DepthCoarsening:
+    """Builds coarser networks with half the residual blocks (000 §2.2.1).
+
+    Args:
+        interpolation: ``"constant"`` (piecewise constant in time, paper 000)
+            or ``"linear"`` (paper 001 §4.2).
+    """
+
+    name = "depth"
+
+    def __init__(self, interpolation="constant"):
+        self.interpolation = get_interpolation(interpolation)
+
+    def check(self, model, levels):
+        """Raises ``ValueError`` unless ``model`` can be coarsened ``levels - 1`` times."""
+        if not isinstance(model, keras.Model):
+            raise ValueError(f"Expected a keras.Model to coarsen, got {type(model).__name__}.")
+        if not (isinstance(model, keras.Sequential) or _is_functional(model)):
+            raise ValueError(
+                f"Depth coarsening clones the model, which needs a Sequential or functional "
+                f"model; {type(model).__name__} is a subclassed model. Build it with "
+                "keras.Sequential or the functional API."
+            )
+        stacks = [layer for layer in walk_layers(model) if isinstance(layer, ResidualStack)]
+        if not stacks:
+            raise ValueError(
+                f"Model {model.name!r} has no coarsenable layer: depth coarsening needs at least "
+                "one DenseResidualStack or ConvResidualStack (see kml.layers)."
+            )
+        most = 1 + min(_two_adic(stack.blocks) for stack in stacks)
+        if levels > most:
+            shallowest = min(stacks, key=lambda s: _two_adic(s.blocks))
+            raise ValueError(
+                f"levels={levels} needs every residual stack's block count to be divisible by "
+                f"2**{levels - 1} = {2 ** (levels - 1)}, but layer {shallowest.name!r} has "
+                f"{shallowest.blocks} blocks: use levels <= {most}, or a block count divisible "
+                f"by {2 ** (levels - 1)}."
+            )
+
+    def coarsen(self, model):
+        """Returns ``(coarse_model, transfer)`` for the next coarser level.
+
+        The coarse model is a clone of ``model`` in which each residual stack
+        has half the blocks (and so twice the time step); its weights are
+        fresh and are set by the transfer's ``restrict``.
+        """
+        coarse_stacks = {}
+
+        def clone(layer):
+            config = layer.get_config()
+            if isinstance(layer, ResidualStack):
+                config["blocks"] = layer.blocks // 2
+                coarse_stacks[id(layer)] = layer
+            return layer.__class__.from_config(config)
+
+        coarse = keras.models.clone_model(model, clone_function=clone, recursive=True)
+        stack_variables = {
+            id(variable)
+            for layer in coarse_stacks.values()
+            for variable in layer.trainable_variables
+        }
+        operators = []
+        for fine_variable, coarse_variable in zip(
+            model.trainable_variables, coarse.trainable_variables, strict=True
+        ):
+            if fine_variable.path != coarse_variable.path:
+                raise RuntimeError(
+                    f"Fine variable {fine_variable.path} and coarse variable "
+                    f"{coarse_variable.path} do not correspond."
+                )
+            operators.append(
+                self.interpolation if id(fine_variable) in stack_variables else Identity()
+            )
+        return coarse, Transfer(operators)
+
+    def relative_cost(self, level_index):
+        """Cost of a gradient on level ``i`` (0 = finest) per fine gradient: ``2^-i`` (000 eq 10)."""
+        return 2.0**-level_index
+
+    size_label = "blocks"
+
+    def size(self, model):
+        """What a level's row of the hierarchy table shows: residual blocks in total."""
+        return sum(layer.blocks for layer in walk_layers(model) if isinstance(layer, ResidualStack))
+
+
+def _is_functional(model):
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, Functional)

@@ -1,0 +1,141 @@
+"""A multilevel hierarchy: a list of levels, finest first, in the manner of PyAMG.
+
+Convention: ``hierarchy.levels[0]`` is the finest level (the user's model) and
+``hierarchy.levels[-1]`` the coarsest. Paper 000 numbers levels the other way
+(``l = 1`` coarsest, ``l = L`` finest): index ``i`` here is ``l = L - i``.
+Each level holds its Keras model and the :class:`Transfer` to the next
+coarser level, so one cycle routine can walk the list.
+"""
+
+import numpy as np
+
+from keras_multilevel.hierarchy.depth import DepthCoarsening
+
+COARSENINGS = {DepthCoarsening.name: DepthCoarsening}
+
+
+def get_coarsening(coarsening="depth", interpolation="constant"):
+    """Returns the coarsening strategy called ``coarsening`` (now: ``"depth"``)."""
+    if not isinstance(coarsening, str):
+        return coarsening
+    if coarsening not in COARSENINGS:
+        raise ValueError(f"Unknown coarsening {coarsening!r}: choose one of {sorted(COARSENINGS)}.")
+    return COARSENINGS[coarsening](interpolation=interpolation)
+
+
+def check_levels(levels):
+    """Raises ``ValueError`` unless ``levels`` is a positive integer."""
+    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
+        raise ValueError(f"`levels` must be an integer >= 1, got {levels!r}.")
+    return int(levels)
+
+
+class Level:
+    """One level: a Keras model, its cost, and the transfer to the next coarser level.
+
+    Attributes:
+        model: the level's network (``levels[0].model`` is the user's model).
+        relative_cost: cost of one gradient here per fine gradient (000 eq 10).
+        transfer: :class:`Transfer` to the next coarser level, ``None`` on the
+            coarsest.
+    """
+
+    def __init__(self, model, relative_cost, transfer=None):
+        self.model = model
+        self.relative_cost = relative_cost
+        self.transfer = transfer
+
+    @property
+    def variables(self):
+        """The level's trainable variables, the parameters the cycle moves."""
+        return self.model.trainable_variables
+
+    @property
+    def parameters(self):
+        """Number of trainable scalars on this level."""
+        return int(sum(np.prod(v.shape) for v in self.variables))
+
+    def __repr__(self):
+        return f"Level(model={self.model.name!r}, parameters={self.parameters})"
+
+
+class Hierarchy:
+    """A list of :class:`Level`, finest first, built by one coarsening.
+
+    Build one with :meth:`from_model`; ``print(hierarchy)`` shows a table of
+    levels, sizes, parameters and relative cost, and the operator complexity
+    (the sum of parameters over levels per fine parameter, PyAMG's measure).
+    """
+
+    def __init__(self, levels, coarsening):
+        self.levels = list(levels)
+        self.coarsening = coarsening
+
+    @classmethod
+    def from_model(cls, model, levels, coarsening="depth", interpolation="constant"):
+        """Coarsens ``model`` into ``levels`` levels.
+
+        Args:
+            model: a built Sequential or functional Keras model with at least
+                one coarsenable layer.
+            levels: number of levels ``L >= 1`` (1 = the model alone).
+            coarsening: ``"depth"`` (000 §2.2.1).
+            interpolation: ``"constant"`` (000) or ``"linear"`` (001 §4.2).
+
+        The coarse models start from the restriction of the fine weights.
+        """
+        levels = check_levels(levels)
+        strategy = get_coarsening(coarsening, interpolation)
+        strategy.check(model, levels)
+        if not model.built or not model.trainable_variables:
+            raise ValueError(
+                f"Model {model.name!r} must be built before it is coarsened: give it a "
+                "keras.Input or call it once on data."
+            )
+        chain = [Level(model, strategy.relative_cost(0))]
+        for index in range(1, levels):
+            coarse, chain[-1].transfer = strategy.coarsen(chain[-1].model)
+            chain.append(Level(coarse, strategy.relative_cost(index)))
+        hierarchy = cls(chain, strategy)
+        hierarchy.restrict_weights()
+        return hierarchy
+
+    def restrict_weights(self):
+        """Sets every coarse level's weights to the restriction ``Pi`` of the finer one."""
+        for fine, coarse in zip(self.levels, self.levels[1:]):
+            for variable, value in zip(coarse.variables, fine.transfer.restrict(fine.variables)):
+                variable.assign(value)
+
+    def __len__(self):
+        return len(self.levels)
+
+    def __getitem__(self, index):
+        return self.levels[index]
+
+    def __iter__(self):
+        return iter(self.levels)
+
+    @property
+    def operator_complexity(self):
+        """Sum of parameters over all levels per fine-level parameter."""
+        return sum(level.parameters for level in self.levels) / self.levels[0].parameters
+
+    def __repr__(self):
+        strategy = self.coarsening
+        label = strategy.size_label
+        lines = [
+            "MultilevelHierarchy",
+            f"  coarsening:          {strategy.name} ({strategy.interpolation.name} interpolation)",
+            f"  number of levels:    {len(self)}",
+            f"  operator complexity: {self.operator_complexity:.3f}",
+            "",
+            f"  level  {label:>8}  {'parameters':>12}  {'relative cost':>13}",
+            "  " + "-" * 41,
+        ]
+        for index, level in enumerate(self.levels):
+            lines.append(
+                f"  {index:>5}  {strategy.size(level.model):>8}  {level.parameters:>12,}"
+                f"  {level.relative_cost:>13.4f}"
+            )
+        lines.append("  (level 0 is the finest)")
+        return "\n".join(lines)

@@ -1,0 +1,67 @@
+"""The transfer between two adjacent levels: three linear maps on parameters.
+
+DESIGN.md, "the core idea in code": between a fine level and the next coarser
+one a multilevel method needs
+
+* ``restrict`` (``Pi``): a fine iterate -> a coarse iterate, with ``Pi P = I``;
+* ``prolong`` (``P``): a coarse correction -> a fine correction;
+* ``restrict_gradient`` (``R``): a fine gradient -> a coarse gradient.
+
+The fourth piece, the coarse model itself, lives on the coarser
+:class:`~keras_multilevel.hierarchy.Level`. Each map takes and returns a list
+of tensors, one per trainable variable of the level it maps to, in the order
+of ``model.trainable_variables``. Every kind of coarsening (depth here; width
+and resolution later) builds a :class:`Transfer`, so one cycle drives them all.
+"""
+
+
+class Identity:
+    """A parameter that is the same on both levels (opening map, head, ...)."""
+
+    def prolong(self, coarse):
+        return coarse
+
+    def restrict(self, fine):
+        return fine
+
+    def restrict_gradient(self, fine):
+        return fine
+
+    def __repr__(self):
+        return "Identity()"
+
+
+class Transfer:
+    """Variable-wise transfer operators between a fine and a coarse level.
+
+    Args:
+        operators: one operator per trainable variable (the ``i``-th fine
+            variable maps to the ``i``-th coarse one); each has ``prolong``,
+            ``restrict`` and ``restrict_gradient``.
+    """
+
+    def __init__(self, operators):
+        self.operators = list(operators)
+
+    def _map(self, method, tensors):
+        if len(tensors) != len(self.operators):
+            raise ValueError(
+                f"Expected {len(self.operators)} tensors (one per trainable variable), "
+                f"got {len(tensors)}."
+            )
+        return [getattr(op, method)(t) for op, t in zip(self.operators, tensors)]
+
+    def restrict(self, fine):
+        """``Pi``: restricts a fine iterate to the coarse level."""
+        return self._map("restrict", fine)
+
+    def prolong(self, coarse):
+        """``P``: prolongates a coarse correction to the fine level."""
+        return self._map("prolong", coarse)
+
+    def restrict_gradient(self, fine):
+        """``R = P^T``: restricts a fine gradient to the coarse level."""
+        return self._map("restrict_gradient", fine)
+
+    def __repr__(self):
+        return f"Transfer({self.operators!r})"

@@ -1,0 +1,3 @@
+"""Coarsenable Keras layers."""
+
+from keras_multilevel.layers.residual import ConvResidualStack, DenseResidualStack, ResidualStack

@@ -1,0 +1,194 @@
+"""Coarsenable residual stacks: a ResNet as forward Euler of an ODE.
+
+Paper 000 (``../shared/papers/000_e714f331a8b33d0e.txt``) eqs 3-8: a stack of
+``K`` residual blocks
+
+    y_{k+1} = y_k + h * sigma(W_k y_k + b_k),    h = T / K,    k = 0 .. K-1,
+
+is the explicit Euler discretization of ``dy/dt = sigma(W(t) y + b(t))`` on
+``[0, T]``. The parameters of all blocks are stacked along a leading axis of
+length ``K`` (``kernel[k] = W_k``, ``bias[k] = b_k``), so coarsening in depth
+is an operation on that axis (see :mod:`keras_multilevel.hierarchy`) and the
+forward pass is one loop in the graph (``keras.ops.scan``), not ``K`` layers.
+"""
+
+import keras
+from keras import ops
+
+
+class ResidualStack(keras.layers.Layer):
+    """Base class: ``blocks`` residual blocks sharing one stacked kernel and bias.
+
+    Subclasses say what the linear map ``W_k`` is (``_kernel_shape`` and
+    ``_linear``); everything else (time step, loop, config, initialization of
+    the stacked weights) lives here.
+
+    Args:
+        blocks: number of residual blocks ``K`` (a positive integer).
+        final_time: the final time ``T``; the time step is ``h = T / K``.
+        activation: the activation ``sigma`` (paper 000 uses ReLU).
+        kernel_initializer: initializer of one block's kernel. Variance-scaling
+            initializers (Glorot, He, LeCun) use the fans of a single block, not
+            of the stacked array.
+        bias_initializer: initializer of the biases (paper 000: zeros).
+        kernel_regularizer, bias_regularizer: optional Keras regularizers of
+            the stacked weights.
+    """
+
+    def __init__(
+        self,
+        blocks,
+        final_time=1.0,
+        activation="relu",
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
+            raise ValueError(f"`blocks` must be a positive integer, got {blocks!r}.")
+        final_time = float(final_time)
+        if not final_time > 0:
+            raise ValueError(f"`final_time` must be positive, got {final_time!r}.")
+        self.blocks = blocks
+        self.final_time = final_time
+        self.activation = keras.activations.get(activation)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+
+    @property
+    def step_size(self):
+        """The time step ``h = T / K`` of the forward Euler scheme (000 eq 5)."""
+        return self.final_time / self.blocks
+
+    def _kernel_shape(self, input_shape):
+        raise NotImplementedError
+
+    def _linear(self, state, kernel):
+        raise NotImplementedError
+
+    def _block_initializer(self):
+        initializer = self.kernel_initializer
+        if isinstance(initializer, keras.initializers.VarianceScaling):
+            # Keras counts the leading block axis into the fans of a stacked
+            # array; scaling by K restores the variance of one block.
+            initializer = keras.initializers.VarianceScaling(
+                scale=initializer.scale * self.blocks,
+                mode=initializer.mode,
+                distribution=initializer.distribution,
+                seed=initializer.seed,
+            )
+        return initializer
+
+    def build(self, input_shape):
+        width = input_shape[-1]
+        if width is None:
+            raise ValueError(
+                f"{self.__class__.__name__} needs a known last dimension (the width), "
+                f"got input shape {input_shape}."
+            )
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(self.blocks, *self._kernel_shape(input_shape)),
+            initializer=self._block_initializer(),
+            regularizer=self.kernel_regularizer,
+        )
+        self.bias = self.add_weight(
+            name="bias",
+            shape=(self.blocks, width),
+            initializer=self.bias_initializer,
+            regularizer=self.bias_regularizer,
+        )
+
+    def call(self, inputs):
+        step_size = ops.cast(self.step_size, inputs.dtype)
+
+        def euler_step(state, block):
+            kernel, bias = block
+            return state + step_size * self.activation(self._linear(state, kernel) + bias), None
+
+        state, _ = ops.scan(euler_step, inputs, (self.kernel, self.bias))
+        return state
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            blocks=self.blocks,
+            final_time=self.final_time,
+            activation=keras.activations.serialize(self.activation),
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
+            bias_regularizer=keras.regularizers.serialize(self.bias_regularizer),
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_multilevel")
+class DenseResidualStack(ResidualStack):
+    """Residual stack with fully connected blocks, ``W_k`` a ``v x v`` matrix (000 eq 4).
+
+    Input shape ``(..., v)``; output shape the same.
+
+    Example::
+
+        x = keras.Input((3,))
+        y = kml.layers.DenseResidualStack(blocks=2048)(x)
+    """
+
+    def _kernel_shape(self, input_shape):
+        width = input_shape[-1]
+        return (width, width)
+
+    def _linear(self, state, kernel):
+        return ops.matmul(state, kernel)
+
+
+@keras.saving.register_keras_serializable(package="keras_multilevel")
+class ConvResidualStack(ResidualStack):
+    """Residual stack with convolutional blocks, ``W_k`` a same-padded convolution.
+
+    Input shape ``(batch, height, width, channels)`` (channels last); output
+    shape the same. Each block maps ``channels`` to ``channels`` with a
+    ``kernel_size`` convolution, stride 1 and "same" padding.
+
+    Args:
+        kernel_size: an odd positive integer or a pair of them.
+        Other arguments as :class:`ResidualStack`.
+    """
+
+    def __init__(self, blocks, kernel_size=3, **kwargs):
+        size = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
+            raise ValueError(
+                f"`kernel_size` must be a positive integer or a pair of them, got {kernel_size!r}."
+            )
+        super().__init__(blocks, **kwargs)
+        self.kernel_size = size
+
+    def build(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(
+                "ConvResidualStack expects inputs of shape (batch, height, width, channels), "
+                f"got {input_shape}."
+            )
+        super().build(input_shape)
+
+    def _kernel_shape(self, input_shape):
+        channels = input_shape[-1]
+        return (*self.kernel_size, channels, channels)
+
+    def _linear(self, state, kernel):
+        return ops.conv(state, kernel, strides=1, padding="same")
+
+    def get_config(self):
+        config = super().get_config()
+        config["kernel_size"] = self.kernel_size
+        return config
