@@ -1,0 +1,78 @@
+"""Ready-made networks of the papers: opening map ``Q``, a residual stack, a head.
+
+Paper 000 §2.1 eqs 2-4: ``y_0 = Q x``, ``K`` residual blocks, then a
+classifier ``P(W_K y_K + b_K)`` (softmax) or, for regression, a linear head.
+"""
+
+import keras
+
+from keras_multilevel.layers.residual import ConvResidualStack, DenseResidualStack
+
+HEADS = ("dense", "pixelwise")
+
+
+def residual_network(
+    input_shape,
+    outputs,
+    width,
+    blocks,
+    kind="dense",
+    head="dense",
+    output_activation="softmax",
+    final_time=1.0,
+    activation="relu",
+    kernel_size=3,
+    name="residual_network",
+):
+    """Builds ``Q -> ResidualStack(blocks) -> head`` as a functional model.
+
+    Args:
+        input_shape: shape of one sample, e.g. ``(2,)`` or ``(32, 32, 3)``.
+        outputs: number of classes or regression outputs (per pixel for the
+            ``"pixelwise"`` head).
+        width: the network width ``v`` (neurons, or channels for ``kind="conv"``).
+        blocks: number of residual blocks ``K``.
+        kind: ``"dense"`` (fully connected blocks) or ``"conv"`` (same-padded
+            convolutions; inputs are images, channels last).
+        head: ``"dense"`` flattens and applies ``Dense(outputs)``;
+            ``"pixelwise"`` (conv only) applies a 1x1 convolution, giving an
+            output field on the input grid.
+        output_activation: activation of the head (``"softmax"`` for the
+            classifiers of 000, ``None`` for regression).
+        final_time, activation, kernel_size: see :class:`ResidualStack`.
+        name: the model's name.
+
+    The opening map ``Q`` is learned (000 §4): a ``Dense(width)`` or a
+    same-padded ``Conv2D(width, kernel_size)`` without activation.
+    """
+    if kind not in ("dense", "conv"):
+        raise ValueError(f"`kind` must be 'dense' or 'conv', got {kind!r}.")
+    if head not in HEADS:
+        raise ValueError(f"`head` must be one of {HEADS}, got {head!r}.")
+    if head == "pixelwise" and kind != "conv":
+        raise ValueError("`head='pixelwise'` needs `kind='conv'` (an output field on the image grid).")
+    for argument, value in (("outputs", outputs), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{argument}` must be a positive integer, got {value!r}.")
+    inputs = keras.Input(tuple(input_shape), name="inputs")
+    if kind == "dense":
+        state = keras.layers.Dense(width, name="opening")(inputs)
+        state = DenseResidualStack(
+            blocks, final_time=final_time, activation=activation, name="residual_stack"
+        )(state)
+    else:
+        state = keras.layers.Conv2D(width, kernel_size, padding="same", name="opening")(inputs)
+        state = ConvResidualStack(
+            blocks,
+            kernel_size=kernel_size,
+            final_time=final_time,
+            activation=activation,
+            name="residual_stack",
+        )(state)
+    if head == "pixelwise":
+        result = keras.layers.Conv2D(outputs, 1, activation=output_activation, name="head")(state)
+    else:
+        if len(state.shape) > 2:
+            state = keras.layers.Flatten(name="flatten")(state)
+        result = keras.layers.Dense(outputs, activation=output_activation, name="head")(state)
+    return keras.Model(inputs, result, name=name)

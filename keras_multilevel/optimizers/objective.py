@@ -1,0 +1,52 @@
+"""The level-dependent objective ``H_l`` of paper 000 eq 9 and its gradient.
+
+On level ``l`` the level optimizer minimizes
+
+    H_l(theta) = L_l(theta) + beta_l ||theta||^2 + <delta g_l, theta>,
+
+the model's compiled loss on the mini-batch, Tikhonov regularization
+(000 §4, ``beta_l = beta 2^(L-l)``) and the coupling term with
+
+    delta g_l = R grad H_{l+1}(theta_{l+1}) - grad (L_l + beta_l ||.||^2)(theta_{l,0}),
+
+so that ``grad H_l(theta_{l,0}) = R grad H_{l+1}`` (first-order coherence).
+On the finest level, and with ``coupling=False`` (the MLSGD variant without
+gradient correction, 001 §3), ``delta g = 0``.
+"""
+
+import tensorflow as tf
+
+
+def level_gradient(model, data, regularization=0.0, coupling=None):
+    """Returns ``(loss, y_pred, grad H)`` on ``model`` for one mini-batch.
+
+    Args:
+        model: a compiled Keras model (one level of the hierarchy).
+        data: ``(x, y, sample_weight)``.
+        regularization: the Tikhonov weight ``beta_l`` of this level.
+        coupling: ``delta g_l`` (one tensor per trainable variable) or ``None``.
+
+    ``loss`` is what Keras reports (the compiled loss plus ``model.losses``),
+    without the Tikhonov and coupling terms, which only shift the gradient.
+    """
+    x, y, sample_weight = data
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        y_pred = model(x, training=True)
+        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
+    gradients = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    if regularization:
+        gradients = [g + (2.0 * regularization) * v for g, v in zip(gradients, variables)]
+    if coupling is not None:
+        gradients = [g + d for g, d in zip(gradients, coupling)]
+    return loss, y_pred, gradients
+
+
+def coupling_term(restricted_gradient, coarse_gradient):
+    """``delta g_l = R grad H_{l+1} - grad L_l(theta_{l,0})`` (000 eq 9)."""
+    return [r - c for r, c in zip(restricted_gradient, coarse_gradient)]
+
+
+def level_regularization(beta, level_index):
+    """Tikhonov weight on level ``i`` (0 = finest): ``beta 2^i`` (000 §4, ``2^(L-l)``)."""
+    return beta * 2.0**level_index

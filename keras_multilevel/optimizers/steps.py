@@ -1,0 +1,160 @@
+"""Level-optimizer steps per level, in the list notation of paper 000 §4.
+
+``[(1), 1, 1, 2, 2, {2}]`` lists the steps from the finest level to the
+coarsest: a plain ``n`` means ``n`` steps on the way down and ``n`` on the way
+up (``mu_1 = mu_2``); ``(n)`` means ``n`` steps down and none up
+(``mu_2 = 0``); ``{n}`` is the number of steps ``mu_0`` on the coarsest level
+and ends the list. This module also reads ``d/u`` for ``mu_1 = d`` steps down
+and ``mu_2 = u`` up, which the paper's notation cannot say.
+"""
+
+import re
+from dataclasses import dataclass
+
+_ENTRY = re.compile(r"^(\d+)$|^\((\d+)\)$|^\{(\d+)\}$|^(\d+)/(\d+)$")
+
+
+@dataclass(frozen=True)
+class CycleSteps:
+    """Steps of the level optimizer on each level of a V-cycle.
+
+    Attributes:
+        pre: ``mu_1`` for each level but the coarsest, finest first.
+        post: ``mu_2`` for each level but the coarsest, finest first.
+        coarsest: ``mu_0``, the steps on the coarsest level (at least 1).
+    """
+
+    pre: tuple
+    post: tuple
+    coarsest: int
+
+    @property
+    def levels(self):
+        return len(self.pre) + 1
+
+    @classmethod
+    def default(cls, levels):
+        """The set-up of 000 §4.1: one step on levels ``l > L/2``, two on the
+        others, and no upward step on the finest level (``[(1),1,1,2,2,{2}]``
+        for ``L = 6``, ``[{1}]`` for one level)."""
+        if levels == 1:
+            return cls((), (), 1)
+        counts = [1 if (levels - index) > levels / 2 else 2 for index in range(levels)]
+        pre = tuple(counts[:-1])
+        post = (0, *counts[1:-1])
+        return cls(pre, post, counts[-1])
+
+    @classmethod
+    def parse(cls, spec, levels):
+        """Reads ``spec`` for a hierarchy of ``levels`` levels.
+
+        Args:
+            spec: ``None`` (the paper's default), a string in the paper's
+                notation such as ``"[(1),1,2,{2}]"``, or a sequence with one
+                entry per level: an int ``n`` (``mu_1 = mu_2 = n``) or a pair
+                ``(mu_1, mu_2)`` for each level but the last, and an int
+                ``mu_0`` for the coarsest.
+            levels: the number of levels the list must describe.
+        """
+        if spec is None:
+            return cls.default(levels)
+        if isinstance(spec, CycleSteps):
+            entries = [*zip(spec.pre, spec.post), spec.coarsest]
+        elif isinstance(spec, str):
+            entries = cls._parse_string(spec)
+        else:
+            try:
+                entries = list(spec)
+            except TypeError:
+                raise ValueError(
+                    f"`steps` must be None, a string like '[(1),1,2,{{2}}]' or a list, got {spec!r}."
+                ) from None
+        if len(entries) != levels:
+            raise ValueError(
+                f"`steps` {spec!r} describes {len(entries)} levels but the optimizer has "
+                f"levels={levels}: give one entry per level, finest first, the coarsest last."
+            )
+        pre, post = [], []
+        for entry in entries[:-1]:
+            down, up = (entry, entry) if _is_count(entry) else _pair(entry, spec)
+            pre.append(_count(down, spec, minimum=0))
+            post.append(_count(up, spec, minimum=0))
+        coarsest = entries[-1]
+        if not _is_count(coarsest):
+            raise ValueError(
+                f"The last entry of `steps` {spec!r} is the number of steps on the coarsest "
+                f"level and must be an integer >= 1, got {coarsest!r}."
+            )
+        return cls(tuple(pre), tuple(post), _count(coarsest, spec, minimum=1))
+
+    @staticmethod
+    def _parse_string(text):
+        body = text.strip()
+        if not (body.startswith("[") and body.endswith("]")):
+            raise ValueError(f"`steps` {text!r} must be a bracketed list such as '[(1),1,2,{{2}}]'.")
+        items = [item.strip() for item in body[1:-1].split(",")]
+        entries = []
+        for position, item in enumerate(items):
+            match = _ENTRY.match(item)
+            if not match:
+                raise ValueError(
+                    f"Cannot read entry {item!r} of `steps` {text!r}: write n, (n), d/u or {{n}}."
+                )
+            plain, down_only, coarsest, down, up = match.groups()
+            is_last = position == len(items) - 1
+            if (coarsest is not None) != is_last:
+                raise ValueError(
+                    f"`steps` {text!r}: exactly the last entry is the coarsest level, "
+                    "written in curly brackets {n}."
+                )
+            if coarsest is not None:
+                entries.append(int(coarsest))
+            elif down_only is not None:
+                entries.append((int(down_only), 0))
+            elif down is not None:
+                entries.append((int(down), int(up)))
+            else:
+                entries.append((int(plain), int(plain)))
+        return entries
+
+    def __str__(self):
+        items = [f"({down})" if up == 0 else (str(down) if down == up else f"{down}/{up}")
+                 for down, up in zip(self.pre, self.post)]
+        return "[" + ",".join([*items, f"{{{self.coarsest}}}"]) + "]"
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _pair(entry, spec):
+    try:
+        down, up = entry
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Entry {entry!r} of `steps` {spec!r} must be an int or a pair (steps down, steps up)."
+        ) from None
+    return down, up
+
+
+def _count(value, spec, minimum):
+    if not _is_count(value) or value < minimum:
+        raise ValueError(f"`steps` {spec!r}: step counts must be integers >= {minimum}, got {value!r}.")
+    return value
+
+
+def work_units(steps, relative_costs):
+    """Cost of one V-cycle in fine gradient evaluations, ``U_c`` (000 eq 10).
+
+    ``U_c = mu_0 c_coarsest + sum over the other levels of (mu_1 + mu_2 + 1) c_l``,
+    where ``c_l`` is the relative cost of a gradient on level ``l`` and the
+    ``+1`` is the gradient that builds the coupling term (or, without
+    coupling, the coarse level's first gradient). The cycle in
+    :mod:`keras_multilevel.optimizers.cycle` evaluates exactly this many.
+    """
+    if len(relative_costs) != steps.levels:
+        raise ValueError(f"Need {steps.levels} relative costs, got {len(relative_costs)}.")
+    total = steps.coarsest * relative_costs[-1]
+    for down, up, cost in zip(steps.pre, steps.post, relative_costs):
+        total += (down + up + 1) * cost
+    return total
