@@ -9,10 +9,12 @@ is the explicit Euler discretization of ``dy/dt = sigma(W(t) y + b(t))`` on
 ``[0, T]``. The parameters of all blocks are stacked along a leading axis of
 length ``K`` (``kernel[k] = W_k``, ``bias[k] = b_k``), so coarsening in depth
 is an operation on that axis (see :mod:`keras_multilevel.hierarchy`) and the
-forward pass is one loop in the graph (``keras.ops.scan``), not ``K`` layers.
+forward pass is one loop in the graph (``tf.scan``, a ``while`` loop with a
+static trip count, which XLA compiles), not ``K`` layers.
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 
@@ -105,14 +107,14 @@ class ResidualStack(keras.layers.Layer):
         )
 
     def call(self, inputs):
-        step_size = ops.cast(self.step_size, inputs.dtype)
+        step_size = ops.convert_to_tensor(self.step_size, dtype=inputs.dtype)
 
         def euler_step(state, block):
             kernel, bias = block
-            return state + step_size * self.activation(self._linear(state, kernel) + bias), None
+            return state + step_size * self.activation(self._linear(state, kernel) + bias)
 
-        state, _ = ops.scan(euler_step, inputs, (self.kernel, self.bias))
-        return state
+        states = tf.scan(euler_step, (self.kernel.value, self.bias.value), initializer=inputs)
+        return states[-1]
 
     def compute_output_shape(self, input_shape):
         return input_shape
