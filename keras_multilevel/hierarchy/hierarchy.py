@@ -77,7 +77,7 @@ class Hierarchy:
 
         Args:
             model: a built Sequential or functional Keras model with at least
-                one coarsenable layer.
+                one coarsenable layer (any built model when ``levels == 1``).
             levels: number of levels ``L >= 1`` (1 = the model alone).
             coarsening: ``"depth"`` (000 §2.2.1).
             interpolation: ``"constant"`` (000) or ``"linear"`` (001 §4.2).
@@ -86,7 +86,8 @@ class Hierarchy:
         """
         levels = check_levels(levels)
         strategy = get_coarsening(coarsening, interpolation)
-        strategy.check(model, levels)
+        if levels > 1:
+            strategy.check(model, levels)
         if not model.built or not model.trainable_variables:
             raise ValueError(
                 f"Model {model.name!r} must be built before it is coarsened: give it a "

@@ -8,6 +8,7 @@ optimizer takes over ``train_step``.
 """
 
 import threading
+import weakref
 
 import keras
 import tensorflow as tf
@@ -103,7 +104,9 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             shape=(), initializer="zeros", dtype="float64", name="work_units"
         )
         self.hierarchy = None
-        self._model = None
+        # A weak reference: the model owns its optimizer, not the reverse (and
+        # Keras' saving walks an optimizer's attributes).
+        self._model_ref = lambda: None
         self._smoothers = []
 
     # -- the model this optimizer drives -----------------------------------
@@ -115,21 +118,22 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         it is built, builds the hierarchy right away, so that
         ``model.optimizer.hierarchy`` can be inspected after ``compile``.
         """
-        if self._model is model or getattr(_building, "active", False):
+        attached = self._model_ref()
+        if attached is model or getattr(_building, "active", False):
             return
-        if self._model is not None:
+        if attached is not None:
             raise ValueError(
-                f"This MultilevelOptimizer already drives model {self._model.name!r}; "
+                f"This MultilevelOptimizer already drives model {attached.name!r}; "
                 f"create a new one for model {model.name!r}."
             )
         if self.levels > 1:
             self.coarsening.check(model, self.levels)
-        self._model = model
+        self._model_ref = weakref.ref(model)
         if model.built:
             self._build_hierarchy()
 
     def _build_hierarchy(self):
-        model = self._model
+        model = self._model_ref()
         _building.active = True
         try:
             self.hierarchy = Hierarchy.from_model(model, self.levels, coarsening=self.coarsening)
@@ -148,7 +152,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
 
     def train_step(self, model, data):
         """One V-cycle on one batch: what ``model.train_step(data)`` runs."""
-        if self._model is not model or self.hierarchy is None:
+        if self._model_ref() is not model or self.hierarchy is None:
             with tf.init_scope():
                 self.attach(model)
                 if self.hierarchy is None:
@@ -175,7 +179,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         raise RuntimeError(
             "MultilevelOptimizer runs whole V-cycles and cannot apply a single gradient. "
             "It drives models through Keras' standard train_step; a model whose class "
-            f"overrides train_step ({type(self._model).__name__ if self._model else 'unknown'}) "
+            f"overrides train_step ({type(self._model_ref()).__name__}) "
             "cannot be trained by it. Remove the custom train_step, or call "
             "`model.optimizer.train_step(model, data)` from it."
         )
@@ -210,5 +214,6 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        config["smoother"] = keras.optimizers.deserialize(config["smoother"], custom_objects=custom_objects)
+        # A copy: Keras' deserialize edits the dict it is given.
+        config["smoother"] = keras.optimizers.deserialize(dict(config["smoother"]), custom_objects=custom_objects)
         return cls(**config)

@@ -1,0 +1,293 @@
+"""MultilevelOptimizer: the mathematics of the V-cycle and its Keras behaviour."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_multilevel as kml
+from keras_multilevel.optimizers import coupling_term, cycle, level_gradient
+from keras_multilevel.optimizers.objective import level_regularization
+
+
+def network(blocks=8, seed=0):
+    keras.utils.set_random_seed(seed)
+    return kml.models.residual_network((2,), outputs=2, width=3, blocks=blocks)
+
+
+def circles(samples=64, dtype="float32"):
+    x, y = kml.datasets.concentric_circles(samples, seed=3)
+    return x.astype(dtype), y.astype(dtype)
+
+
+def compiled(levels, blocks=8, seed=0, **kwargs):
+    model = network(blocks, seed)
+    optimizer_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ("steps", "coupling", "regularization", "interpolation", "smoother")}
+    optimizer_kwargs.setdefault("smoother", keras.optimizers.SGD(0.1))
+    model.compile(
+        optimizer=kml.MultilevelOptimizer(levels=levels, **optimizer_kwargs),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+        **kwargs,
+    )
+    return model
+
+
+def weights(model):
+    return [v.numpy() for v in model.trainable_variables]
+
+
+# -- mathematics ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("levels", [2, 3])
+@pytest.mark.parametrize("interpolation", ["constant", "linear"])
+def test_first_order_coherence(float64, levels, interpolation):
+    """grad H_c(Pi theta) = R grad H(theta) on every coarse level (000 eq 9)."""
+    beta = 1e-3
+    model = compiled(levels, regularization=beta, interpolation=interpolation)
+    hierarchy = model.optimizer.hierarchy
+    x, y = circles(dtype="float64")
+    data = (x, y, None)
+    shift = None
+    _, _, gradient = level_gradient(hierarchy[0].model, data, beta)
+    for index in range(levels - 1):
+        fine, coarse = hierarchy[index], hierarchy[index + 1]
+        for variable, value in zip(coarse.variables, fine.transfer.restrict(fine.variables)):
+            variable.assign(value)
+        coarse_beta = level_regularization(beta, index + 1)
+        _, _, coarse_loss_gradient = level_gradient(coarse.model, data, coarse_beta)
+        restricted = fine.transfer.restrict_gradient(gradient)
+        shift = coupling_term(restricted, coarse_loss_gradient)
+        _, _, coarse_gradient = level_gradient(coarse.model, data, coarse_beta, shift)
+        for got, expected in zip(coarse_gradient, restricted):
+            np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-12, atol=1e-14)
+        # Without the coupling term the coarse gradient is a different vector.
+        assert not all(np.allclose(a, b) for a, b in zip(coarse_loss_gradient, restricted))
+        gradient = coarse_gradient
+
+
+@pytest.mark.parametrize("interpolation", ["constant", "linear"])
+def test_gradient_restriction_is_the_chain_rule_of_prolongation(float64, interpolation):
+    """R grad L(P theta_c) = d/d theta_c L(P theta_c): R = P^T is exact, not a heuristic."""
+    model = compiled(2, interpolation=interpolation)
+    fine, coarse = model.optimizer.hierarchy
+    x, y = circles(dtype="float64")
+    coarse_values = [tf.constant(v.numpy()) for v in coarse.variables]
+    with tf.GradientTape() as tape:
+        tape.watch(coarse_values)
+        fine_values = fine.transfer.prolong(coarse_values)
+        y_pred, _ = fine.model.stateless_call(fine_values, fine.model.non_trainable_variables, x)
+        loss = keras.ops.mean(keras.losses.categorical_crossentropy(y, y_pred))
+    direct = tape.gradient(loss, coarse_values)
+    for variable, value in zip(fine.variables, fine_values):
+        variable.assign(value)
+    _, _, fine_gradient = level_gradient(fine.model, (x, y, None))
+    for got, expected in zip(fine.transfer.restrict_gradient(fine_gradient), direct):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_prolongated_coarse_correction_is_a_descent_direction(float64):
+    """With no fine smoothing, a V-cycle moves the fine weights by P e_c only."""
+    model = compiled(2, blocks=16, steps="[(0),{5}]", smoother=keras.optimizers.SGD(0.05))
+    x, y = circles(dtype="float64")
+    fine = model.optimizer.hierarchy[0]
+    loss_before, _, gradient = level_gradient(fine.model, (x, y, None))
+    before = weights(model)
+    model.train_on_batch(x, y)
+    correction = [after - b for after, b in zip(weights(model), before)]
+    slope = sum(np.sum(g.numpy() * e) for g, e in zip(gradient, correction))
+    assert slope < 0
+    loss_after, _, _ = level_gradient(fine.model, (x, y, None))
+    assert float(loss_after) < float(loss_before)
+
+
+@pytest.mark.parametrize("levels, steps", [(1, None), (2, "[(1),{2}]"), (3, "[2,(0),{3}]"), (4, "[(1),1/2,2,{2}]")])
+def test_gradient_evaluations_match_the_cost_model(monkeypatch, levels, steps):
+    """The cycle evaluates exactly the gradients that 000 eq 10 counts."""
+    model = compiled(levels, blocks=16, steps=steps, run_eagerly=True)
+    cost = {id(level.model): level.relative_cost for level in model.optimizer.hierarchy}
+    spent = []
+    original = cycle.level_gradient
+
+    def counting(level_model, *args, **kwargs):
+        spent.append(cost[id(level_model)])
+        return original(level_model, *args, **kwargs)
+
+    monkeypatch.setattr(cycle, "level_gradient", counting)
+    x, y = circles()
+    model.train_on_batch(x, y)
+    assert sum(spent) == pytest.approx(model.optimizer.cycle_work_units)
+
+
+def test_one_level_is_plain_keras_training():
+    """levels=1 (no coarsenable layer needed) reproduces the smoother exactly."""
+    x, y = circles()
+    plain = keras.Sequential([keras.Input((2,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(2, activation="softmax")])
+    twin = keras.models.clone_model(plain)
+    twin.set_weights(plain.get_weights())
+    plain.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="categorical_crossentropy")
+    twin.compile(optimizer=kml.MultilevelOptimizer(levels=1, smoother=keras.optimizers.SGD(0.1, momentum=0.9)), loss="categorical_crossentropy")
+    plain.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    history = twin.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(weights(plain), weights(twin)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert history.history["work_units"] == [4.0, 8.0]
+
+
+# -- Keras behaviour ----------------------------------------------------------------
+
+
+def test_fit_lowers_the_loss_and_records_work_units():
+    model = compiled(3, blocks=16)
+    x, y = circles(256)
+    history = model.fit(x, y, batch_size=64, epochs=3, validation_data=circles(64), verbose=0)
+    logs = history.history
+    assert set(logs) >= {"loss", "accuracy", "val_loss", "val_accuracy", "work_units"}
+    assert logs["loss"][-1] < logs["loss"][0]
+    cycle_cost = model.optimizer.cycle_work_units
+    np.testing.assert_allclose(logs["work_units"], [4 * cycle_cost, 8 * cycle_cost, 12 * cycle_cost])
+    assert int(model.optimizer.iterations.numpy()) == 12
+
+
+def test_eager_and_compiled_cycles_agree(float64):
+    x, y = circles(dtype="float64")
+    results = []
+    for run_eagerly in (True, False):
+        model = compiled(3, blocks=8, seed=5, run_eagerly=run_eagerly, steps="[2,1,{2}]", regularization=1e-3)
+        model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+        results.append(weights(model))
+    for eager, graph in zip(*results):
+        np.testing.assert_allclose(eager, graph, rtol=1e-10, atol=1e-12)
+
+
+def test_xla_compiled_cycle_agrees_with_the_graph(float64):
+    x, y = circles(dtype="float64")
+    results = []
+    for jit_compile in (False, True):
+        model = compiled(2, blocks=4, seed=6, jit_compile=jit_compile)
+        model.fit(x, y, batch_size=64, epochs=2, verbose=0)
+        results.append(weights(model))
+    for graph, xla in zip(*results):
+        np.testing.assert_allclose(graph, xla, rtol=1e-8, atol=1e-10)
+
+
+def test_no_retracing_from_batch_to_batch(monkeypatch):
+    model = compiled(2, blocks=8)
+    traces = []
+    original = model.optimizer.train_step
+
+    def counting(*args):
+        traces.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(model.optimizer, "train_step", counting)
+    x, y = circles(256)
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+    first = len(traces)  # tf.function may trace twice on its first call
+    model.fit(x, y, batch_size=64, epochs=3, verbose=0)
+    assert len(traces) == first
+    assert int(model.optimizer.iterations.numpy()) == 16
+
+
+def test_coupling_can_be_switched_off():
+    x, y = circles(128)
+    with_coupling, without = compiled(2, seed=7), compiled(2, seed=7, coupling=False)
+    for model in (with_coupling, without):
+        model.fit(x, y, batch_size=128, epochs=3, verbose=0)
+    assert not all(np.allclose(a, b) for a, b in zip(weights(with_coupling), weights(without)))
+    assert without.optimizer.get_config()["coupling"] is False
+
+
+def test_hierarchy_is_reachable_after_compile():
+    model = compiled(3, blocks=16)
+    hierarchy = model.optimizer.hierarchy
+    assert len(hierarchy) == 3 and hierarchy[0].model is model
+    x, y = circles()
+    loss, accuracy = hierarchy[2].model.evaluate(x, y, verbose=0)
+    assert np.isfinite(loss) and 0 <= accuracy <= 1
+
+
+def test_learning_rate_is_every_levels():
+    model = compiled(3)
+    model.optimizer.learning_rate = 0.02
+    for smoother in model.optimizer._smoothers:
+        assert float(smoother.learning_rate.numpy()) == pytest.approx(0.02)
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.02)
+
+
+def test_config_and_keras_file_round_trip(tmp_path):
+    model = compiled(3, blocks=8, steps="[(1),2,{3}]", coupling=False, regularization=1e-4, interpolation="linear")
+    x, y = circles()
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    config = model.optimizer.get_config()
+    assert kml.MultilevelOptimizer.from_config(config).get_config() == config
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded.optimizer, kml.MultilevelOptimizer)
+    assert loaded.optimizer.get_config() == config
+    assert float(loaded.optimizer.work_units.numpy()) == float(model.optimizer.work_units.numpy())
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    assert len(loaded.optimizer.hierarchy) == 3
+    loaded.fit(x, y, batch_size=32, epochs=1, verbose=0)
+
+
+# -- bad input ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"levels": 0}, "`levels` must be an integer >= 1"),
+        ({"levels": 3, "steps": "[(1),{2}]"}, "describes 2 levels but the optimizer has levels=3"),
+        ({"coupling": "yes"}, "`coupling` must be True or False"),
+        ({"regularization": -1.0}, "`regularization` must be a number >= 0"),
+        ({"coarsening": "width"}, "Unknown coarsening 'width'"),
+        ({"interpolation": "cubic"}, "Unknown interpolation 'cubic'"),
+    ],
+)
+def test_bad_optimizer_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        kml.MultilevelOptimizer(**kwargs)
+
+
+def test_nested_multilevel_smoother_is_rejected():
+    with pytest.raises(ValueError, match="single-level Keras optimizer"):
+        kml.MultilevelOptimizer(levels=2, smoother=kml.MultilevelOptimizer(levels=2))
+
+
+def test_a_model_that_cannot_be_coarsened_fails_at_compile():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="no coarsenable layer"):
+        model.compile(optimizer=kml.MultilevelOptimizer(levels=2), loss="mse")
+
+
+def test_too_many_levels_fail_at_compile():
+    with pytest.raises(ValueError, match="use levels <= 4"):
+        compiled(5, blocks=8)
+
+
+def test_one_optimizer_drives_one_model():
+    optimizer = kml.MultilevelOptimizer(levels=2)
+    network(8).compile(optimizer=optimizer, loss="mse")
+    with pytest.raises(ValueError, match="already drives model"):
+        network(8).compile(optimizer=optimizer, loss="mse")
+
+
+def test_a_custom_train_step_is_refused_not_silently_single_level():
+    class CustomStep(keras.Model):
+        def train_step(self, data):
+            x, y = data
+            with tf.GradientTape() as tape:
+                loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True))
+            grads = tape.gradient(loss, self.trainable_variables)
+            self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+            return {"loss": loss}
+
+    inputs = keras.Input((2,))
+    outputs = keras.layers.Dense(2)(kml.DenseResidualStack(4)(keras.layers.Dense(3)(inputs)))
+    model = CustomStep(inputs, outputs)
+    model.compile(optimizer=kml.MultilevelOptimizer(levels=2), loss="mse")
+    with pytest.raises(RuntimeError, match="overrides train_step"):
+        model.fit(*circles(), verbose=0)
