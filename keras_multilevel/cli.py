@@ -1,11 +1,92 @@
 """The ``keras-multilevel`` command line: long jobs behind one entry point.
 
-Sub-commands are registered by the module that owns them; each registrar
-adds its parser and sets ``func`` to the function that runs it.
+``demo`` and ``bench circles`` compare single-level and multilevel training
+(:mod:`keras_multilevel.comparison`); ``datasets`` is registered by the
+dataset package. Every sub-command sets ``func``, which returns an exit code.
 """
 
 import argparse
+import pathlib
 import sys
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _levels(text):
+    try:
+        levels = [int(item) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a comma-separated list of integers, got {text!r}") from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError(f"levels must be >= 1, got {text!r}")
+    return levels
+
+
+def _compare(args, title):
+    """Trains each number of levels in turn, then writes a table and a plot."""
+    from tqdm import tqdm
+
+    from keras_multilevel import comparison
+
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = comparison.circles_data(seed=args.seed)
+    runs = []
+    for levels in args.levels:
+        with tqdm(total=args.budget, desc=f"L = {levels}", unit="WU", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} WU [{elapsed}]") as bar:
+
+            def progress(run):
+                bar.update(run.work_units[-1] - bar.n)
+                bar.set_postfix(loss=f"{run.loss[-1]:.4f}", val_acc=f"{run.val_accuracy[-1]:.3f}")
+
+            runs.append(
+                comparison.train_circles(
+                    levels,
+                    data,
+                    blocks=args.blocks,
+                    learning_rate=args.learning_rate,
+                    regularization=args.regularization,
+                    target_accuracy=args.target,
+                    budget=args.budget,
+                    seed=args.seed,
+                    progress=progress,
+                )
+            )
+    fine = next((run.seconds_per_cycle for run in runs if run.levels == 1), None)
+    text = (
+        f"# {title}\n\n{args.blocks} residual blocks of width 3, T = 1, full-batch gradient descent "
+        f"(learning rate {args.learning_rate}), Tikhonov beta = {args.regularization}, "
+        f"stop at validation accuracy {args.target} or {args.budget:g} work units.\n\n"
+        + comparison.table(runs, args.target, fine)
+    )
+    (out / "table.md").write_text(text)
+    comparison.plot(runs, out / "convergence.png", title)
+    print(text)
+    print(f"wrote {out / 'table.md'} and {out / 'convergence.png'}")
+    return 0
+
+
+def _add_comparison_arguments(parser, blocks, levels, budget, out):
+    parser.add_argument("--blocks", type=_positive_int, default=blocks, help="residual blocks of the finest network")
+    parser.add_argument("--levels", type=_levels, default=levels, help="comma-separated numbers of levels to compare")
+    parser.add_argument("--budget", type=_positive_float, default=budget, help="work units per configuration")
+    parser.add_argument("--target", type=_positive_float, default=1.0, help="validation accuracy that stops a run")
+    parser.add_argument("--learning-rate", type=_positive_float, default=0.1)
+    parser.add_argument("--regularization", type=float, default=1e-4, help="Tikhonov beta")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=out, help="folder for table.md and convergence.png")
 
 
 def build_parser():
@@ -14,10 +95,19 @@ def build_parser():
         description="Multilevel training for Keras: demo, benchmarks, PDE datasets.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from keras_multilevel import demo
+
+    demo = commands.add_parser("demo", help="single-level vs multilevel training on co-centric circles (about a minute)")
+    _add_comparison_arguments(demo, blocks=2048, levels=[1, 8], budget=60.0, out="out/demo")
+    demo.set_defaults(func=lambda args: _compare(args, "Co-centric circles: single-level vs multilevel (demo)"))
+
+    bench = commands.add_parser("bench", help="reproducible benchmarks")
+    suites = bench.add_subparsers(dest="suite", required=True, metavar="SUITE")
+    circles = suites.add_parser("circles", help="paper 000 Table 1 (co-centric circles)")
+    _add_comparison_arguments(circles, blocks=2048, levels=[1, 2, 4, 6, 8], budget=300.0, out="benchmarks/results/circles")
+    circles.set_defaults(func=lambda args: _compare(args, "Paper 000 Table 1, co-centric circles"))
+
     from keras_multilevel_datasets import cli as datasets_cli
 
-    demo.register_cli(commands)
     datasets_cli.register(commands)
     return parser
 

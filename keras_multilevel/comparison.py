@@ -1,0 +1,153 @@
+"""Single-level against multilevel training on co-centric circles (paper 000 §4, Table 1).
+
+One function trains one configuration; the demo and the Table 1 benchmark
+both call it. Each configuration starts from the same initial weights and runs
+full-batch V-cycles (000 Algorithm 3 with one batch) until the validation
+accuracy reaches the target or the work-unit budget is spent. Wall time counts
+the training steps only (validation is evaluated between cycles, untimed).
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from keras_multilevel.datasets import concentric_circles
+from keras_multilevel.models import residual_network
+from keras_multilevel.optimizers import MultilevelOptimizer
+
+
+@dataclass
+class Run:
+    """The record of one training run, one entry per V-cycle."""
+
+    levels: int
+    steps: str
+    cycle_work_units: float
+    work_units: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+    loss: list = field(default_factory=list)
+    val_accuracy: list = field(default_factory=list)
+
+    @property
+    def cycles(self):
+        return len(self.work_units)
+
+    def first_reaching(self, accuracy):
+        """Index of the first cycle whose validation accuracy reaches ``accuracy``, or None."""
+        hits = np.flatnonzero(np.asarray(self.val_accuracy) >= accuracy - 1e-9)
+        return int(hits[0]) if hits.size else None
+
+    @property
+    def seconds_per_cycle(self):
+        """Median wall time of one V-cycle, after the first (which traces the graph)."""
+        return float(np.median(np.diff(self.seconds))) if self.cycles > 2 else float("nan")
+
+
+def circles_data(train=2000, validation=1000, seed=0):
+    """The 2,000 / 1,000 split of 000 §4, drawn with two independent seeds."""
+    return concentric_circles(train, seed=seed), concentric_circles(validation, seed=seed + 1)
+
+
+def train_circles(
+    levels,
+    data,
+    blocks=2048,
+    width=3,
+    steps=None,
+    learning_rate=0.1,
+    regularization=1e-4,
+    target_accuracy=1.0,
+    budget=100.0,
+    seed=0,
+    jit_compile=False,
+    progress=None,
+):
+    """Trains the 000 §4 circles ResNet with ``levels`` levels by full-batch V-cycles.
+
+    Args:
+        levels: number of levels (1 = plain gradient descent).
+        data: ``((x, y), (x_val, y_val))`` as from :func:`circles_data`.
+        blocks, width: the network (000: 2,048 blocks of width 3, ``T = 1``).
+        steps: level-optimizer steps (``None``: the set-up of 000 §4.1).
+        learning_rate: gradient-descent step on every level (000: 0.1).
+        regularization: Tikhonov ``beta`` (000: ``1e-4``).
+        target_accuracy: stop when the validation accuracy reaches it.
+        budget: stop after this many work units at the latest.
+        seed: seed of the initial weights (the same for every configuration).
+        progress: optional callable ``progress(run)`` called after each cycle.
+    """
+    (x, y), (x_val, y_val) = data
+    keras.utils.set_random_seed(seed)
+    model = residual_network(x.shape[1:], outputs=y.shape[1], width=width, blocks=blocks)
+    optimizer = MultilevelOptimizer(
+        levels=levels,
+        smoother=keras.optimizers.SGD(learning_rate),
+        steps=steps,
+        regularization=regularization,
+    )
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=jit_compile)
+    run = Run(levels, str(optimizer.steps), optimizer.cycle_work_units)
+    elapsed = 0.0
+    while True:
+        start = time.perf_counter()
+        logs = model.train_on_batch(x, y, return_dict=True)
+        elapsed += time.perf_counter() - start
+        _, accuracy = model.evaluate(x_val, y_val, batch_size=len(x_val), verbose=0)
+        run.work_units.append(float(logs["work_units"]))
+        run.seconds.append(elapsed)
+        run.loss.append(float(logs["loss"]))
+        run.val_accuracy.append(float(accuracy))
+        if progress is not None:
+            progress(run)
+        if accuracy >= target_accuracy - 1e-9 or run.work_units[-1] >= budget:
+            return run
+
+
+def table(runs, target_accuracy, fine_step_seconds=None):
+    """A Markdown table in the shape of 000 Table 1, with wall time beside work units."""
+    header = (
+        "| L | optimizer set-up | V-cycles | U_c | U | wall time (s) | best val. acc. | final loss "
+        "| s / V-cycle | s / V-cycle ÷ (U_c · s / fine step) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for run in runs:
+        hit = run.first_reaching(target_accuracy)
+        if hit is None:
+            cycles, units, seconds = f"> {run.cycles}", f"> {run.work_units[-1]:.0f}", f"> {run.seconds[-1]:.1f}"
+        else:
+            cycles, units, seconds = str(hit + 1), f"{run.work_units[hit]:.0f}", f"{run.seconds[hit]:.1f}"
+        ratio = (
+            f"{run.seconds_per_cycle / (run.cycle_work_units * fine_step_seconds):.2f}"
+            if fine_step_seconds
+            else "-"
+        )
+        rows.append(
+            f"| {run.levels} | `{run.steps}` | {cycles} | {run.cycle_work_units:.2f} | {units} | {seconds} "
+            f"| {max(run.val_accuracy):.3f} | {run.loss[-1]:.4f} | {run.seconds_per_cycle:.3f} | {ratio} |"
+        )
+    return header + "\n".join(rows) + "\n"
+
+
+def plot(runs, path, title):
+    """Saves loss (solid) and validation accuracy (dashed) against work units, as 000 Figure 4."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, loss_axis = plt.subplots(figsize=(7, 4.2))
+    accuracy_axis = loss_axis.twinx()
+    for run in runs:
+        (line,) = loss_axis.plot(run.work_units, run.loss, label=f"L = {run.levels}")
+        accuracy_axis.plot(run.work_units, run.val_accuracy, "--", color=line.get_color())
+    loss_axis.set_xlabel("work units (fine gradient evaluations, 000 eq 10)")
+    loss_axis.set_ylabel("training loss (solid)")
+    accuracy_axis.set_ylabel("validation accuracy (dashed)")
+    loss_axis.legend(loc="center right")
+    loss_axis.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

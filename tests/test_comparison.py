@@ -1,0 +1,61 @@
+"""The circles comparison behind `make demo` and the Table 1 benchmark, and its CLI."""
+
+import numpy as np
+import pytest
+
+from keras_multilevel import cli, comparison
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    return comparison.circles_data(train=200, validation=100)
+
+
+def test_a_run_records_one_entry_per_cycle_and_stops_on_budget(small_data):
+    run = comparison.train_circles(3, small_data, blocks=16, budget=20.0, target_accuracy=1.0)
+    assert run.steps == "[(1),1,{2}]"
+    assert run.cycle_work_units == pytest.approx(2 + 3 / 2 + 2 / 4)
+    np.testing.assert_allclose(np.diff(run.work_units), run.cycle_work_units)
+    assert run.work_units[-1] >= 20.0 > run.work_units[-2]
+    assert len(run.loss) == len(run.val_accuracy) == len(run.seconds) == run.cycles
+    assert np.all(np.diff(run.seconds) > 0)
+
+
+def test_a_run_stops_at_the_target_accuracy(small_data):
+    run = comparison.train_circles(1, small_data, blocks=4, budget=50.0, target_accuracy=0.01)
+    assert run.cycles == 1 and run.first_reaching(0.01) == 0
+
+
+def test_table_and_plot(tmp_path, small_data):
+    runs = [comparison.train_circles(levels, small_data, blocks=8, budget=6.0) for levels in (1, 2)]
+    text = comparison.table(runs, target_accuracy=1.0, fine_step_seconds=runs[0].seconds_per_cycle)
+    lines = text.strip().splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| 1 | `[{1}]` |") and lines[3].startswith("| 2 | `[(1),{2}]` |")
+    assert "> " in lines[2]  # the target was not reached: the table says so
+    comparison.plot(runs, tmp_path / "plot.png", "test")
+    assert (tmp_path / "plot.png").stat().st_size > 1000
+
+
+def test_demo_command_writes_table_and_plot(tmp_path, capsys):
+    code = cli.main(["demo", "--blocks", "8", "--levels", "1,2", "--budget", "4", "--out", str(tmp_path)])
+    assert code == 0
+    assert "| 2 | `[(1),{2}]` |" in (tmp_path / "table.md").read_text()
+    assert (tmp_path / "convergence.png").exists()
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "--levels", "0,2"],
+        ["demo", "--levels", "one"],
+        ["demo", "--blocks", "0"],
+        ["demo", "--budget", "-1"],
+        ["bench", "nothing"],
+    ],
+)
+def test_bad_command_line_arguments(argv, capsys):
+    with pytest.raises(SystemExit) as error:
+        cli.main(argv)
+    assert error.value.code == 2
+    assert "error" in capsys.readouterr().err
