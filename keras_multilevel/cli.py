@@ -45,10 +45,10 @@ def _compare(args, title):
     data = comparison.circles_data(seed=args.seed)
     runs = []
     for levels in args.levels:
-        with tqdm(total=args.budget, desc=f"L = {levels}", unit="WU", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} WU [{elapsed}]") as bar:
+        with tqdm(total=args.budget, desc=f"L = {levels}", unit="WU") as bar:
 
             def progress(run):
-                bar.update(run.work_units[-1] - bar.n)
+                bar.update(min(run.work_units[-1], args.budget) - bar.n)
                 bar.set_postfix(loss=f"{run.loss[-1]:.4f}", val_acc=f"{run.val_accuracy[-1]:.3f}")
 
             runs.append(
@@ -64,12 +64,11 @@ def _compare(args, title):
                     progress=progress,
                 )
             )
-    fine = next((run.seconds_per_cycle for run in runs if run.levels == 1), None)
     text = (
         f"# {title}\n\n{args.blocks} residual blocks of width 3, T = 1, full-batch gradient descent "
         f"(learning rate {args.learning_rate}), Tikhonov beta = {args.regularization}, "
         f"stop at validation accuracy {args.target} or {args.budget:g} work units.\n\n"
-        + comparison.table(runs, args.target, fine)
+        + comparison.table(runs, args.target)
     )
     (out / "table.md").write_text(text)
     comparison.plot(runs, out / "convergence.png", title)
@@ -80,7 +79,9 @@ def _compare(args, title):
 
 def _add_comparison_arguments(parser, blocks, levels, budget, out):
     parser.add_argument("--blocks", type=_positive_int, default=blocks, help="residual blocks of the finest network")
-    parser.add_argument("--levels", type=_levels, default=levels, help="comma-separated numbers of levels to compare")
+    parser.add_argument(
+        "--levels", type=_levels, default=levels, help="comma-separated numbers of levels; the first is the baseline"
+    )
     parser.add_argument("--budget", type=_positive_float, default=budget, help="work units per configuration")
     parser.add_argument("--target", type=_positive_float, default=1.0, help="validation accuracy that stops a run")
     parser.add_argument("--learning-rate", type=_positive_float, default=0.1)

@@ -208,6 +208,15 @@ def test_hierarchy_is_reachable_after_compile():
     assert np.isfinite(loss) and 0 <= accuracy <= 1
 
 
+def test_an_unbuilt_sequential_model_gets_its_hierarchy_at_the_first_fit():
+    model = keras.Sequential([keras.layers.Dense(3), kml.DenseResidualStack(8), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=kml.MultilevelOptimizer(levels=3), loss="categorical_crossentropy")
+    assert model.optimizer.hierarchy is None
+    history = model.fit(*circles(), epochs=2, verbose=0)
+    assert [level.parameters for level in model.optimizer.hierarchy] == [113, 65, 41]
+    assert history.history["work_units"] == [2 * model.optimizer.cycle_work_units, 4 * model.optimizer.cycle_work_units]
+
+
 def test_learning_rate_is_every_levels():
     model = compiled(3)
     model.optimizer.learning_rate = 0.02

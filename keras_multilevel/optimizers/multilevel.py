@@ -152,12 +152,14 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
 
     def train_step(self, model, data):
         """One V-cycle on one batch: what ``model.train_step(data)`` runs."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if self._model_ref() is not model or self.hierarchy is None:
             with tf.init_scope():
+                if not model.built:  # a Sequential model without an Input
+                    model.build(tf.nest.map_structure(lambda tensor: tensor.shape, x))
                 self.attach(model)
                 if self.hierarchy is None:
                     self._build_hierarchy()
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         loss, y_pred = v_cycle(
             self.hierarchy,
             self._smoothers,
