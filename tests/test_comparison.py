@@ -19,6 +19,7 @@ def test_a_run_records_one_entry_per_cycle_and_stops_on_budget(small_data):
     assert run.work_units[-1] >= 20.0 > run.work_units[-2]
     assert len(run.loss) == len(run.val_accuracy) == len(run.seconds) == run.cycles
     assert np.all(np.diff(run.seconds) > 0)
+    assert run.seconds[0] == pytest.approx(run.seconds_per_cycle)
 
 
 def test_a_run_stops_at_the_target_accuracy(small_data):
@@ -30,10 +31,13 @@ def test_table_and_plot(tmp_path, small_data):
     runs = [comparison.train_circles(levels, small_data, blocks=8, budget=6.0) for levels in (1, 2)]
     text = comparison.table(runs, target_accuracy=1.0)
     lines = text.strip().splitlines()
-    assert len(lines) == 6 and lines[4].startswith("| 1 | `[{1}]` |") and lines[5].startswith("| 2 | `[(1),{2}]` |")
+    assert len(lines) == 8 and lines[4].startswith("| 1 | `[{1}]` |") and lines[5].startswith("| 2 | `[(1),{2}]` |")
     best = max(runs[0].val_accuracy)
-    assert f"Reference accuracy a = {best:.3f} (the target 1 was not reached" in lines[0]
-    assert lines[4].split("|")[7].strip() == "1.00"  # the baseline's speed-up over itself
+    assert f"validation accuracy a = {best:.3f} (the target 1 was not reached" in lines[0]
+    assert f"training loss l = {runs[0].loss[-1]:.4f}" in lines[0]
+    cells = [cell.strip() for cell in lines[4].split("|")]
+    assert cells[6] == cells[7] == cells[9] == cells[10] == "1.00"  # the baseline against itself
+    assert lines[7].startswith("One-time tracing")
     comparison.plot(runs, tmp_path / "plot.png", "test")
     assert (tmp_path / "plot.png").stat().st_size > 1000
 
