@@ -13,6 +13,10 @@ the gradient that builds the coupling term also serves its first step,
 because ``grad H_l(theta_{l,0}) = R grad H_{l+1}`` by construction.
 """
 
+import functools
+
+import tensorflow as tf
+
 from keras_multilevel.optimizers.objective import coupling_term, level_gradient
 
 
@@ -35,9 +39,17 @@ def v_cycle(hierarchy, smoothers, steps, data, regularization, coupling=True):
         a plain Keras train step reports them.
     """
     last = len(hierarchy) - 1
+    # Inside a graph, each level's gradient is one traced function called as
+    # often as the cycle needs it, rather than traced again at every call.
+    evaluate = [
+        functools.partial(level_gradient, level.model, regularization=beta)
+        for level, beta in zip(hierarchy, regularization)
+    ]
+    if tf.inside_function():
+        evaluate = [tf.function(function) for function in evaluate]
 
     def gradient(index, shift):
-        return level_gradient(hierarchy[index].model, data, regularization[index], shift)[2]
+        return evaluate[index](data, coupling=shift)[2]
 
     def smooth(index, count, first_gradient, shift):
         """``count`` level-optimizer steps; the first may reuse a known gradient."""
@@ -70,6 +82,6 @@ def v_cycle(hierarchy, smoothers, steps, data, regularization, coupling=True):
             variable.assign_add(value)
         smooth(index, steps.post[index], None, shift)
 
-    loss, y_pred, initial_gradient = level_gradient(hierarchy[0].model, data, regularization[0])
+    loss, y_pred, initial_gradient = evaluate[0](data)
     cycle(0, initial_gradient, None)
     return loss, y_pred
