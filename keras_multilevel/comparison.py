@@ -187,6 +187,11 @@ def plot(runs, path, title):
     for run in runs:
         (line,) = loss_axis.plot(run.work_units, run.loss, label=f"L = {run.levels}")
         accuracy_axis.plot(run.work_units, run.val_accuracy, "--", color=line.get_color())
+    # The first cycles fall from the initial loss; the comparison is below it.
+    settled = [value for run in runs for units, value in zip(run.work_units, run.loss) if units > 0.1 * run.work_units[-1]]
+    if settled:
+        low, high = min(settled), max(settled)
+        loss_axis.set_ylim(low - 0.05 * (high - low), high + 0.5 * (high - low))
     loss_axis.set_xlabel("work units (fine gradient evaluations, 000 eq 10)")
     loss_axis.set_ylabel("training loss (solid)")
     accuracy_axis.set_ylabel("validation accuracy (dashed)")

@@ -217,6 +217,14 @@ def test_an_unbuilt_sequential_model_gets_its_hierarchy_at_the_first_fit():
     assert history.history["work_units"] == [2 * model.optimizer.cycle_work_units, 4 * model.optimizer.cycle_work_units]
 
 
+def test_recompiling_recompiles_the_coarse_levels():
+    model = compiled(2)
+    model.compile(optimizer=model.optimizer, loss="mse", metrics=["mae"])
+    coarse = model.optimizer.hierarchy[1].model
+    assert coarse.loss == "mse"
+    assert coarse.get_compile_config()["metrics"] == ["mae"]
+
+
 def test_learning_rate_is_every_levels():
     model = compiled(3)
     model.optimizer.learning_rate = 0.02

@@ -119,7 +119,11 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         ``model.optimizer.hierarchy`` can be inspected after ``compile``.
         """
         attached = self._model_ref()
-        if attached is model or getattr(_building, "active", False):
+        if getattr(_building, "active", False):
+            return
+        if attached is model:
+            if self.hierarchy is not None:
+                self._compile_levels()  # a re-compile may change the loss or metrics
             return
         if attached is not None:
             raise ValueError(
@@ -133,20 +137,24 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             self._build_hierarchy()
 
     def _build_hierarchy(self):
-        model = self._model_ref()
         _building.active = True
         try:
-            self.hierarchy = Hierarchy.from_model(model, self.levels, coarsening=self.coarsening)
+            self.hierarchy = Hierarchy.from_model(self._model_ref(), self.levels, coarsening=self.coarsening)
         finally:
             _building.active = False
         self._smoothers = [_clone_optimizer(self.smoother) for _ in self.hierarchy]
+        for level, smoother in zip(self.hierarchy, self._smoothers):
+            smoother.build(level.variables)
+        self._compile_levels()
+
+    def _compile_levels(self):
+        """Compiles every coarse model with the fine model's loss and metrics and its level optimizer."""
+        model = self._model_ref()
         compile_config = model.get_compile_config()
         compile_config.pop("optimizer", None)
         compile_config = keras.saving.deserialize_keras_object(compile_config)
-        for level, smoother in zip(self.hierarchy, self._smoothers):
-            smoother.build(level.variables)
-            if level.model is not model:
-                level.model.compile(optimizer=smoother, **compile_config)
+        for level, smoother in zip(self.hierarchy[1:], self._smoothers[1:]):
+            level.model.compile(optimizer=smoother, **compile_config)
 
     # -- one training step ---------------------------------------------------
 
