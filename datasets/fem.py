@@ -1,0 +1,89 @@
+"""FEniCSx plumbing shared by the PDE problems: import order, meshes, the N×N grid.
+
+Grid convention (used by every dataset of this package): an ``N×N`` array
+``a`` holds values at the centres of the ``N×N`` squares of the uniform mesh
+of the unit square, ``a[i, j]`` at ``(x, y) = ((j + 1/2)/N, (i + 1/2)/N)``:
+row ``i`` runs along ``y`` (upwards, so plot with ``origin="lower"``),
+column ``j`` along ``x``. For the Poisson problem (paper 002 §8.1) the P1
+solution is evaluated exactly at these points (each square is split into two
+triangles by its diagonal, and the centre lies on it); for Darcy (002 §8.2) the
+mesh *is* the N×N quadrilaterals and piecewise-constant fields are their
+cell values.
+
+``dolfinx_solver`` must be imported before ``dolfinx``/``petsc4py`` (it loads
+the PETSc build of the ``dolfinx-solver-real`` wheel); this module does so, and
+the problem modules import dolfinx only through it.
+"""
+
+import dolfinx_solver  # noqa: F401  (must come before dolfinx / petsc4py)
+
+import dolfinx  # noqa: E402
+import dolfinx.fem  # noqa: E402
+import dolfinx.fem.petsc  # noqa: E402
+import dolfinx.geometry  # noqa: E402
+import dolfinx.mesh  # noqa: E402
+import numpy as np  # noqa: E402
+from mpi4py import MPI  # noqa: E402
+from petsc4py import PETSc  # noqa: E402
+
+__all__ = ["MPI", "PETSc", "dolfinx", "cell_centres", "unit_square", "p1_at_cell_centres", "cell_grid_order"]
+
+
+def cell_centres(resolution):
+    """Coordinates ``(x, y)`` of the N×N square centres, each an ``(N, N)`` array (row = y)."""
+    h = 1.0 / resolution
+    centres = (np.arange(resolution) + 0.5) * h
+    y, x = np.meshgrid(centres, centres, indexing="ij")
+    return x, y
+
+
+def unit_square(resolution, cell_type):
+    """The N×N mesh of the unit square on ``MPI.COMM_SELF`` (one sample, one process)."""
+    kind = {"triangle": dolfinx.mesh.CellType.triangle, "quadrilateral": dolfinx.mesh.CellType.quadrilateral}
+    return dolfinx.mesh.create_unit_square(MPI.COMM_SELF, resolution, resolution, kind[cell_type])
+
+
+def p1_at_cell_centres(space, resolution):
+    """Sparse evaluation of a P1 function at the N×N square centres.
+
+    Returns ``(dofs, weights)``, both ``(N*N, 3)``: the value at centre ``k``
+    (row-major over the ``(N, N)`` grid) is ``sum(u[dofs[k]] * weights[k])``,
+    with the barycentric coordinates of the centre in a triangle that
+    contains it as weights. This is exact for P1 (affine on each triangle).
+    """
+    mesh = space.mesh
+    x, y = cell_centres(resolution)
+    points = np.stack([x.ravel(), y.ravel(), np.zeros(x.size)], axis=1)
+    tree = dolfinx.geometry.bb_tree(mesh, mesh.topology.dim)
+    candidates = dolfinx.geometry.compute_collisions_points(tree, points)
+    colliding = dolfinx.geometry.compute_colliding_cells(mesh, candidates, points)
+    geometry_dofs = mesh.geometry.dofmap
+    coordinates = mesh.geometry.x[:, :2]
+    dofs = np.empty((len(points), 3), dtype=np.int32)
+    weights = np.empty((len(points), 3))
+    for k, point in enumerate(points):
+        cell = colliding.links(k)[0]
+        vertices = coordinates[geometry_dofs[cell]]
+        # barycentric coordinates: point = v0 + l1 (v1 - v0) + l2 (v2 - v0)
+        matrix = np.stack([vertices[1] - vertices[0], vertices[2] - vertices[0]], axis=1)
+        l1, l2 = np.linalg.solve(matrix, point[:2] - vertices[0])
+        weights[k] = (1.0 - l1 - l2, l1, l2)
+        # For P1 on an affine mesh the cell's dofs follow its vertices' local order.
+        dofs[k] = space.dofmap.cell_dofs(cell)
+    return dofs, weights
+
+
+def cell_grid_order(mesh, resolution):
+    """Cell indices of a quadrilateral N×N mesh in row-major grid order (row = y).
+
+    ``values[cell_grid_order(mesh, N)].reshape(N, N)`` puts the values of a
+    piecewise-constant field (one per cell) on the N×N grid.
+    """
+    tdim = mesh.topology.dim
+    cells = np.arange(mesh.topology.index_map(tdim).size_local, dtype=np.int32)
+    midpoints = dolfinx.mesh.compute_midpoints(mesh, tdim, cells)
+    column = np.floor(midpoints[:, 0] * resolution).astype(np.int64)
+    row = np.floor(midpoints[:, 1] * resolution).astype(np.int64)
+    order = np.empty(resolution * resolution, dtype=np.int32)
+    order[row * resolution + column] = cells
+    return order

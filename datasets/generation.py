@@ -1,0 +1,247 @@
+"""Sharded, resumable, parallel generation of a PDE data set (Poisson or Darcy, paper 002 §8).
+
+Examples ``0 .. samples-1`` are cut into shards of ``shard_size`` consecutive
+indices (:mod:`.shards`). Shard ``k`` is produced by participant
+``k mod P`` of ``P = (MPI ranks) × (worker processes per rank)``, each with
+its own solver (forms compiled once per process); since every example
+depends only on (seed, problem, N, index) (:mod:`.problems`), the files are
+byte-identical whatever ``P`` is. A run first checks the shards already on
+disk: complete, verified ones are kept, missing ones are generated and
+corrupt ones are reported and regenerated, so a killed run resumes where it
+stopped with nothing lost or duplicated.
+
+Workers are fresh ``python -m keras_multilevel_datasets.generation``
+processes (never forks of a process holding TensorFlow or MPI state), with
+single-threaded BLAS/OpenMP; under ``mpirun`` each rank runs its share, with
+``workers`` processes of its own, and rank 0 reports.
+
+Layout: ``<root>/raw/<problem>/n<N>-seed<seed>/examples-<start>-<stop>.shard``.
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+from . import problems, shards
+
+SHARD_SIZE = 100
+_MPI_ENVIRONMENT = ("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_", "MPI_LOCALRANKID", "MPI_LOCALNRANKS")
+
+
+@dataclasses.dataclass
+class Report:
+    """What a call to :func:`generate` did (counts over all ranks)."""
+
+    directory: pathlib.Path
+    samples: int
+    generated: int  # examples computed by this run
+    kept: int  # examples found complete on disk
+    regenerated_shards: list  # corrupt shards that were replaced
+    seconds: float
+
+    @property
+    def samples_per_second(self):
+        return self.generated / self.seconds if self.seconds > 0 else float("nan")
+
+
+def raw_directory(root, name, resolution, seed):
+    """Folder of the shards of (problem, N, seed) under ``root``."""
+    return pathlib.Path(root) / "raw" / name / f"n{resolution}-seed{seed}"
+
+
+def plan(samples, shard_size=SHARD_SIZE):
+    """The ``(start, stop)`` ranges of the shards of ``samples`` examples."""
+    return [(start, min(start + shard_size, samples)) for start in range(0, samples, shard_size)]
+
+
+def check_out(root):
+    """Creates ``root`` if needed and checks that it can be written (ValueError naming `out`)."""
+    root = pathlib.Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"`out` must be a writable directory, got {str(root)!r} ({error.strerror}).") from None
+    return root
+
+
+def validate(name, resolution, samples, seed, workers):
+    """Checks every argument of :func:`generate`; returns the problem."""
+    problem = problems.get(name)
+    problems.check_resolution(resolution)
+    problems.check_positive(samples, "samples")
+    problems.check_seed(seed)
+    problems.check_positive(workers, "workers")
+    return problem
+
+
+def _mpi_world():
+    """``(comm, rank, size)`` when launched by mpirun/mpiexec, else ``(None, 0, 1)``."""
+    if not any(key in os.environ for key in ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE")):
+        return None, 0, 1
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    return (comm, comm.rank, comm.size) if comm.size > 1 else (None, 0, 1)
+
+
+def _todo(problem, directory, resolution, ranges):
+    """The ranges among ``ranges`` whose shard is missing or corrupt (corrupt files are removed)."""
+    dtype = problem.record_dtype(resolution)
+    todo, corrupt = [], []
+    for start, stop in ranges:
+        path = directory / shards.name(start, stop)
+        if not path.exists():
+            todo.append((start, stop))
+            continue
+        try:
+            shards.read(path, dtype, start, stop)
+        except shards.CorruptShard as error:
+            print(f"warning: {error}; regenerating it", file=sys.stderr)
+            path.unlink()
+            corrupt.append(shards.name(start, stop))
+            todo.append((start, stop))
+    return todo, corrupt
+
+
+def _produce(problem, resolution, seed, directory, ranges, on_sample=None):
+    """Generates and writes the given shards in this process (one solver, compiled once)."""
+    solver = problem.make_solver(resolution) if ranges else None
+    for start, stop in ranges:
+        records = np.empty(stop - start, dtype=problem.record_dtype(resolution))
+        for index in range(start, stop):
+            records[index - start] = problems.make_example(problem, solver, seed, index)
+            if on_sample:
+                on_sample()
+        shards.write(directory / shards.name(start, stop), records)
+
+
+def _worker_environment():
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(_MPI_ENVIRONMENT)}
+    environment.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return environment
+
+
+def _produce_in_workers(problem, resolution, seed, directory, ranges, workers, on_sample):
+    """Runs :func:`_produce` in ``workers`` fresh processes, shard ``i`` of ``ranges`` on worker ``i mod W``."""
+    processes, readers = [], []
+    for worker in range(workers):
+        share = ranges[worker::workers]
+        if not share:
+            continue
+        job = {"name": problem.name, "resolution": resolution, "seed": seed, "directory": str(directory), "ranges": share}
+        errors = open(directory / f".worker-{os.getpid()}-{worker}.log", "w+")
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"{__package__}.generation"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env=_worker_environment(),
+            text=True,
+        )
+        process.stdin.write(json.dumps(job))
+        process.stdin.close()
+
+        def read(process=process):
+            for _ in process.stdout:
+                on_sample()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        processes.append((process, errors))
+        readers.append(reader)
+    failures = []
+    for (process, errors), reader in zip(processes, readers):
+        process.wait()
+        reader.join()
+        errors.seek(0)
+        log = errors.read()
+        errors.close()
+        os.unlink(errors.name)
+        if process.returncode != 0:
+            failures.append(log[-2000:])
+    if failures:
+        raise RuntimeError("a generation worker failed:\n" + "\n".join(failures))
+
+
+def generate(name, resolution, samples, seed=0, workers=1, root=".", shard_size=SHARD_SIZE, progress=True):
+    """Generates (or completes) examples ``0 .. samples-1`` of a problem; returns a :class:`Report`.
+
+    Args:
+        name: ``"poisson"`` (002 §8.1) or ``"darcy"`` (002 §8.2).
+        resolution: N >= 4, the N×N mesh and grid.
+        samples: number of examples, a positive integer.
+        seed: non-negative integer; example i depends only on (seed, name, N, i).
+        workers: worker processes on this machine (per MPI rank under mpirun).
+        root: output folder (shards go to :func:`raw_directory`).
+        progress: show a tqdm progress bar (rank 0 only).
+    """
+    problem = validate(name, resolution, samples, seed, workers)
+    root = check_out(root)
+    directory = raw_directory(root, name, resolution, seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    comm, rank, size = _mpi_world()
+    begin = time.perf_counter()
+    ranges = plan(samples, shard_size)
+    mine = ranges[rank::size]
+    todo, corrupt = _todo(problem, directory, resolution, mine)
+    count = sum(stop - start for start, stop in todo)
+
+    from tqdm import tqdm
+
+    label = f"{name} N={resolution}" + (f" rank {rank}/{size}" if size > 1 else "")
+    with tqdm(total=count, desc=label, unit="sample", disable=not progress or rank != 0 or count == 0) as bar:
+        lock = threading.Lock()
+
+        def on_sample():
+            with lock:
+                bar.update(1)
+
+        if workers == 1 or len(todo) <= 1:
+            _produce(problem, resolution, seed, directory, todo, on_sample)
+        else:
+            _produce_in_workers(problem, resolution, seed, directory, todo, workers, on_sample)
+    if comm is not None:
+        count = comm.allreduce(count)
+        corrupt = sum(comm.allgather(corrupt), [])
+        comm.Barrier()
+    seconds = time.perf_counter() - begin
+    return Report(directory, samples, count, samples - count, corrupt, seconds)
+
+
+def read_examples(name, resolution, seed, start, stop, root, shard_size=SHARD_SIZE):
+    """Yields the verified records ``start <= index < stop`` from the shards, in index order."""
+    problem = problems.get(name)
+    directory = raw_directory(root, name, resolution, seed)
+    dtype = problem.record_dtype(resolution)
+    for first, last in plan(stop, shard_size):
+        if last <= start:
+            continue
+        records = shards.read(directory / shards.name(first, last), dtype, first, last)
+        yield from records[max(start - first, 0) :]
+
+
+def _worker_main():
+    """Entry of a worker process: a JSON job on stdin, one line on stdout per example."""
+    job = json.loads(sys.stdin.read())
+    problem = problems.get(job["name"])
+
+    def on_sample():
+        sys.stdout.write("1\n")
+        sys.stdout.flush()
+
+    ranges = [tuple(r) for r in job["ranges"]]
+    _produce(problem, job["resolution"], job["seed"], pathlib.Path(job["directory"]), ranges, on_sample)
+
+
+if __name__ == "__main__":
+    _worker_main()
