@@ -26,15 +26,9 @@ import numpy as np  # noqa: E402
 from mpi4py import MPI  # noqa: E402
 from petsc4py import PETSc  # noqa: E402
 
+from .fem_grid import cell_centres  # noqa: E402
+
 __all__ = ["MPI", "PETSc", "dolfinx", "cell_centres", "unit_square", "p1_at_cell_centres", "cell_grid_order"]
-
-
-def cell_centres(resolution):
-    """Coordinates ``(x, y)`` of the N×N square centres, each an ``(N, N)`` array (row = y)."""
-    h = 1.0 / resolution
-    centres = (np.arange(resolution) + 0.5) * h
-    y, x = np.meshgrid(centres, centres, indexing="ij")
-    return x, y
 
 
 def unit_square(resolution, cell_type):

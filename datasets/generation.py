@@ -218,16 +218,16 @@ def generate(name, resolution, samples, seed=0, workers=1, root=".", shard_size=
     return Report(directory, samples, count, samples - count, corrupt, seconds)
 
 
-def read_examples(name, resolution, seed, start, stop, root, shard_size=SHARD_SIZE):
-    """Yields the verified records ``start <= index < stop`` from the shards, in index order."""
+def read_examples(name, resolution, seed, samples, start, stop, root, shard_size=SHARD_SIZE):
+    """Yields the verified records ``start <= index < stop`` of a ``samples``-example set, in index order."""
     problem = problems.get(name)
     directory = raw_directory(root, name, resolution, seed)
     dtype = problem.record_dtype(resolution)
-    for first, last in plan(stop, shard_size):
-        if last <= start:
+    for first, last in plan(samples, shard_size):
+        if last <= start or first >= stop:
             continue
         records = shards.read(directory / shards.name(first, last), dtype, first, last)
-        yield from records[max(start - first, 0) :]
+        yield from records[max(start - first, 0) : stop - first]
 
 
 def _worker_main():

@@ -20,6 +20,8 @@ element-wise operations (no BLAS), so results are bitwise reproducible.
 
 import numpy as np
 
+from .fem_grid import cell_centres
+
 VARIANCE = 1.0
 CORRELATION_LENGTH = 0.3
 
@@ -41,13 +43,7 @@ def gaussian_field(rng, resolution, variance=VARIANCE, correlation_length=CORREL
 
 def covariance(resolution, variance=VARIANCE, correlation_length=CORRELATION_LENGTH):
     """The ``(N², N²)`` covariance matrix of the flattened field (for tests)."""
-    x, y = _centres(resolution)
+    x, y = cell_centres(resolution)
     dx = np.abs(x.ravel()[:, None] - x.ravel()[None, :])
     dy = np.abs(y.ravel()[:, None] - y.ravel()[None, :])
     return variance * np.exp(-(dx + dy) / correlation_length)
-
-
-def _centres(resolution):
-    centres = (np.arange(resolution) + 0.5) / resolution
-    y, x = np.meshgrid(centres, centres, indexing="ij")
-    return x, y

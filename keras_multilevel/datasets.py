@@ -7,6 +7,9 @@ top-level ``datasets/`` folder (installed as ``keras_multilevel_datasets``);
 this module is their thin public front.
 """
 
+import contextlib
+import logging
+
 import numpy as np
 
 
@@ -32,3 +35,124 @@ def concentric_circles(samples, seed=0):
     radius = np.linalg.norm(x, axis=1)
     label = ((radius >= 2.0) & (radius < 3.0)).astype("int64")
     return x, np.eye(2, dtype="float32")[label]
+
+
+NAMES = ("poisson", "darcy")
+TARGETS = {"poisson": ("target",), "darcy": ("pressure", "outflow_flux")}
+
+
+def builder(name, resolution=32, samples=None, seed=0, data_dir=None):
+    """The TFDS builder of a PDE data set (paper 002 §8.1 Poisson, §8.2 Darcy), not yet prepared.
+
+    Raises ValueError naming the argument for an unknown ``name``, a
+    ``resolution`` that is not an integer >= 4, ``samples`` < 3 or a ``seed``
+    that is not a non-negative integer.
+    """
+    from keras_multilevel_datasets import builders
+
+    cls, cfg = builders.BUILDERS[_check_name(name)], builders.config(name, resolution, samples, seed)
+    with _quiet_absl():
+        return cls(config=cfg, data_dir=data_dir)
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    """TFDS warns through absl for every custom config and about half-written variant folders."""
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        absl.setLevel(level)
+
+
+def _check_name(name):
+    if name not in NAMES:
+        raise ValueError(f"`name` must be one of {list(NAMES)}, got {name!r}.")
+    return name
+
+
+def prepare(name, resolution=32, samples=None, seed=0, data_dir=None, workers=1, progress=True):
+    """Generates the data set with FEniCSx if it is missing (resumable); returns the prepared builder."""
+    from keras_multilevel_datasets import problems
+
+    workers = problems.check_positive(workers, "workers")
+    dataset_builder = builder(name, resolution, samples, seed, data_dir)
+    with _quiet_absl():
+        prepared = dataset_builder.is_prepared()
+    if not prepared:
+        from keras_multilevel_datasets import generation
+
+        generation.check_out(dataset_builder.data_dir_root)
+        dataset_builder.workers, dataset_builder.progress = workers, progress
+        import tensorflow_datasets as tfds
+
+        tfds.display_progress_bar(False)
+        try:
+            with _quiet_absl():
+                dataset_builder.download_and_prepare()
+        finally:
+            tfds.display_progress_bar(True)
+    return dataset_builder
+
+
+def load(
+    name,
+    resolution=32,
+    split="train",
+    data_dir=None,
+    *,
+    samples=None,
+    seed=0,
+    target=None,
+    batch_size=32,
+    shuffle=False,
+    workers=1,
+    progress=True,
+):
+    """A PDE data set of paper 002 §8 as a ``tf.data.Dataset`` of ``(inputs, target)`` for ``model.fit``.
+
+    The data are generated with FEniCSx first when they are missing from
+    ``data_dir`` (TFDS' default folder when None), with a progress bar.
+
+    Args:
+        name: ``"poisson"`` (002 §8.1) or ``"darcy"`` (002 §8.2).
+        resolution: N >= 4; inputs and targets are N×N grids of cell centres.
+        split: ``"train"``, ``"validation"`` or ``"test"`` (TFDS slicing such
+            as ``"train[:10%]"`` is accepted).
+        data_dir: where the data set lives (and is generated).
+        samples: examples in all splits (default 10,000: 8,000/1,000/1,000).
+        seed: non-negative integer; the same seed gives bitwise-identical data.
+        target: Poisson ``"target"`` (u); Darcy ``"pressure"`` (default) or
+            ``"outflow_flux"`` (Q, eq 43).
+        batch_size: batch size, or None for single examples.
+        shuffle: shuffle examples (buffer of the whole split, fixed seed).
+        workers: processes used if the data must be generated.
+        progress: show the generation progress bar.
+
+    Returns:
+        ``tf.data.Dataset`` of ``(inputs (N, N, 3), target)`` float32 pairs.
+    """
+    _check_name(name)
+    target = TARGETS[name][0] if target is None else target
+    if target not in TARGETS[name]:
+        raise ValueError(f"`target` for {name!r} must be one of {list(TARGETS[name])}, got {target!r}.")
+    if not isinstance(split, str) or split.split("[")[0] not in ("train", "validation", "test"):
+        raise ValueError(f"`split` must be one of ['train', 'validation', 'test'], got {split!r}.")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"`batch_size` must be a positive integer or None, got {batch_size!r}.")
+    import tensorflow as tf
+
+    dataset_builder = prepare(name, resolution, samples, seed, data_dir, workers, progress)
+    dataset = dataset_builder.as_dataset(split=split, shuffle_files=False)
+    dataset = dataset.map(
+        lambda example: (example["inputs"], tf.cast(example[target], tf.float32)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    if shuffle:
+        dataset = dataset.shuffle(dataset_builder.info.splits[split].num_examples, seed=seed)
+    if batch_size is not None:
+        dataset = dataset.batch(batch_size)
+    return dataset.prefetch(tf.data.AUTOTUNE)

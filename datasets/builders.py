@@ -1,0 +1,208 @@
+"""TensorFlow Datasets builders ``poisson`` (paper 002 §8.1) and ``darcy`` (002 §8.2).
+
+One builder per problem, one config per resolution: ``n16``, ``n32``,
+``n64`` ship by name; any N >= 4 (and other sizes or seeds) is a config made
+by :func:`config` (named ``n<N>`` or ``n<N>_s<samples>_seed<seed>``). Each
+config holds ``samples`` examples with seed ``seed``; examples are indexed
+``0 .. samples-1`` and the splits are contiguous index ranges: validation
+and test get ``max(1, samples // 10)`` each, train the rest (10,000 →
+8,000 / 1,000 / 1,000). Preparing a config first generates (or completes)
+the FEniCSx shards of :mod:`.generation` under ``<data_dir>/raw`` and then
+writes the TFDS records from them.
+
+Features (grids N×N, convention of :mod:`.fem`: row = y, column = x, values
+at cell centres):
+
+``poisson``
+    ``inputs`` float32 (N, N, 3): channels κ, x, y (f is the same for every
+    example and not a channel, as in the paper's 3×32×32 input);
+    ``target`` float32 (N, N): the P1 solution u at the cell centres;
+    ``parameters`` float64 (5,): the sampled (k_x, k_y, a_x, a_y, α);
+    ``index`` int64.
+``darcy``
+    ``inputs`` float32 (N, N, 3): channels log-permeability u (k = exp(u)),
+    x, y; ``pressure`` float32 (N, N): the DG0 pressure of each cell;
+    ``outflow_flux`` float64: Q of eq 43; ``index`` int64.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from . import fem_grid, generation, problems
+
+CITATION = """@article{ponce2022multilevel,
+  title   = {Multilevel-in-Layer Training for Deep Neural Network Regression},
+  author  = {Ponce, Colin and Mao, Christina and Li, Ruipeng and Vassilevski, Panayot},
+  journal = {preprint},
+  month   = nov,
+  year    = {2022},
+  note    = {Section 8.1 (Poisson) and 8.2 (Darcy)}
+}"""
+SPLITS = ("train", "validation", "test")
+NAMED_RESOLUTIONS = (16, 32, 64)
+
+
+@dataclasses.dataclass
+class PDEConfig(tfds.core.BuilderConfig):
+    """A resolution N, a number of examples and a seed."""
+
+    resolution: int = 32
+    samples: int = 10_000
+    seed: int = 0
+
+
+def split_sizes(samples):
+    """``{"train": ..., "validation": ..., "test": ...}`` for ``samples`` examples."""
+    held_out = max(1, samples // 10)
+    if samples < 3:
+        raise ValueError(f"`samples` must be an integer >= 3 (one example per split), got {samples!r}.")
+    return {"train": samples - 2 * held_out, "validation": held_out, "test": held_out}
+
+
+def split_ranges(samples):
+    """The contiguous index range ``(start, stop)`` of each split."""
+    sizes, start, ranges = split_sizes(samples), 0, {}
+    for split in SPLITS:
+        ranges[split] = (start, start + sizes[split])
+        start += sizes[split]
+    return ranges
+
+
+def config(name, resolution=32, samples=None, seed=0):
+    """The config of problem ``name`` for N, samples and seed (validated; ValueErrors name the argument)."""
+    problem = problems.get(name)
+    resolution = problems.check_resolution(resolution)
+    samples = problem.default_samples if samples is None else problems.check_positive(samples, "samples")
+    seed = problems.check_seed(seed)
+    split_sizes(samples)
+    default = samples == problem.default_samples and seed == 0
+    label = f"n{resolution}" if default else f"n{resolution}_s{samples}_seed{seed}"
+    sizes = split_sizes(samples)
+    return PDEConfig(
+        name=label,
+        description=f"N = {resolution}, {samples} examples (train/validation/test {sizes['train']}/"
+        f"{sizes['validation']}/{sizes['test']}), seed {seed}",
+        resolution=resolution,
+        samples=samples,
+        seed=seed,
+    )
+
+
+class _PDEBuilder(tfds.core.GeneratorBasedBuilder):
+    """Shared machinery; subclasses name the problem and its features."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Regenerated with DOLFINx 0.11 (paper 002 §8)."}
+    PROBLEM = None
+    # Explicit, so that TFDS need not resolve the package's resources (it cannot
+    # for the editable install of the `datasets/` folder as another package name).
+    code_path = epath.Path(__file__)
+    pkg_dir_path = epath.Path(__file__).parent
+    # Set by keras_multilevel.datasets.load / the CLI before download_and_prepare.
+    workers = 1
+    progress = True
+
+    def _features(self, resolution):
+        raise NotImplementedError
+
+    def _log_download_bytes(self):
+        # TFDS prints download sizes here; nothing is downloaded, say what is computed.
+        if self.progress:
+            cfg = self.builder_config
+            print(f"Generating {self.PROBLEM} (N = {cfg.resolution}, {cfg.samples} examples, seed {cfg.seed}) "
+                  f"with FEniCSx into {self.data_dir}")
+
+    def _example(self, record, coordinates):
+        raise NotImplementedError
+
+    def _info(self):
+        n = self.builder_config.resolution
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=problems.get(self.PROBLEM).description,
+            features=tfds.features.FeaturesDict(self._features(n)),
+            homepage="https://github.com/FEniCS/dolfinx",
+            citation=CITATION,
+            disable_shuffling=True,  # records in index order
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # everything is computed here, nothing is downloaded
+        cfg = self.builder_config
+        generation.generate(
+            self.PROBLEM,
+            cfg.resolution,
+            cfg.samples,
+            seed=cfg.seed,
+            workers=self.workers,
+            root=self.data_dir_root,
+            progress=self.progress,
+        )
+        return {split: self._generate_examples(*bounds) for split, bounds in split_ranges(cfg.samples).items()}
+
+    def _generate_examples(self, start, stop):
+        cfg = self.builder_config
+        coordinates = fem_grid.cell_centres(cfg.resolution)
+        for record in generation.read_examples(
+            self.PROBLEM, cfg.resolution, cfg.seed, cfg.samples, start, stop, self.data_dir_root
+        ):
+            yield int(record["index"]), self._example(record, coordinates)
+
+
+def _inputs(field, coordinates):
+    x, y = coordinates
+    return np.stack([field, x, y], axis=-1).astype(np.float32)
+
+
+class Poisson(_PDEBuilder):
+    """002 §8.1: -div(κ grad u) = f on the unit square, u = 0 on the boundary (P1, DOLFINx)."""
+
+    PROBLEM = "poisson"
+    BUILDER_CONFIGS = [config("poisson", n) for n in NAMED_RESOLUTIONS]
+    DEFAULT_CONFIG_NAME = "n32"
+
+    def _features(self, n):
+        return {
+            "inputs": tfds.features.Tensor(shape=(n, n, 3), dtype=np.float32, doc="channels κ, x, y at cell centres"),
+            "target": tfds.features.Tensor(shape=(n, n), dtype=np.float32, doc="P1 solution u at cell centres"),
+            "parameters": tfds.features.Tensor(shape=(5,), dtype=np.float64, doc="k_x, k_y, a_x, a_y, alpha"),
+            "index": tfds.features.Scalar(dtype=np.int64, doc="example index (its seed)"),
+        }
+
+    def _example(self, record, coordinates):
+        return {
+            "inputs": _inputs(record["kappa"], coordinates),
+            "target": record["solution"],
+            "parameters": record["parameters"],
+            "index": record["index"],
+        }
+
+
+class Darcy(_PDEBuilder):
+    """002 §8.2: mixed RT/DG0 Darcy flow with log-normal permeability; cell pressures and Q (eq 43)."""
+
+    PROBLEM = "darcy"
+    BUILDER_CONFIGS = [config("darcy", n) for n in NAMED_RESOLUTIONS]
+    DEFAULT_CONFIG_NAME = "n32"
+
+    def _features(self, n):
+        return {
+            "inputs": tfds.features.Tensor(shape=(n, n, 3), dtype=np.float32, doc="channels log k, x, y at cell centres"),
+            "pressure": tfds.features.Tensor(shape=(n, n), dtype=np.float32, doc="DG0 pressure of each cell"),
+            "outflow_flux": tfds.features.Scalar(dtype=np.float64, doc="Q, mean outflow flux (002 eq 43)"),
+            "index": tfds.features.Scalar(dtype=np.int64, doc="example index (its seed)"),
+        }
+
+    def _example(self, record, coordinates):
+        return {
+            "inputs": _inputs(record["log_permeability"], coordinates),
+            "pressure": record["pressure"],
+            "outflow_flux": record["outflow_flux"],
+            "index": record["index"],
+        }
+
+
+BUILDERS = {"poisson": Poisson, "darcy": Darcy}
