@@ -140,6 +140,7 @@ class _PDEBuilder(tfds.core.GeneratorBasedBuilder):
             workers=self.workers,
             root=self.data_dir_root,
             progress=self.progress,
+            use_mpi=False,  # the CLI has the ranks generate first; TFDS records are written by one process
         )
         return {split: self._generate_examples(*bounds) for split, bounds in split_ranges(cfg.samples).items()}
 

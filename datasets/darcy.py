@@ -62,7 +62,7 @@ class DarcySolver:
         facets = np.concatenate(facets)
         order = np.argsort(facets)
         tags = dolfinx.mesh.meshtags(mesh, tdim - 1, facets[order], values[order])
-        ds = ufl.Measure("ds", domain=mesh, subdomain_data=tags)
+        self.ds = ds = ufl.Measure("ds", domain=mesh, subdomain_data=tags)
         self.outflow_length = 1.0
 
         (q, p), (s, w) = ufl.TrialFunctions(self.space), ufl.TestFunctions(self.space)

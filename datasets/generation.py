@@ -173,7 +173,9 @@ def _produce_in_workers(problem, resolution, seed, directory, ranges, workers, o
         raise RuntimeError("a generation worker failed:\n" + "\n".join(failures))
 
 
-def generate(name, resolution, samples, seed=0, workers=1, root=".", shard_size=SHARD_SIZE, progress=True):
+def generate(
+    name, resolution, samples, seed=0, workers=1, root=".", shard_size=SHARD_SIZE, progress=True, use_mpi=True
+):
     """Generates (or completes) examples ``0 .. samples-1`` of a problem; returns a :class:`Report`.
 
     Args:
@@ -184,12 +186,14 @@ def generate(name, resolution, samples, seed=0, workers=1, root=".", shard_size=
         workers: worker processes on this machine (per MPI rank under mpirun).
         root: output folder (shards go to :func:`raw_directory`).
         progress: show a tqdm progress bar (rank 0 only).
+        use_mpi: under mpirun, share the shards among the ranks (collective:
+            every rank must call it); False generates everything here.
     """
     problem = validate(name, resolution, samples, seed, workers)
     root = check_out(root)
     directory = raw_directory(root, name, resolution, seed)
     directory.mkdir(parents=True, exist_ok=True)
-    comm, rank, size = _mpi_world()
+    comm, rank, size = _mpi_world() if use_mpi else (None, 0, 1)
     begin = time.perf_counter()
     ranges = plan(samples, shard_size)
     mine = ranges[rank::size]
