@@ -42,6 +42,8 @@ CITATION = """@article{ponce2022multilevel,
   note    = {Section 8.1 (Poisson) and 8.2 (Darcy)}
 }"""
 SPLITS = ("train", "validation", "test")
+# TFDS writes float64 tensors through float32 lists unless they are stored as bytes.
+_EXACT = tfds.features.Encoding.BYTES
 NAMED_RESOLUTIONS = (16, 32, 64)
 
 
@@ -169,7 +171,9 @@ class Poisson(_PDEBuilder):
         return {
             "inputs": tfds.features.Tensor(shape=(n, n, 3), dtype=np.float32, doc="channels κ, x, y at cell centres"),
             "target": tfds.features.Tensor(shape=(n, n), dtype=np.float32, doc="P1 solution u at cell centres"),
-            "parameters": tfds.features.Tensor(shape=(5,), dtype=np.float64, doc="k_x, k_y, a_x, a_y, alpha"),
+            "parameters": tfds.features.Tensor(
+                shape=(5,), dtype=np.float64, encoding=_EXACT, doc="k_x, k_y, a_x, a_y, alpha"
+            ),
             "index": tfds.features.Scalar(dtype=np.int64, doc="example index (its seed)"),
         }
 
@@ -193,7 +197,9 @@ class Darcy(_PDEBuilder):
         return {
             "inputs": tfds.features.Tensor(shape=(n, n, 3), dtype=np.float32, doc="channels log k, x, y at cell centres"),
             "pressure": tfds.features.Tensor(shape=(n, n), dtype=np.float32, doc="DG0 pressure of each cell"),
-            "outflow_flux": tfds.features.Scalar(dtype=np.float64, doc="Q, mean outflow flux (002 eq 43)"),
+            "outflow_flux": tfds.features.Tensor(
+                shape=(), dtype=np.float64, encoding=_EXACT, doc="Q, mean outflow flux (002 eq 43)"
+            ),
             "index": tfds.features.Scalar(dtype=np.int64, doc="example index (its seed)"),
         }
 

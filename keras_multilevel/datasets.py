@@ -51,6 +51,8 @@ def builder(name, resolution=32, samples=None, seed=0, data_dir=None):
     from keras_multilevel_datasets import builders
 
     cls, cfg = builders.BUILDERS[_check_name(name)], builders.config(name, resolution, samples, seed)
+    if cfg.name in {named.name for named in cls.BUILDER_CONFIGS}:
+        cfg = cfg.name  # TFDS wants the shipped configs by name
     with _quiet_absl():
         return cls(config=cfg, data_dir=data_dir)
 
