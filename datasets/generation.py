@@ -195,6 +195,7 @@ def generate(
     directory.mkdir(parents=True, exist_ok=True)
     comm, rank, size = _mpi_world() if use_mpi else (None, 0, 1)
     begin = time.perf_counter()
+    shards.remove_stale_temporaries(directory)
     ranges = plan(samples, shard_size)
     mine = ranges[rank::size]
     todo, corrupt = _todo(problem, directory, resolution, mine)

@@ -51,6 +51,19 @@ def write(path, records):
         os.close(directory)
 
 
+def remove_stale_temporaries(directory):
+    """Deletes the temporary files left by killed writers of this host (their process is gone)."""
+    host = socket.gethostname()
+    for temporary in pathlib.Path(directory).glob(f".*{SUFFIX}.tmp-{host}-*"):
+        pid = int(temporary.name.rsplit("-", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            temporary.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
 def read(path, dtype, start, stop):
     """The verified records of a shard; raises :class:`CorruptShard` on any mismatch."""
     data = pathlib.Path(path).read_bytes()

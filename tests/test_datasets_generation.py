@@ -69,6 +69,7 @@ def test_killed_run_resumes_without_losing_or_duplicating_examples(tmp_path):
     report = generation.generate("poisson", 16, samples, seed=3, root=tmp_path / "killed", shard_size=shard_size,
                                  progress=False)
     assert report.kept >= done_before * shard_size and report.kept + report.generated == samples
+    assert not list(directory.glob(".*.tmp-*")), "the killed writer's temporary file is cleaned up"
     reference = generation.generate("poisson", 16, samples, seed=3, root=tmp_path / "fresh", shard_size=shard_size,
                                     progress=False)
     assert _files(report.directory) == _files(reference.directory)

@@ -1,0 +1,87 @@
+"""Samples per second of the FEniCSx data generation (paper 002 §8.1 Poisson, §8.2 Darcy).
+
+For each problem, N in (32, 64) and 1 or 2 worker processes, generates a
+fresh data set (raw shards, :mod:`keras_multilevel_datasets.generation`) into
+a temporary folder and times it end to end: process start-up and form
+loading included. 1 worker runs in this process, 2 workers are fresh
+processes. The configurations are interleaved and repeated, and the best of
+the repeats is reported (the machine is shared). Writes a Markdown table.
+
+    python benchmarks/datasets_throughput.py --out benchmarks/results/datasets_throughput.md
+"""
+
+import argparse
+import os
+import pathlib
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+from keras_multilevel_datasets import generation, problems
+
+SAMPLES = {("poisson", 32): 4000, ("poisson", 64): 1200, ("darcy", 32): 2000, ("darcy", 64): 500}
+
+
+def steady_state_ms(name, resolution, count=100):
+    """Milliseconds per example in one process once the forms are compiled."""
+    problem = problems.get(name)
+    solver = problem.make_solver(resolution)
+    problems.make_example(problem, solver, 0, 0)
+    begin = time.perf_counter()
+    for index in range(count):
+        problems.make_example(problem, solver, 0, index)
+    return (time.perf_counter() - begin) / count * 1e3
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="benchmarks/results/datasets_throughput.md")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the sample counts")
+    args = parser.parse_args(argv)
+    rates = {}
+    for repeat in range(args.repeats):
+        for (name, n), samples in SAMPLES.items():
+            samples = max(20, int(samples * args.scale))
+            for workers in (1, 2):
+                root = tempfile.mkdtemp(prefix="kml-bench-")
+                try:
+                    report = generation.generate(name, n, samples, seed=repeat, workers=workers, root=root,
+                                                 progress=False)
+                finally:
+                    shutil.rmtree(root)
+                rate = report.generated / report.seconds
+                rates.setdefault((name, n, workers), []).append((rate, samples, report.seconds))
+                print(f"{name} N={n} workers={workers}: {samples} in {report.seconds:.2f} s = {rate:.1f}/s", flush=True)
+    steady = {(name, n): steady_state_ms(name, n) for name, n in SAMPLES}
+    command = "python benchmarks/datasets_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    lines = [
+        "# Data generation throughput (paper 002 §8.1 Poisson, §8.2 Darcy)",
+        "",
+        f"Command: `{command.strip()}`",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared, noisy); "
+        f"best of {args.repeats} interleaved repeats; wall time end to end (worker start-up, form loading, "
+        "solves, shard writes).",
+        "",
+        "| problem | N | samples | 1 worker: samples/s | 2 workers: samples/s | speed-up | one solve, steady state (ms) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, n in SAMPLES:
+        one = max(rates[(name, n, 1)])
+        two = max(rates[(name, n, 2)])
+        lines.append(
+            f"| {name} | {n} | {one[1]} | {one[0]:.0f} | {two[0]:.0f} | {two[0] / one[0]:.2f}x | "
+            f"{steady[(name, n)]:.2f} |"
+        )
+    table = "\n".join(lines) + "\n"
+    pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(args.out).write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
