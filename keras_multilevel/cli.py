@@ -64,8 +64,9 @@ def _compare(args, title):
                     progress=progress,
                 )
             )
+    command = " ".join(["keras-multilevel", *sys.argv[1:]])
     text = (
-        f"# {title}\n\n{args.blocks} residual blocks of width 3, T = 1, full-batch gradient descent "
+        f"# {title}\n\nCommand: `{command}`\n\n{args.blocks} residual blocks of width 3, T = 1, full-batch gradient descent "
         f"(learning rate {args.learning_rate}), Tikhonov beta = {args.regularization}, "
         f"stop at validation accuracy {args.target} or {args.budget:g} work units.\n\n"
         + comparison.table(runs, args.target)
