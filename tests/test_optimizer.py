@@ -234,7 +234,10 @@ def test_learning_rate_is_every_levels():
 
 
 def test_config_and_keras_file_round_trip(tmp_path):
-    model = compiled(3, blocks=8, steps="[(1),2,{3}]", coupling=False, regularization=1e-4, interpolation="linear")
+    model = compiled(
+        3, blocks=8, steps="[(1),2,{3}]", coupling=False, regularization=1e-4, interpolation="linear",
+        smoother=keras.optimizers.SGD(0.1, momentum=0.9),
+    )
     x, y = circles()
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     config = model.optimizer.get_config()
@@ -247,6 +250,9 @@ def test_config_and_keras_file_round_trip(tmp_path):
     assert float(loaded.optimizer.work_units.numpy()) == float(model.optimizer.work_units.numpy())
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
     assert len(loaded.optimizer.hierarchy) == 3
+    for saved, restored in zip(model.optimizer._smoothers, loaded.optimizer._smoothers):  # momentum per level
+        for a, b in zip(saved.variables, restored.variables):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
     loaded.fit(x, y, batch_size=32, epochs=1, verbose=0)
 
 
