@@ -10,9 +10,10 @@ disk: complete, verified ones are kept, missing ones are generated and
 corrupt ones are reported and regenerated, so a killed run resumes where it
 stopped with nothing lost or duplicated.
 
-Workers are fresh ``python -m keras_multilevel_datasets.generation``
-processes (never forks of a process holding TensorFlow or MPI state), with
-single-threaded BLAS/OpenMP; under ``mpirun`` each rank runs its share, with
+Worker 0 is the calling process; the others are fresh ``python -m
+keras_multilevel_datasets.generation`` processes (never forks of a process
+holding TensorFlow or MPI state) with single-threaded BLAS/OpenMP and the MPI
+launcher's variables removed; under ``mpirun`` each rank runs its share with
 ``workers`` processes of its own, and rank 0 reports.
 
 Layout: ``<root>/raw/<problem>/n<N>-seed<seed>/examples-<start>-<stop>.shard``.
@@ -132,9 +133,13 @@ def _worker_environment():
 
 
 def _produce_in_workers(problem, resolution, seed, directory, ranges, workers, on_sample):
-    """Runs :func:`_produce` in ``workers`` fresh processes, shard ``i`` of ``ranges`` on worker ``i mod W``."""
+    """Runs :func:`_produce` on ``workers`` processes, shard ``i`` of ``ranges`` on worker ``i mod W``.
+
+    Worker 0 is this process (its solver set-up overlaps the others' start-up);
+    workers 1 .. W-1 are fresh processes.
+    """
     processes, readers = [], []
-    for worker in range(workers):
+    for worker in range(1, workers):
         share = ranges[worker::workers]
         if not share:
             continue
@@ -159,6 +164,20 @@ def _produce_in_workers(problem, resolution, seed, directory, ranges, workers, o
         reader.start()
         processes.append((process, errors))
         readers.append(reader)
+    try:
+        _produce(problem, resolution, seed, directory, ranges[0::workers], on_sample)
+    except BaseException:
+        for process, _ in processes:
+            process.kill()
+        raise
+    finally:
+        failures = _collect(processes, readers)
+    if failures:
+        raise RuntimeError("a generation worker failed:\n" + "\n".join(failures))
+
+
+def _collect(processes, readers):
+    """Waits for the worker processes; returns the error logs of those that failed."""
     failures = []
     for (process, errors), reader in zip(processes, readers):
         process.wait()
@@ -169,8 +188,7 @@ def _produce_in_workers(problem, resolution, seed, directory, ranges, workers, o
         os.unlink(errors.name)
         if process.returncode != 0:
             failures.append(log[-2000:])
-    if failures:
-        raise RuntimeError("a generation worker failed:\n" + "\n".join(failures))
+    return failures
 
 
 def generate(
