@@ -157,8 +157,8 @@ def _produce_in_workers(problem, resolution, seed, directory, ranges, workers, o
         process.stdin.close()
 
         def read(process=process):
-            for _ in process.stdout:
-                on_sample()
+            for line in process.stdout:
+                on_sample(int(line))
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
@@ -225,9 +225,9 @@ def generate(
     with tqdm(total=count, desc=label, unit="sample", disable=not progress or rank != 0 or count == 0) as bar:
         lock = threading.Lock()
 
-        def on_sample():
+        def on_sample(count=1):
             with lock:
-                bar.update(1)
+                bar.update(count)
 
         if workers == 1 or len(todo) <= 1:
             _produce(problem, resolution, seed, directory, todo, on_sample)
@@ -254,16 +254,28 @@ def read_examples(name, resolution, seed, samples, start, stop, root, shard_size
 
 
 def _worker_main():
-    """Entry of a worker process: a JSON job on stdin, one line on stdout per example."""
+    """Entry of a worker process: a JSON job on stdin; on stdout, examples done, a line every 0.2 s at most.
+
+    (Few lines: each wakes a reader thread in the parent, which competes for
+    the parent's GIL with worker 0.)
+    """
     job = json.loads(sys.stdin.read())
     problem = problems.get(job["name"])
+    pending, last = 0, time.monotonic()
 
     def on_sample():
-        sys.stdout.write("1\n")
-        sys.stdout.flush()
+        nonlocal pending, last
+        pending += 1
+        if time.monotonic() - last > 0.2:
+            sys.stdout.write(f"{pending}\n")
+            sys.stdout.flush()
+            pending, last = 0, time.monotonic()
 
     ranges = [tuple(r) for r in job["ranges"]]
     _produce(problem, job["resolution"], job["seed"], pathlib.Path(job["directory"]), ranges, on_sample)
+    if pending:
+        sys.stdout.write(f"{pending}\n")
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":
