@@ -22,7 +22,7 @@ import time
 from keras_multilevel_datasets import generation, problems
 
 # Even numbers of 100-example shards, so that two workers get equal shares.
-SAMPLES = {("poisson", 32): 4000, ("poisson", 64): 1200, ("darcy", 32): 2800, ("darcy", 64): 800}
+SAMPLES = {("poisson", 32): 6000, ("poisson", 64): 1200, ("darcy", 32): 2800, ("darcy", 64): 800}
 
 
 def steady_state_ms(name, resolution, count=100):
@@ -78,6 +78,23 @@ def main(argv=None):
             f"| {name} | {n} | {one[1]} | {one[0]:.0f} | {two[0]:.0f} | {two[0] / one[0]:.2f}x | "
             f"{steady[(name, n)]:.2f} |"
         )
+    poisson_one = max(rates[("poisson", 32, 1)])[0]
+    lines += ["", "Targets (issue 3 §6):", ""]
+    lines.append(
+        f"- Poisson N = 32, one worker (one core): {poisson_one:.0f} samples/s against >= 200 "
+        + ("(met)." if poisson_one >= 200 else f"(missed by {100 * (1 - poisson_one / 200):.0f} %).")
+    )
+    for name, n in SAMPLES:
+        ratio = max(rates[(name, n, 2)])[0] / max(rates[(name, n, 1)])[0]
+        verdict = "met" if ratio >= 1.8 else f"missed by {100 * (1 - ratio / 1.8):.0f} %"
+        lines.append(f"- {name} N = {n}, 2 workers vs 1: {ratio:.2f}x against >= 1.8x ({verdict}).")
+    lines += [
+        "",
+        "Where two workers lose time: the second worker is a fresh process that imports numpy and DOLFINx and "
+        "loads the compiled forms (about 0.6 s, overlapped with worker 0's own set-up but not with its solves), "
+        "static round-robin shares end when the slower worker ends, and this process also runs the progress bar "
+        "and reads the worker's progress on one of the two cores, which other jobs on this shared machine also use.",
+    ]
     table = "\n".join(lines) + "\n"
     pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(args.out).write_text(table)

@@ -59,7 +59,7 @@ def _fail(error):
     text = str(error)
     for argument in ("resolution", "samples", "seed", "workers", "out", "split", "count"):
         text = text.replace(f"`{argument}`", f"`{argument}` (--{argument})", 1)
-    text = text.replace("`name`", "the dataset NAME", 1)
+    text = text.replace("`name`", "the dataset NAME", 1).replace("`data_dir`", "`data_dir` (--data-dir)", 1)
     print(f"keras-multilevel datasets: error: {text}", file=sys.stderr)
     return 2
 
@@ -120,11 +120,10 @@ def _show(args):
             raise ValueError(f"`count` must be a positive integer, got {args.count!r}.")
         if args.split not in ("train", "validation", "test"):
             raise ValueError(f"`split` must be one of ['train', 'validation', 'test'], got {args.split!r}.")
-        builder = datasets.builder(args.name, args.resolution, args.samples, args.seed, args.data_dir)
         problems.check_positive(args.workers, "workers")
+        builder = datasets.prepare(args.name, args.resolution, args.samples, args.seed, args.data_dir, args.workers)
     except ValueError as error:
         return _fail(error)
-    builder = datasets.prepare(args.name, args.resolution, args.samples, args.seed, args.data_dir, args.workers)
     examples = list(builder.as_dataset(split=args.split).take(args.count).as_numpy_iterator())
     png = pathlib.Path(args.png or pathlib.Path(args.data_dir) / f"{args.name}_n{args.resolution}.png")
     png.parent.mkdir(parents=True, exist_ok=True)

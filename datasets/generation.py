@@ -62,8 +62,8 @@ def plan(samples, shard_size=SHARD_SIZE):
     return [(start, min(start + shard_size, samples)) for start in range(0, samples, shard_size)]
 
 
-def check_out(root):
-    """Creates ``root`` if needed and checks that it can be written (ValueError naming `out`)."""
+def check_out(root, argument="out"):
+    """Creates ``root`` if needed and checks that it can be written (a ValueError names ``argument``)."""
     root = pathlib.Path(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,9 @@ def check_out(root):
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        raise ValueError(f"`out` must be a writable directory, got {str(root)!r} ({error.strerror}).") from None
+        raise ValueError(
+            f"`{argument}` must be a writable directory, got {str(root)!r} ({error.strerror})."
+        ) from None
     return root
 
 

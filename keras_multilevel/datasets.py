@@ -86,7 +86,7 @@ def prepare(name, resolution=32, samples=None, seed=0, data_dir=None, workers=1,
     if not prepared:
         from keras_multilevel_datasets import generation
 
-        generation.check_out(dataset_builder.data_dir_root)
+        generation.check_out(dataset_builder.data_dir_root, "data_dir")
         dataset_builder.workers, dataset_builder.progress = workers, progress
         import tensorflow_datasets as tfds
 

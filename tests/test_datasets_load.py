@@ -101,7 +101,7 @@ def test_load_rejects_bad_arguments_by_name(tmp_path, kwargs, message):
 def test_load_into_an_unwritable_place_is_a_value_error(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("")
-    with pytest.raises(ValueError, match="`out` must be a writable directory"):
+    with pytest.raises(ValueError, match="`data_dir` must be a writable directory"):
         datasets.load("poisson", 8, data_dir=blocked / "sub", samples=10)
 
 
@@ -139,6 +139,8 @@ def test_cli_generate_resume_show_and_errors(tmp_path, capsys):
         (("generate", "poisson", "--seed", "1.5", "--out", str(out)), "`seed` (--seed) must be a non-negative integer"),
         (("generate", "poisson", "--out", str(png / "x")), "`out` (--out) must be a writable directory"),
         (("show", "poisson", "--split", "dev", "--data-dir", str(out)), "`split` (--split) must be one of"),
+        (("show", "poisson", "--data-dir", str(png / "x")), "`data_dir` (--data-dir) must be a writable directory"),
+        (("show", "poisson", "--count", "0", "--data-dir", str(out)), "`count` (--count) must be a positive integer"),
     ]:
         assert main(["datasets", *arguments]) == 2
         assert text in capsys.readouterr().err, arguments
