@@ -86,7 +86,7 @@ def main(argv=None):
     )
     for name, n in SAMPLES:
         ratio = max(rates[(name, n, 2)])[0] / max(rates[(name, n, 1)])[0]
-        verdict = "met" if ratio >= 1.8 else f"missed by {100 * (1 - ratio / 1.8):.0f} %"
+        verdict = "met" if ratio >= 1.8 else f"missed by {100 * (1 - ratio / 1.8):.1f} %"
         lines.append(f"- {name} N = {n}, 2 workers vs 1: {ratio:.2f}x against >= 1.8x ({verdict}).")
     lines += [
         "",
