@@ -1,11 +1,11 @@
 """Sharded, resumable, parallel generation of a PDE data set (Poisson or Darcy, paper 002 §8).
 
 Examples ``0 .. samples-1`` are cut into shards of ``shard_size`` consecutive
-indices (:mod:`.shards`). Shard ``k`` is produced by participant
-``k mod P`` of ``P = (MPI ranks) × (worker processes per rank)``, each with
-its own solver (forms compiled once per process); since every example
-depends only on (seed, problem, N, index) (:mod:`.problems`), the files are
-byte-identical whatever ``P`` is. A run first checks the shards already on
+indices (:mod:`.shards`). Shard ``k`` belongs to MPI rank ``k mod P``; within
+a rank, the rank's worker processes take its shards one at a time from a
+queue, each with its own solver (forms compiled once per process). Since
+every example depends only on (seed, problem, N, index) (:mod:`.problems`),
+the files are byte-identical whatever the ranks and workers. A run first checks the shards already on
 disk: complete, verified ones are kept, missing ones are generated and
 corrupt ones are reported and regenerated, so a killed run resumes where it
 stopped with nothing lost or duplicated.
@@ -19,6 +19,7 @@ launcher's variables removed; under ``mpirun`` each rank runs its share with
 Layout: ``<root>/raw/<problem>/n<N>-seed<seed>/examples-<start>-<stop>.shard``.
 """
 
+import collections
 import dataclasses
 import json
 import os
@@ -116,16 +117,20 @@ def _todo(problem, directory, resolution, ranges):
     return todo, corrupt
 
 
-def _produce(problem, resolution, seed, directory, ranges, on_sample=None):
-    """Generates and writes the given shards in this process (one solver, compiled once)."""
-    solver = problem.make_solver(resolution) if ranges else None
+def _produce(problem, resolution, seed, directory, ranges, on_sample=None, on_shard=None):
+    """Generates and writes the shards ``ranges`` (any iterable) in this process, one solver compiled once."""
+    solver = None
     for start, stop in ranges:
+        if solver is None:
+            solver = problem.make_solver(resolution)
         records = np.empty(stop - start, dtype=problem.record_dtype(resolution))
         for index in range(start, stop):
             records[index - start] = problems.make_example(problem, solver, seed, index)
             if on_sample:
                 on_sample()
         shards.write(directory / shards.name(start, stop), records)
+        if on_shard:
+            on_shard()
 
 
 def _worker_environment():
@@ -135,17 +140,34 @@ def _worker_environment():
 
 
 def _produce_in_workers(problem, resolution, seed, directory, ranges, workers, on_sample):
-    """Runs :func:`_produce` on ``workers`` processes, shard ``i`` of ``ranges`` on worker ``i mod W``.
+    """Runs :func:`_produce` on ``workers`` processes that take the shards one at a time from one queue.
 
-    Worker 0 is this process (its solver set-up overlaps the others' start-up);
-    workers 1 .. W-1 are fresh processes.
+    Worker 0 is this process (its solver set-up overlaps the others'
+    start-up); workers 1 .. W-1 are fresh processes, each sent its next shard
+    on stdin when it reports the previous one done (so a slow starter simply
+    takes fewer shards). Which worker makes a shard does not change its bytes.
     """
+    queue, lock = collections.deque(ranges), threading.Lock()
+
+    def take():
+        with lock:
+            return queue.popleft() if queue else None
+
+    def assign(process):
+        shard = take()
+        try:
+            if shard is None:
+                process.stdin.close()
+            else:
+                process.stdin.write(f"{shard[0]} {shard[1]}\n")
+                process.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the worker died; _collect reports it
+
     processes, readers = [], []
     for worker in range(1, workers):
-        share = ranges[worker::workers]
-        if not share:
-            continue
-        job = {"name": problem.name, "resolution": resolution, "seed": seed, "directory": str(directory), "ranges": share}
+        if not queue:
+            break
         errors = open(directory / f".worker-{os.getpid()}-{worker}.log", "w+")
         process = subprocess.Popen(
             [sys.executable, "-m", f"{__package__}.generation"],
@@ -155,19 +177,29 @@ def _produce_in_workers(problem, resolution, seed, directory, ranges, workers, o
             env=_worker_environment(),
             text=True,
         )
-        process.stdin.write(json.dumps(job))
-        process.stdin.close()
+        job = {"name": problem.name, "resolution": resolution, "seed": seed, "directory": str(directory)}
+        process.stdin.write(json.dumps(job) + "\n")
+        assign(process)
 
         def read(process=process):
             for line in process.stdout:
-                on_sample(int(line))
+                kind, _, value = line.partition(" ")
+                if kind == "progress":
+                    on_sample(int(value))
+                elif kind == "done\n":
+                    assign(process)
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
         processes.append((process, errors))
         readers.append(reader)
+
+    def own():
+        while (shard := take()) is not None:
+            yield shard
+
     try:
-        _produce(problem, resolution, seed, directory, ranges[0::workers], on_sample)
+        _produce(problem, resolution, seed, directory, own(), on_sample)
     except BaseException:
         for process, _ in processes:
             process.kill()
@@ -256,28 +288,40 @@ def read_examples(name, resolution, seed, samples, start, stop, root, shard_size
 
 
 def _worker_main():
-    """Entry of a worker process: a JSON job on stdin; on stdout, examples done, a line every 0.2 s at most.
+    """Entry of a worker process (protocol of :func:`_produce_in_workers`).
 
-    (Few lines: each wakes a reader thread in the parent, which competes for
-    the parent's GIL with worker 0.)
+    stdin: a JSON job line, then one ``start stop`` line per shard to make,
+    EOF when there is none left. stdout: ``progress <n>`` at most every 0.2 s
+    (each line wakes a reader thread in the parent, which competes for the
+    GIL with worker 0) and ``done`` after each shard is written.
     """
-    job = json.loads(sys.stdin.read())
+    job = json.loads(sys.stdin.readline())
     problem = problems.get(job["name"])
     pending, last = 0, time.monotonic()
 
-    def on_sample():
+    def report(force=False):
         nonlocal pending, last
-        pending += 1
-        if time.monotonic() - last > 0.2:
-            sys.stdout.write(f"{pending}\n")
+        if pending and (force or time.monotonic() - last > 0.2):
+            sys.stdout.write(f"progress {pending}\n")
             sys.stdout.flush()
             pending, last = 0, time.monotonic()
 
-    ranges = [tuple(r) for r in job["ranges"]]
-    _produce(problem, job["resolution"], job["seed"], pathlib.Path(job["directory"]), ranges, on_sample)
-    if pending:
-        sys.stdout.write(f"{pending}\n")
+    def on_sample():
+        nonlocal pending
+        pending += 1
+        report()
+
+    def on_shard():
+        report(force=True)
+        sys.stdout.write("done\n")
         sys.stdout.flush()
+
+    def assigned():
+        while line := sys.stdin.readline():
+            start, stop = map(int, line.split())
+            yield start, stop
+
+    _produce(problem, job["resolution"], job["seed"], pathlib.Path(job["directory"]), assigned(), on_sample, on_shard)
 
 
 if __name__ == "__main__":
