@@ -147,7 +147,8 @@ def load(
     import tensorflow as tf
 
     dataset_builder = prepare(name, resolution, samples, seed, data_dir, workers, progress)
-    dataset = dataset_builder.as_dataset(split=split, shuffle_files=False)
+    with _quiet_absl():  # TFDS' own deprecation warnings about its FeatureConnector.dtype
+        dataset = dataset_builder.as_dataset(split=split, shuffle_files=False)
     dataset = dataset.map(
         lambda example: (example["inputs"], tf.cast(example[target], tf.float32)),
         num_parallel_calls=tf.data.AUTOTUNE,
