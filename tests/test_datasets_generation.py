@@ -115,19 +115,21 @@ def _mpiexec():
 
 @pytest.mark.mpi
 def test_two_mpi_ranks_produce_the_serial_data_set_byte_for_byte(tmp_path):
+    """2 ranks, each with 2 worker processes (shards 0, 2, 4 on rank 0), against one serial process."""
     command = [str(_mpiexec()), "-n", "2", str(BIN / "keras-multilevel"), "datasets", "generate", "darcy",
-               "--resolution", "6", "--samples", "250", "--seed", "5", "--out", str(tmp_path / "mpi"), "--quiet"]
+               "--resolution", "6", "--samples", "450", "--seed", "5", "--workers", "2", "--out", str(tmp_path / "mpi"),
+               "--quiet"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "x 2 rank(s)" in result.stdout
-    serial = generation.generate("darcy", 6, 250, seed=5, root=tmp_path / "serial", progress=False)
+    assert "450 samples generated" in result.stdout and "2 worker(s) x 2 rank(s)" in result.stdout
+    serial = generation.generate("darcy", 6, 450, seed=5, root=tmp_path / "serial", progress=False)
     mpi = _files(_shard_directory(tmp_path / "mpi", "darcy", 6, 5))
-    assert len(mpi) == 3 and mpi == _files(serial.directory)
+    assert len(mpi) == 5 and mpi == _files(serial.directory)
 
     from keras_multilevel import datasets
 
     def examples(root):
-        builder = datasets.prepare("darcy", 6, 250, 5, root, progress=False)
+        builder = datasets.prepare("darcy", 6, 450, 5, root, progress=False)
         return [e for split in ("train", "validation", "test") for e in builder.as_dataset(split=split).as_numpy_iterator()]
 
     for a, b in zip(examples(tmp_path / "mpi"), examples(tmp_path / "serial"), strict=True):
