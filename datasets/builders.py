@@ -58,9 +58,9 @@ class PDEConfig(tfds.core.BuilderConfig):
 
 def split_sizes(samples):
     """``{"train": ..., "validation": ..., "test": ...}`` for ``samples`` examples."""
-    held_out = max(1, samples // 10)
     if samples < 3:
         raise ValueError(f"`samples` must be an integer >= 3 (one example per split), got {samples!r}.")
+    held_out = max(1, samples // 10)
     return {"train": samples - 2 * held_out, "validation": held_out, "test": held_out}
 
 
@@ -79,10 +79,9 @@ def config(name, resolution=32, samples=None, seed=0):
     resolution = problems.check_resolution(resolution)
     samples = problem.default_samples if samples is None else problems.check_positive(samples, "samples")
     seed = problems.check_seed(seed)
-    split_sizes(samples)
+    sizes = split_sizes(samples)
     default = samples == problem.default_samples and seed == 0
     label = f"n{resolution}" if default else f"n{resolution}_s{samples}_seed{seed}"
-    sizes = split_sizes(samples)
     return PDEConfig(
         name=label,
         description=f"N = {resolution}, {samples} examples (train/validation/test {sizes['train']}/"
