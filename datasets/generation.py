@@ -178,7 +178,10 @@ def _produce_in_workers(problem, resolution, seed, directory, ranges, workers, o
             text=True,
         )
         job = {"name": problem.name, "resolution": resolution, "seed": seed, "directory": str(directory)}
-        process.stdin.write(json.dumps(job) + "\n")
+        try:
+            process.stdin.write(json.dumps(job) + "\n")
+        except BrokenPipeError:
+            pass  # died at start; assign() below and _collect() deal with it
         assign(process)
 
         def read(process=process):

@@ -98,6 +98,20 @@ def test_corrupt_and_missing_shards_are_detected_and_regenerated(tmp_path, capsy
     assert "checksum mismatch" in capsys.readouterr().err
 
 
+def test_a_failed_worker_is_reported_and_the_rerun_completes_the_set(tmp_path, monkeypatch):
+    failing = tmp_path / "failing-python"
+    failing.write_text("#!/bin/sh\necho 'worker crashed' >&2\nexit 3\n")
+    failing.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(failing))
+    with pytest.raises(RuntimeError, match="a generation worker failed:\n.*worker crashed"):
+        generation.generate("poisson", 6, 60, root=tmp_path / "run", shard_size=10, workers=2, progress=False)
+    monkeypatch.undo()
+    rerun = generation.generate("poisson", 6, 60, root=tmp_path / "run", shard_size=10, progress=False)
+    assert rerun.generated >= 10 and rerun.kept + rerun.generated == 60
+    fresh = generation.generate("poisson", 6, 60, root=tmp_path / "fresh", shard_size=10, progress=False)
+    assert _files(rerun.directory) == _files(fresh.directory)
+
+
 def test_a_shard_of_other_examples_is_not_accepted(tmp_path):
     report = generation.generate("poisson", 6, 20, root=tmp_path, shard_size=10, progress=False)
     a, b = sorted(report.directory.glob("*" + shards.SUFFIX))
