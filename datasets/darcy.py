@@ -39,7 +39,7 @@ class DarcySolver:
         import basix.ufl
         import ufl
 
-        dolfinx, PETSc = fem.dolfinx, fem.PETSc
+        dolfinx = fem.dolfinx
         self.resolution = resolution
         self.mesh = mesh = fem.unit_square(resolution, "quadrilateral")
         cell = mesh.basix_cell()
@@ -84,13 +84,7 @@ class DarcySolver:
         self.flux, self.pressure = self.solution.split()
         self.outflow = dolfinx.fem.form(ufl.inner(self.flux, n) * ds(OUTFLOW))
         self.inflow = dolfinx.fem.form(ufl.inner(self.flux, n) * ds(INFLOW))
-        self.A = dolfinx.fem.petsc.create_matrix(self.a)
-        self.b = dolfinx.fem.petsc.create_vector(self.space)
-        self.ksp = PETSc.KSP().create(mesh.comm)
-        self.ksp.setType("preonly")
-        pc = self.ksp.getPC()
-        pc.setType("lu")
-        pc.setFactorSolverType("mumps")
+        self.solver = fem.DirectSolver(self.a, self.L, self.bcs, self.solution, "lu", package="mumps")
         collapsed, to_mixed = self.space.sub(1).collapse()
         # mixed-space dof of the pressure on cell c, for the cells in grid order
         pressure_of_cell = np.asarray(to_mixed).ravel()[collapsed.dofmap.list[:, 0]]
@@ -98,25 +92,10 @@ class DarcySolver:
 
     def solve(self, log_permeability):
         """Solves eq 42 for ``k = exp(log_permeability)`` (an N×N grid); returns the mixed Function."""
-        from . import fem
-
-        dolfinx, PETSc = fem.dolfinx, fem.PETSc
         values = self.inverse_permeability.x.array
         # DG0 with one dof per cell: the dof of cell c is dofmap.list[c, 0]
         values[self._grid_permeability_dofs] = np.exp(-np.asarray(log_permeability, dtype=float).ravel())
-        self.A.zeroEntries()
-        dolfinx.fem.petsc.assemble_matrix(self.A, self.a, bcs=self.bcs)
-        self.A.assemble()
-        with self.b.localForm() as local:
-            local.set(0.0)
-        dolfinx.fem.petsc.assemble_vector(self.b, self.L)
-        dolfinx.fem.petsc.apply_lifting(self.b, [self.a], bcs=[self.bcs])
-        self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-        dolfinx.fem.petsc.set_bc(self.b, self.bcs)
-        self.ksp.setOperators(self.A)
-        self.ksp.solve(self.b, self.solution.x.petsc_vec)
-        self.solution.x.scatter_forward()
-        return self.solution
+        return self.solver.solve()
 
     def cell_pressure(self):
         """The DG0 pressure of the last solve on the N×N grid."""

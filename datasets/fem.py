@@ -28,7 +28,47 @@ from petsc4py import PETSc  # noqa: E402
 
 from .fem_grid import cell_centres  # noqa: E402
 
-__all__ = ["MPI", "PETSc", "dolfinx", "cell_centres", "unit_square", "p1_at_cell_centres", "cell_grid_order"]
+__all__ = [
+    "MPI", "PETSc", "dolfinx", "cell_centres", "unit_square", "p1_at_cell_centres", "cell_grid_order", "DirectSolver"
+]
+
+
+class DirectSolver:
+    """Solves ``a(u, v) = L(v)`` again and again with forms compiled once.
+
+    Between calls only coefficients (constants, fields) of the forms change;
+    each :meth:`solve` re-assembles the matrix and right-hand side into the
+    same PETSc objects and factorizes anew (``factorization`` is a PETSc PC
+    type, ``package`` an optional factorization package such as MUMPS).
+    """
+
+    def __init__(self, a, L, bcs, solution, factorization, package=None):
+        self.a, self.L, self.bcs, self.solution = a, L, bcs, solution
+        space = solution.function_space
+        self.A = dolfinx.fem.petsc.create_matrix(a)
+        self.b = dolfinx.fem.petsc.create_vector(space)
+        self.ksp = PETSc.KSP().create(space.mesh.comm)
+        self.ksp.setType("preonly")
+        pc = self.ksp.getPC()
+        pc.setType(factorization)
+        if package is not None:
+            pc.setFactorSolverType(package)
+
+    def solve(self):
+        """Assembles with the current coefficients and solves; returns the solution Function."""
+        self.A.zeroEntries()
+        dolfinx.fem.petsc.assemble_matrix(self.A, self.a, bcs=self.bcs)
+        self.A.assemble()
+        with self.b.localForm() as local:
+            local.set(0.0)
+        dolfinx.fem.petsc.assemble_vector(self.b, self.L)
+        dolfinx.fem.petsc.apply_lifting(self.b, [self.a], bcs=[self.bcs])
+        self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        dolfinx.fem.petsc.set_bc(self.b, self.bcs)
+        self.ksp.setOperators(self.A)  # new values: factorize again
+        self.ksp.solve(self.b, self.solution.x.petsc_vec)
+        self.solution.x.scatter_forward()
+        return self.solution
 
 
 def unit_square(resolution, cell_type):

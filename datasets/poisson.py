@@ -58,7 +58,7 @@ class PoissonSolver:
 
         import ufl
 
-        dolfinx, PETSc = fem.dolfinx, fem.PETSc
+        dolfinx = fem.dolfinx
         self.resolution = resolution
         self.mesh = fem.unit_square(resolution, "triangle")
         self.space = dolfinx.fem.functionspace(self.mesh, ("Lagrange", 1))
@@ -76,36 +76,16 @@ class PoissonSolver:
         boundary = dolfinx.mesh.exterior_facet_indices(self.mesh.topology)
         dofs = dolfinx.fem.locate_dofs_topological(self.space, tdim - 1, boundary)
         self.bcs = [dolfinx.fem.dirichletbc(0.0, dofs, self.space)]
-        self.A = dolfinx.fem.petsc.create_matrix(self.a)
-        self.b = dolfinx.fem.petsc.create_vector(self.space)
         self.solution = dolfinx.fem.Function(self.space)
-        self.ksp = PETSc.KSP().create(self.mesh.comm)
-        self.ksp.setOperators(self.A)
-        self.ksp.setType("preonly")
-        self.ksp.getPC().setType("cholesky")
+        self.solver = fem.DirectSolver(self.a, self.L, self.bcs, self.solution, "cholesky")
         self._centre_dofs, self._centre_weights = fem.p1_at_cell_centres(self.space, resolution)
         self.x, self.y = fem.cell_centres(resolution)
 
     def solve(self, parameters):
         """Solves for ``(k_x, k_y, a_x, a_y, α)``; returns the P1 solution (a dolfinx Function)."""
-        from . import fem
-
-        dolfinx, PETSc = fem.dolfinx, fem.PETSc
         for constant, value in zip(self.constants, parameters):
             constant.value = value
-        self.A.zeroEntries()
-        dolfinx.fem.petsc.assemble_matrix(self.A, self.a, bcs=self.bcs)
-        self.A.assemble()
-        with self.b.localForm() as local:
-            local.set(0.0)
-        dolfinx.fem.petsc.assemble_vector(self.b, self.L)
-        dolfinx.fem.petsc.apply_lifting(self.b, [self.a], bcs=[self.bcs])
-        self.b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
-        dolfinx.fem.petsc.set_bc(self.b, self.bcs)
-        self.ksp.setOperators(self.A)  # new values: refactorize
-        self.ksp.solve(self.b, self.solution.x.petsc_vec)
-        self.solution.x.scatter_forward()
-        return self.solution
+        return self.solver.solve()
 
     def at_cell_centres(self, function):
         """Values of a P1 function on the N×N cell-centre grid (see :mod:`.fem`)."""
