@@ -17,7 +17,7 @@ import functools
 
 import tensorflow as tf
 
-from keras_multilevel.optimizers.objective import coupling_term, level_gradient
+from keras_multilevel.optimizers.objective import add_coupling, coupling_term, level_gradient
 
 
 def v_cycle(hierarchy, smoothers, steps, data, regularization, coupling=True):
@@ -40,7 +40,8 @@ def v_cycle(hierarchy, smoothers, steps, data, regularization, coupling=True):
     """
     last = len(hierarchy) - 1
     # Inside a graph, each level's gradient is one traced function called as
-    # often as the cycle needs it, rather than traced again at every call.
+    # often as the cycle needs it, rather than traced again at every call; the
+    # coupling term is added outside it, so each level is traced once.
     evaluate = [
         functools.partial(level_gradient, level.model, regularization=beta)
         for level, beta in zip(hierarchy, regularization)
@@ -49,7 +50,7 @@ def v_cycle(hierarchy, smoothers, steps, data, regularization, coupling=True):
         evaluate = [tf.function(function) for function in evaluate]
 
     def gradient(index, shift):
-        return evaluate[index](data, coupling=shift)[2]
+        return add_coupling(evaluate[index](data)[2], shift)
 
     def smooth(index, count, first_gradient, shift):
         """``count`` level-optimizer steps; the first may reuse a known gradient."""

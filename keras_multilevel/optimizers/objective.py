@@ -17,17 +17,16 @@ gradient correction, 001 §3), ``delta g = 0``.
 import tensorflow as tf
 
 
-def level_gradient(model, data, regularization=0.0, coupling=None):
-    """Returns ``(loss, y_pred, grad H)`` on ``model`` for one mini-batch.
+def level_gradient(model, data, regularization=0.0):
+    """Returns ``(loss, y_pred, grad (L_l + beta_l ||.||^2))`` on ``model`` for one mini-batch.
 
     Args:
         model: a compiled Keras model (one level of the hierarchy).
         data: ``(x, y, sample_weight)``.
         regularization: the Tikhonov weight ``beta_l`` of this level.
-        coupling: ``delta g_l`` (one tensor per trainable variable) or ``None``.
 
     ``loss`` is what Keras reports (the compiled loss plus ``model.losses``),
-    without the Tikhonov and coupling terms, which only shift the gradient.
+    without the Tikhonov term, which only shifts the gradient.
     """
     x, y, sample_weight = data
     variables = model.trainable_variables
@@ -37,9 +36,14 @@ def level_gradient(model, data, regularization=0.0, coupling=None):
     gradients = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     if regularization:
         gradients = [g + (2.0 * regularization) * v for g, v in zip(gradients, variables)]
-    if coupling is not None:
-        gradients = [g + d for g, d in zip(gradients, coupling)]
     return loss, y_pred, gradients
+
+
+def add_coupling(gradients, coupling):
+    """``grad H_l = grad (L_l + beta_l ||.||^2) + delta g_l`` (000 eq 9); ``coupling=None`` means ``delta g = 0``."""
+    if coupling is None:
+        return gradients
+    return [g + d for g, d in zip(gradients, coupling)]
 
 
 def coupling_term(restricted_gradient, coarse_gradient):
