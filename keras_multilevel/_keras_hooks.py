@@ -19,8 +19,17 @@ training on one level.
 
 import functools
 
-from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
-from keras.src.trainers.trainer import Trainer
+import keras
+
+try:
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+    from keras.src.trainers.trainer import Trainer
+except ImportError as error:  # Keras moved its trainer: say so rather than fail obscurely
+    raise ImportError(
+        f"keras_multilevel drives model.fit through Keras' trainer classes, which Keras "
+        f"{keras.__version__} does not have where Keras 3.6-3.15 keeps them ({error}). "
+        "Install a Keras 3 release from 3.6 on that keeps keras.src.trainers.trainer.Trainer."
+    ) from error
 
 from keras_multilevel.optimizers.multilevel import MultilevelOptimizer
 
