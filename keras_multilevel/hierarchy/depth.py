@@ -22,6 +22,11 @@ def walk_layers(model):
             yield from walk_layers(layer)
 
 
+def residual_stacks(model):
+    """The model's residual stacks, the layers depth coarsening halves."""
+    return [layer for layer in walk_layers(model) if isinstance(layer, ResidualStack)]
+
+
 def _two_adic(n):
     """How many times ``n`` can be halved: the exponent of 2 in ``n``."""
     count = 0
@@ -54,7 +59,7 @@ class DepthCoarsening:
                 f"model; {type(model).__name__} is a subclassed model. Build it with "
                 "keras.Sequential or the functional API."
             )
-        stacks = [layer for layer in walk_layers(model) if isinstance(layer, ResidualStack)]
+        stacks = residual_stacks(model)
         if not stacks:
             raise ValueError(
                 f"Model {model.name!r} has no coarsenable layer: depth coarsening needs at least "
@@ -77,21 +82,15 @@ class DepthCoarsening:
         has half the blocks (and so twice the time step); its weights are
         fresh and are set by the transfer's ``restrict``.
         """
-        coarse_stacks = {}
 
         def clone(layer):
             config = layer.get_config()
             if isinstance(layer, ResidualStack):
                 config["blocks"] = layer.blocks // 2
-                coarse_stacks[id(layer)] = layer
             return layer.__class__.from_config(config)
 
         coarse = keras.models.clone_model(model, clone_function=clone, recursive=True)
-        stack_variables = {
-            id(variable)
-            for layer in coarse_stacks.values()
-            for variable in layer.trainable_variables
-        }
+        stack_variables = {id(variable) for stack in residual_stacks(model) for variable in stack.trainable_variables}
         operators = []
         for fine_variable, coarse_variable in zip(
             model.trainable_variables, coarse.trainable_variables, strict=True
@@ -114,7 +113,7 @@ class DepthCoarsening:
 
     def size(self, model):
         """What a level's row of the hierarchy table shows: residual blocks in total."""
-        return sum(layer.blocks for layer in walk_layers(model) if isinstance(layer, ResidualStack))
+        return sum(stack.blocks for stack in residual_stacks(model))
 
 
 def _is_functional(model):
