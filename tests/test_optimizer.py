@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_multilevel as kml
-from keras_multilevel.optimizers import add_coupling, coupling_term, cycle, level_gradient
+from keras_multilevel.optimizers import add_coupling, cycle, level_gradient, tau_correction
 from keras_multilevel.optimizers.objective import level_regularization
 
 
@@ -20,9 +20,15 @@ def circles(samples=64, dtype="float32"):
     return x.astype(dtype), y.astype(dtype)
 
 
+OPTIMIZER_ARGUMENTS = (
+    "steps", "scheme", "regularization", "interpolation", "smoother", "tau_scale", "tau_batches",
+    "correction_scale", "momentum_scale", "learning_rate_divisor",
+)
+
+
 def compiled(levels, blocks=8, seed=0, **kwargs):
     model = network(blocks, seed)
-    optimizer_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ("steps", "coupling", "regularization", "interpolation", "smoother")}
+    optimizer_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in OPTIMIZER_ARGUMENTS}
     optimizer_kwargs.setdefault("smoother", keras.optimizers.SGD(0.1))
     model.compile(
         optimizer=kml.MultilevelOptimizer(levels=levels, **optimizer_kwargs),
@@ -58,7 +64,7 @@ def test_first_order_coherence(float64, levels, interpolation):
         coarse_beta = level_regularization(beta, index + 1)
         _, _, coarse_loss_gradient = level_gradient(coarse.model, data, coarse_beta)
         restricted = fine.transfer.restrict_gradient(gradient)
-        shift = coupling_term(restricted, coarse_loss_gradient)
+        shift = [-t for t in tau_correction(coarse_loss_gradient, restricted)]
         coarse_gradient = add_coupling(level_gradient(coarse.model, data, coarse_beta)[2], shift)
         for got, expected in zip(coarse_gradient, restricted):
             np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-12, atol=1e-14)
@@ -102,10 +108,21 @@ def test_prolongated_coarse_correction_is_a_descent_direction(float64):
     assert float(loss_after) < float(loss_before)
 
 
-@pytest.mark.parametrize("levels, steps", [(1, None), (2, "[(1),{2}]"), (3, "[2,(0),{3}]"), (4, "[(1),1/2,2,{2}]")])
-def test_gradient_evaluations_match_the_cost_model(monkeypatch, levels, steps):
-    """The cycle evaluates exactly the gradients that 000 eq 10 counts."""
-    model = compiled(levels, blocks=16, steps=steps, run_eagerly=True)
+@pytest.mark.parametrize(
+    "levels, steps, scheme",
+    [
+        (1, None, {}),
+        (2, "[(1),{2}]", {}),
+        (3, "[2,(0),{3}]", {}),
+        (4, "[(1),1/2,2,{2}]", {}),
+        (3, "[(0),2,{3}]", {"tau_scale": 0.0}),
+        (3, "[2,(0),{3}]", {"scheme": "fas", "tau_batches": 3}),
+        (2, "[(0),{1}]", {"scheme": "fas", "tau_batches": 2, "tau_scale": 0.5}),
+    ],
+)
+def test_gradient_evaluations_match_the_cost_model(monkeypatch, levels, steps, scheme):
+    """The cycle evaluates exactly the gradients that the work-unit count (000 eq 10, 002 §8) counts."""
+    model = compiled(levels, blocks=16, steps=steps, run_eagerly=True, **scheme)
     cost = {id(level.model): level.relative_cost for level in model.optimizer.hierarchy}
     spent = []
     original = cycle.level_gradient
@@ -192,11 +209,11 @@ def test_no_retracing_from_batch_to_batch(monkeypatch):
 
 def test_coupling_can_be_switched_off():
     x, y = circles(128)
-    with_coupling, without = compiled(2, seed=7), compiled(2, seed=7, coupling=False)
+    with_coupling, without = compiled(2, seed=7), compiled(2, seed=7, tau_scale=0.0)
     for model in (with_coupling, without):
         model.fit(x, y, batch_size=128, epochs=3, verbose=0)
     assert not all(np.allclose(a, b) for a, b in zip(weights(with_coupling), weights(without)))
-    assert without.optimizer.get_config()["coupling"] is False
+    assert without.optimizer.get_config()["tau_scale"] == 0.0
 
 
 def test_hierarchy_is_reachable_after_compile():
@@ -233,9 +250,20 @@ def test_learning_rate_is_every_levels():
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.02)
 
 
+@pytest.mark.parametrize("divisor, expected", [(2.0, [1, 0.5, 0.25]), ([1, 4, 4], [1, 0.25, 0.25])])
+def test_learning_rate_divisor_per_level(divisor, expected):
+    """Level i trains with the learning rate divided by eta^i, or by its own divisor (002 §6.1.4)."""
+    model = compiled(3, learning_rate_divisor=divisor)
+    for rate, smoother in zip(expected, model.optimizer._smoothers):
+        assert float(smoother.learning_rate.numpy()) == pytest.approx(0.1 * rate)
+    model.optimizer.learning_rate = 0.02  # what a LearningRateScheduler callback does
+    for rate, smoother in zip(expected, model.optimizer._smoothers):
+        assert float(smoother.learning_rate.numpy()) == pytest.approx(0.02 * rate)
+
+
 def test_config_and_keras_file_round_trip(tmp_path):
     model = compiled(
-        3, blocks=8, steps="[(1),2,{3}]", coupling=False, regularization=1e-4, interpolation="linear",
+        3, blocks=8, steps="[(1),2,{3}]", tau_scale=0.5, regularization=1e-4, interpolation="linear",
         smoother=keras.optimizers.SGD(0.1, momentum=0.9),
     )
     x, y = circles()
@@ -264,9 +292,16 @@ def test_config_and_keras_file_round_trip(tmp_path):
     [
         ({"levels": 0}, "`levels` must be an integer >= 1"),
         ({"levels": 3, "steps": "[(1),{2}]"}, "describes 2 levels but the optimizer has levels=3"),
-        ({"coupling": "yes"}, "`coupling` must be True or False"),
         ({"regularization": -1.0}, "`regularization` must be a number >= 0"),
-        ({"coarsening": "width"}, "Unknown coarsening 'width'"),
+        ({"coarsening": "breadth"}, "Unknown coarsening 'breadth'"),
+        ({"coarsening": "width", "interpolation": "linear"}, "has none. Leave it out"),
+        ({"scheme": "multigrid"}, "Unknown scheme 'multigrid'"),
+        ({"tau_scale": 1.5}, r"`tau_scale` \(gamma of 002 §6.1.4\) must be a number in \[0, 1\]"),
+        ({"tau_batches": 0}, "`tau_batches` \\(m of 002 eq 35\\) must be an integer >= 1"),
+        ({"correction_scale": 0.0}, r"`correction_scale` \(alpha_p"),
+        ({"scheme": "fas", "momentum_scale": -0.1}, r"`momentum_scale` \(alpha_m"),
+        ({"learning_rate_divisor": 0}, "`learning_rate_divisor` must be a number > 0"),
+        ({"levels": 3, "learning_rate_divisor": [1, 2]}, "a list of 3 numbers > 0"),
         ({"interpolation": "cubic"}, "Unknown interpolation 'cubic'"),
     ],
 )

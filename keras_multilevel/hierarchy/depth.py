@@ -45,6 +45,7 @@ class DepthCoarsening:
     """
 
     name = "depth"
+    rematch_every = None  # the time grid never changes
 
     def __init__(self, interpolation="constant"):
         self.interpolation = get_interpolation(interpolation)
@@ -105,9 +106,17 @@ class DepthCoarsening:
             )
         return coarse, Transfer(operators)
 
-    def relative_cost(self, level_index):
-        """Cost of a gradient on level ``i`` (0 = finest) per fine gradient: ``2^-i`` (000 eq 10)."""
-        return 2.0**-level_index
+    def relative_cost(self, model, finest):
+        """Cost of a gradient of ``model`` per gradient of ``finest``: the ratio of
+        their residual blocks, ``2^-i`` on level ``i`` (000 eq 10)."""
+        return self.size(model) / self.size(finest)
+
+    def describe(self):
+        """One line for the hierarchy's table."""
+        return f"depth ({self.interpolation.name} interpolation in time)"
+
+    def get_config(self):
+        return {"interpolation": self.interpolation.name}
 
     size_label = "blocks"
 

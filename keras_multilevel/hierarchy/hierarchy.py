@@ -9,18 +9,37 @@ coarser level, so one cycle routine can walk the list.
 
 import numpy as np
 
-from keras_multilevel.hierarchy.depth import DepthCoarsening
+import tensorflow as tf
 
+from keras_multilevel.hierarchy.depth import DepthCoarsening
 COARSENINGS = {DepthCoarsening.name: DepthCoarsening}
 
 
 def get_coarsening(coarsening="depth", interpolation="constant"):
-    """Returns the coarsening strategy called ``coarsening`` (now: ``"depth"``)."""
-    if not isinstance(coarsening, str):
+    """Returns a coarsening strategy.
+
+    Args:
+        coarsening: ``"depth"`` or ``"width"`` (default settings), a dict
+            ``{"name": ..., **settings}`` as ``get_config`` writes it, or a
+            strategy object (returned as is).
+        interpolation: the depth coarsening's interpolation in time, when
+            ``coarsening`` is the string ``"depth"``.
+    """
+    if isinstance(coarsening, dict):
+        settings = dict(coarsening)
+        name = settings.pop("name", None)
+    elif isinstance(coarsening, str):
+        name, settings = coarsening, ({"interpolation": interpolation} if coarsening == "depth" else {})
+    else:
         return coarsening
-    if coarsening not in COARSENINGS:
-        raise ValueError(f"Unknown coarsening {coarsening!r}: choose one of {sorted(COARSENINGS)}.")
-    return COARSENINGS[coarsening](interpolation=interpolation)
+    if name not in COARSENINGS:
+        raise ValueError(f"Unknown coarsening {name!r}: choose one of {sorted(COARSENINGS)}.")
+    if name != "depth" and interpolation != "constant" and isinstance(coarsening, str):
+        raise ValueError(
+            f"`interpolation` ({interpolation!r}) is the depth coarsening's interpolation in time; "
+            f"{name!r} coarsening has none. Leave it out."
+        )
+    return COARSENINGS[name](**settings)
 
 
 def check_levels(levels):
@@ -35,7 +54,8 @@ class Level:
 
     Attributes:
         model: the level's network (``levels[0].model`` is the user's model).
-        relative_cost: cost of one gradient here per fine gradient (000 eq 10).
+        relative_cost: cost of one gradient here per fine gradient (000 eq 10,
+            002 §8).
         transfer: :class:`Transfer` to the next coarser level, ``None`` on the
             coarsest.
     """
@@ -79,8 +99,10 @@ class Hierarchy:
             model: a built Sequential or functional Keras model with at least
                 one coarsenable layer (any built model when ``levels == 1``).
             levels: number of levels ``L >= 1`` (1 = the model alone).
-            coarsening: ``"depth"`` (000 §2.2.1).
-            interpolation: ``"constant"`` (000) or ``"linear"`` (001 §4.2).
+            coarsening: ``"depth"`` (000 §2.2.1), ``"width"`` (002 §5) or a
+                coarsening object (see :func:`get_coarsening`).
+            interpolation: ``"constant"`` (000) or ``"linear"`` (001 §4.2),
+                for depth coarsening.
 
         The coarse models start from the restriction of the fine weights.
         """
@@ -93,19 +115,39 @@ class Hierarchy:
                 f"Model {model.name!r} must be built before it is coarsened: give it a "
                 "keras.Input or call it once on data."
             )
-        chain = [Level(model, strategy.relative_cost(0))]
-        for index in range(1, levels):
+        chain = [Level(model, 1.0)]
+        for _ in range(1, levels):
             coarse, chain[-1].transfer = strategy.coarsen(chain[-1].model)
-            chain.append(Level(coarse, strategy.relative_cost(index)))
-        hierarchy = cls(chain, strategy)
-        hierarchy.restrict_weights()
-        return hierarchy
+            # Each coarsening reads the weights of the level above it.
+            for variable, value in zip(coarse.trainable_variables, chain[-1].transfer.restrict(chain[-1].variables)):
+                variable.assign(value)
+            chain.append(Level(coarse, strategy.relative_cost(coarse, model)))
+        return cls(chain, strategy)
 
     def restrict_weights(self):
         """Sets every coarse level's weights to the restriction ``Pi`` of the finer one."""
         for fine, coarse in zip(self.levels, self.levels[1:]):
             for variable, value in zip(coarse.variables, fine.transfer.restrict(fine.variables)):
                 variable.assign(value)
+
+    @property
+    def rematch_every(self):
+        """Cycles between two re-matchings of the transfers (002 §6.1.3); ``None``: never."""
+        return self.coarsening.rematch_every
+
+    def rematch(self):
+        """Rebuilds each transfer from the current weights, finest first (002 §6.1.3).
+
+        Every coarse level is set to the restriction of the level above it
+        before that level is matched in turn. Graph-safe: the optimizer runs
+        it inside its compiled train step every ``rematch_every`` cycles.
+        Returns ``True`` (a tensor, for ``tf.cond``).
+        """
+        for fine, coarse in zip(self.levels, self.levels[1:]):
+            fine.transfer.rematch(fine.variables)
+            for variable, value in zip(coarse.variables, fine.transfer.restrict(fine.variables)):
+                variable.assign(value)
+        return tf.constant(True)
 
     def __len__(self):
         return len(self.levels)
@@ -126,17 +168,20 @@ class Hierarchy:
         label = strategy.size_label
         lines = [
             "MultilevelHierarchy",
-            f"  coarsening:          {strategy.name} ({strategy.interpolation.name} interpolation)",
+            f"  coarsening:          {strategy.describe()}",
             f"  number of levels:    {len(self)}",
             f"  operator complexity: {self.operator_complexity:.3f}",
             "",
-            f"  level  {label:>8}  {'parameters':>12}  {'relative cost':>13}",
-            "  " + "-" * 41,
         ]
-        for index, level in enumerate(self.levels):
+        sizes = [str(strategy.size(level.model)) for level in self.levels]
+        column = max(len(label), *map(len, sizes))
+        lines += [
+            f"  level  {label:>{column}}  {'parameters':>12}  {'relative cost':>13}",
+            "  " + "-" * (33 + column),
+        ]
+        for index, (level, size) in enumerate(zip(self.levels, sizes)):
             lines.append(
-                f"  {index:>5}  {strategy.size(level.model):>8}  {level.parameters:>12,}"
-                f"  {level.relative_cost:>13.4f}"
+                f"  {index:>5}  {size:>{column}}  {level.parameters:>12,}  {level.relative_cost:>13.4f}"
             )
         lines.append("  (level 0 is the finest)")
         return "\n".join(lines)

@@ -1,47 +1,102 @@
-"""The MG/OPT V-cycle, paper 000 Algorithm 1, with gradient-step level optimizers.
+"""The V-cycle: MG/OPT (000 Algorithm 1) and FAS (002 Algorithm 2, §6) in one routine.
 
 One routine walks the hierarchy's list of levels (finest first) and works for
 any coarsening, since it only touches a level's model and the
-:class:`~keras_multilevel.hierarchy.Transfer` to the next coarser one. It is
-plain TensorFlow: called inside ``Model.train_step`` it becomes part of one
-``tf.function`` (and one XLA cluster with ``jit_compile=True``); the Python
-recursion runs once, at trace time.
+:class:`~keras_multilevel.hierarchy.Transfer` to the next coarser one; the
+:class:`~keras_multilevel.optimizers.scheme.CycleScheme` says how a coarse
+level is coupled to its parent. It is plain TensorFlow: called inside
+``Model.train_step`` it becomes part of one ``tf.function`` (and one XLA
+cluster with ``jit_compile=True``); the Python recursion runs once, at trace
+time.
 
-Gradient evaluations per level are exactly those that 000 eq 10 counts
-(:func:`~keras_multilevel.optimizers.steps.work_units`): on each coarse level
-the gradient that builds the coupling term also serves its first step,
-because ``grad H_l(theta_{l,0}) = R grad H_{l+1}`` by construction.
+On level ``i`` above the coarsest a cycle
+
+1. takes ``mu_1`` level-optimizer steps on the level's objective ``g_i``
+   (for ``i > 0`` tau-corrected, ``g_i - gamma x^T tau_i``),
+2. restricts the weights ``x_c = Pi x`` (and, with momentum transfer, the
+   momentum ``m_c = Pi m``, 002 eq 36),
+3. forms ``tau = mean_j (grad g_c,j(Pi x) - R grad g_i,j(x))`` over the ``m``
+   minibatches ``j`` (002 eq 35; 000 eq 9's coupling term is ``-tau``),
+4. recurses on the coarse level with the same minibatches (002 §6.1.1),
+5. corrects ``x += alpha_p P (x_c - Pi x)`` (002 eq 4) and
+   ``m += alpha_m P (m_c - Pi m)`` (eq 36),
+6. takes ``mu_2`` steps.
+
+Gradient evaluations are exactly those counted by
+:func:`~keras_multilevel.optimizers.steps.work_units`: a coarse level's first
+step reuses its gradient at ``Pi x`` on the first minibatch, computed for tau.
 """
 
 import functools
 
 import tensorflow as tf
 
-from keras_multilevel.optimizers.objective import add_coupling, coupling_term, level_gradient
+from keras_multilevel.optimizers.objective import add_coupling, level_gradient, tau_correction
 
 
-def v_cycle(hierarchy, smoothers, steps, data, regularization, coupling=True):
-    """Runs one V-cycle on a mini-batch and updates the finest level's weights.
+def split_batch(data, parts):
+    """Splits a batch ``(x, y, sample_weight)`` into ``parts`` minibatches (rows ``j::parts``).
+
+    The minibatches of 002 §6.1.1 drawn from one Keras batch; sizes differ by
+    at most one when ``parts`` does not divide the batch.
+    """
+    if parts == 1:
+        return [data]
+    size = tf.shape(tf.nest.flatten(data[0])[0])[0]
+    check = tf.debugging.assert_greater_equal(
+        size, parts,
+        message=f"A batch has fewer samples than tau_batches={parts}: it cannot be split into "
+        f"{parts} minibatches. Use a batch size that is a multiple of tau_batches.",
+    )
+    with tf.control_dependencies([check]):
+        return [
+            tf.nest.map_structure(lambda tensor, j=j: None if tensor is None else tensor[j::parts], data)
+            for j in range(parts)
+        ]
+
+
+def momentum_slots(optimizer, variables):
+    """The optimizer's momentum variable of each of ``variables``, or ``None`` if it keeps none.
+
+    SGD with ``momentum > 0`` keeps ``momentums``; Adam and its relatives keep
+    their first moments in ``_momentums``.
+    """
+    slots = getattr(optimizer, "momentums", None) or getattr(optimizer, "_momentums", None)
+    if not slots:
+        return None
+    return [slots[optimizer._get_variable_index(variable)] for variable in variables]
+
+
+def _mean(gradient_lists):
+    count = len(gradient_lists)
+    if count == 1:
+        return gradient_lists[0]
+    return [tf.add_n(list(parts)) / count for parts in zip(*gradient_lists)]
+
+
+def v_cycle(hierarchy, smoothers, steps, scheme, batches, regularization):
+    """Runs one V-cycle and updates the finest level's weights.
 
     Args:
         hierarchy: a :class:`~keras_multilevel.hierarchy.Hierarchy`.
         smoothers: one built Keras optimizer per level (the level optimizer of
-            000 Algorithm 2 when it is SGD).
+            000 Algorithm 2, SGD in 002 §6).
         steps: a :class:`~keras_multilevel.optimizers.steps.CycleSteps`.
-        data: ``(x, y, sample_weight)``, the same mini-batch on every level
-            (000 Algorithm 3).
+        scheme: a :class:`~keras_multilevel.optimizers.scheme.CycleScheme`.
+        batches: ``scheme.tau_batches`` minibatches ``(x, y, sample_weight)``
+            (see :func:`split_batch`), the same on every level; smoothing step
+            ``t`` uses minibatch ``t mod m``.
         regularization: Tikhonov weight ``beta_i`` per level, finest first.
-        coupling: use the coupling term ``delta g`` (MG/OPT); ``False`` gives
-            the MLSGD variant without gradient correction.
 
     Returns:
-        ``(loss, y_pred)`` of the finest model at the start of the cycle, as
-        a plain Keras train step reports them.
+        ``(loss, y_pred)`` of the finest model on the first minibatch at the
+        start of the cycle, as a plain Keras train step reports them.
     """
     last = len(hierarchy) - 1
+    count = len(batches)
     # Inside a graph, each level's gradient is one traced function called as
     # often as the cycle needs it, rather than traced again at every call; the
-    # coupling term is added outside it, so each level is traced once.
+    # tau-correction is added outside it, so each level is traced once.
     evaluate = [
         functools.partial(level_gradient, level.model, regularization=beta)
         for level, beta in zip(hierarchy, regularization)
@@ -49,40 +104,65 @@ def v_cycle(hierarchy, smoothers, steps, data, regularization, coupling=True):
     if tf.inside_function():
         evaluate = [tf.function(function) for function in evaluate]
 
-    def gradient(index, shift):
-        return add_coupling(evaluate[index](data)[2], shift)
+    def gradient(index, batch, shift):
+        return add_coupling(evaluate[index](batches[batch])[2], shift)
 
-    def smooth(index, count, first_gradient, shift):
-        """``count`` level-optimizer steps; the first may reuse a known gradient."""
+    def smooth(index, count_steps, received, shift):
+        """``count_steps`` level-optimizer steps; the first uses the received gradient."""
         variables = hierarchy[index].variables
-        for step in range(count):
-            grads = first_gradient if step == 0 and first_gradient is not None else gradient(index, shift)
+        for step in range(count_steps):
+            grads = received if step == 0 and received is not None else gradient(index, step % count, shift)
             smoothers[index].apply(grads, variables)
 
-    def cycle(index, initial_gradient, shift):
+    def assign(variables, values):
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+
+    def correct(variables, transfer, coarse_values, start, scale):
+        correction = [value - begin for value, begin in zip(coarse_values, start)]
+        for variable, value in zip(variables, transfer.prolong(correction)):
+            variable.assign_add(value if scale == 1.0 else scale * value)
+
+    def cycle(index, received, shift):
+        """``received``: the gradient of level ``index``'s objective at its iterate on minibatch 0."""
         if index == last:
-            smooth(index, steps.coarsest, initial_gradient, shift)
+            smooth(index, steps.coarsest, received, shift)
             return
         level, coarse = hierarchy[index], hierarchy[index + 1]
         transfer = level.transfer
-        smooth(index, steps.pre[index], initial_gradient, shift)
-        fine_gradient = gradient(index, shift) if steps.pre[index] else initial_gradient
+        smooth(index, steps.pre[index], received, shift)
 
         start = transfer.restrict(level.variables)
-        for variable, value in zip(coarse.variables, start):
-            variable.assign(value)
-        coarse_gradient = gradient(index + 1, None)
-        if coupling:
-            restricted = transfer.restrict_gradient(fine_gradient)
-            cycle(index + 1, restricted, coupling_term(restricted, coarse_gradient))
-        else:
-            cycle(index + 1, coarse_gradient, None)
+        assign(coarse.variables, start)
+        momenta = None
+        if scheme.momentum_transfer:
+            momenta = momentum_slots(smoothers[index], level.variables), momentum_slots(
+                smoothers[index + 1], coarse.variables
+            )
+            if momenta[0] is None or momenta[1] is None:
+                momenta = None
+            else:
+                momentum_start = transfer.restrict(momenta[0])
+                assign(momenta[1], momentum_start)
 
-        correction = [variable - value for variable, value in zip(coarse.variables, start)]
-        for variable, value in zip(level.variables, transfer.prolong(correction)):
-            variable.assign_add(value)
+        coupled = scheme.tau_scale > 0
+        coarse_gradients = [evaluate[index + 1](batches[j])[2] for j in range(count if coupled else 1)]
+        if coupled:
+            fine_gradients = [
+                received if j == 0 and steps.pre[index] == 0 else gradient(index, j, shift)
+                for j in range(count)
+            ]
+            tau = tau_correction(_mean(coarse_gradients), transfer.restrict_gradient(_mean(fine_gradients)))
+            coarse_shift = [-scheme.tau_scale * t for t in tau]
+            cycle(index + 1, add_coupling(coarse_gradients[0], coarse_shift), coarse_shift)
+        else:
+            cycle(index + 1, coarse_gradients[0], None)
+
+        correct(level.variables, transfer, coarse.variables, start, scheme.correction_scale)
+        if momenta is not None:
+            correct(momenta[0], transfer, momenta[1], momentum_start, scheme.momentum_scale)
         smooth(index, steps.post[index], None, shift)
 
-    loss, y_pred, initial_gradient = evaluate[0](data)
-    cycle(0, initial_gradient, None)
+    loss, y_pred, initial = evaluate[0](batches[0])
+    cycle(0, initial, None)
     return loss, y_pred

@@ -14,14 +14,30 @@ import keras
 import tensorflow as tf
 
 from keras_multilevel.hierarchy.hierarchy import Hierarchy, check_levels, get_coarsening
-from keras_multilevel.optimizers.cycle import v_cycle
+from keras_multilevel.optimizers.cycle import split_batch, v_cycle
 from keras_multilevel.optimizers.objective import level_regularization
+from keras_multilevel.optimizers.scheme import CycleScheme
 from keras_multilevel.optimizers.steps import CycleSteps, work_units
 
 
 # Set while a hierarchy is being built: `keras.models.clone_model` re-compiles
 # each coarse clone with a copy of this optimizer, which must not attach itself.
 _building = threading.local()
+
+
+def _learning_rate_divisors(divisor, levels):
+    """Per-level learning-rate divisors from ``eta`` (``eta^i``) or an explicit list (002 §6.1.4)."""
+    def positive(value):
+        return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
+
+    if positive(divisor):
+        return [float(divisor) ** index for index in range(levels)]
+    if isinstance(divisor, (list, tuple)) and len(divisor) == levels and all(map(positive, divisor)):
+        return [float(value) for value in divisor]
+    raise ValueError(
+        f"`learning_rate_divisor` must be a number > 0 (level i divides the learning rate by "
+        f"eta**i) or a list of {levels} numbers > 0, one per level, got {divisor!r}."
+    )
 
 
 def _clone_optimizer(optimizer):
@@ -32,40 +48,68 @@ def _clone_optimizer(optimizer):
 class MultilevelOptimizer(keras.optimizers.Optimizer):
     """Trains a model by multilevel V-cycles over a hierarchy of coarser models.
 
-    Pass it to ``model.compile``; ``model.fit`` then performs one V-cycle
-    (000 Algorithm 1) per batch: ``steps`` smoothing steps on the way down,
-    restriction of the weights ``Pi`` and of the gradient ``R``, the coupling
-    term (000 eq 9), the coarsest steps, prolongated corrections ``P`` and
-    smoothing on the way up. Metrics, validation, callbacks and ``History``
-    work as usual; ``History.history["work_units"]`` records the cumulative
-    cost in fine gradient evaluations (000 eq 10) at the end of each epoch.
+    Pass it to ``model.compile``; ``model.fit`` then performs one V-cycle per
+    batch (:mod:`keras_multilevel.optimizers.cycle`): ``steps`` smoothing
+    steps on the way down, restriction of the weights ``Pi``, the
+    tau-correction built from ``R`` times the fine gradient, the coarsest
+    steps, prolongated corrections ``P`` and smoothing on the way up.
+    Metrics, validation, callbacks and ``History`` work as usual;
+    ``History.history["work_units"]`` records the cumulative cost in fine
+    gradient evaluations (000 eq 10, 002 §8) at the end of each epoch.
+
+    Two schemes, two coarsenings:
+
+    * ``scheme="mgopt"`` with ``coarsening="depth"``: paper 000 (MG/OPT over
+      residual networks with half the blocks per level); ``tau_scale=0`` is
+      001's MLSGD without gradient correction.
+    * ``scheme="fas"`` with ``coarsening="width"``: paper 002 (FAS over
+      networks with about half the neurons or channels per level, matched by
+      Heavy Edge Matching and re-matched every ``rematch_every`` cycles; pass
+      ``kml.hierarchy.WidthCoarsening(...)`` to set its threshold, scaling
+      and re-matching rate).
 
     Args:
         levels: number of levels ``L >= 1``; ``1`` is plain training with
             ``smoother`` (with work units counted).
         smoother: the level optimizer, any Keras optimizer (or its name); each
-            level gets its own copy and state. Paper 000 uses ``SGD(0.1)``.
-        steps: level-optimizer steps per level, finest first, in the paper's
-            notation (``"[(1),1,1,2,2,{2}]"``) or as a list; ``None`` is the
-            set-up of 000 §4.1. See :class:`CycleSteps`.
-        coupling: add the coupling term ``<delta g, theta>`` to the coarse
-            objectives (MG/OPT, first-order coherent). ``False`` is MLSGD
-            without gradient correction (001 §3), which did best in 001.
-        coarsening: how coarser levels are built; ``"depth"`` halves every
-            residual stack (000 §2.2.1).
-        interpolation: ``"constant"`` (000) or ``"linear"`` (001 §4.2)
-            prolongation in time.
+            level gets its own copy and state. Paper 000 uses ``SGD(0.1)``,
+            002 ``SGD(0.01, momentum=0.9)``.
+        steps: level-optimizer steps per level, finest first, in 000's
+            notation (``"[(1),1,1,2,2,{2}]"``, ``"[4,{4}]"``) or as a list;
+            ``None`` is the set-up of 000 §4.1. See :class:`CycleSteps`.
+        scheme: ``"mgopt"`` or ``"fas"``: the defaults of the four constants
+            below (see :class:`~keras_multilevel.optimizers.scheme.CycleScheme`).
+        coarsening: ``"depth"`` (000 §2.2.1), ``"width"`` (002 §5), or a
+            coarsening object such as ``kml.hierarchy.WidthCoarsening(threshold=0.5)``.
+        interpolation: depth coarsening only: ``"constant"`` (000) or
+            ``"linear"`` (001 §4.2) prolongation in time.
         regularization: Tikhonov weight ``beta`` on the finest level, scaled
-            by ``2^i`` on level ``i`` below it (000 §4); applied to all
-            trainable weights, through the gradient (like Keras' weight decay
-            it is not part of the reported loss).
+            by ``2^i`` on level ``i`` below it (000 §4); applied through the
+            gradient (like Keras' weight decay it is not in the reported loss).
+        tau_scale: ``gamma`` in ``[0, 1]``, the weight of the tau-correction
+            (002 §6.1.4; ``1`` is first-order coherent, ``0`` MLSGD).
+            Default 1; 002 §8.3 uses 0.125 for stability.
+        tau_batches: ``m``, the minibatches each batch is split into, over
+            which tau is averaged and the coarse levels train (002 eq 35).
+            Default 1 for ``"mgopt"``, 2 for ``"fas"``; use a batch size of
+            ``m`` times the paper's minibatch.
+        correction_scale: ``alpha_p`` in ``(0, 1]`` (002 §6.1.4). Default 1.
+        momentum_scale: ``alpha_m`` in ``[0, 1]``: restrict the smoother's
+            momentum with the weights and correct it on the way up (002 eq 36).
+            Default 1 for ``"fas"``; ``None`` (``"mgopt"``) keeps each level's
+            optimizer state separate. 002 §8.3 uses 0.2.
+        learning_rate_divisor: ``eta``: level ``i`` uses the learning rate
+            divided by ``eta^i`` (002 §6.1.4), or one divisor per level, finest
+            first (002 §8.3: ``[1, eta, eta^2, eta^2, eta^2]`` with
+            ``eta = 2 sqrt 2``). Default 1.
         name: the optimizer's name.
 
     Example::
 
-        model.compile(optimizer=kml.MultilevelOptimizer(levels=4, smoother=keras.optimizers.SGD(0.1)),
-                      loss="categorical_crossentropy", metrics=["accuracy"])
-        history = model.fit(x, y, epochs=10)
+        model.compile(optimizer=kml.MultilevelOptimizer(levels=3, scheme="fas", coarsening="width",
+                                                        smoother=keras.optimizers.SGD(0.01, momentum=0.9)),
+                      loss="mse")
+        history = model.fit(x, y, batch_size=400, epochs=10)
         print(model.optimizer.hierarchy)
     """
 
@@ -74,32 +118,51 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         levels=2,
         smoother="sgd",
         steps=None,
-        coupling=True,
+        scheme="mgopt",
         coarsening="depth",
         interpolation="constant",
         regularization=0.0,
+        tau_scale=None,
+        tau_batches=None,
+        correction_scale=None,
+        momentum_scale=None,
+        learning_rate_divisor=1.0,
         name="multilevel",
     ):
         levels = check_levels(levels)
         smoother = keras.optimizers.get(smoother)
         if isinstance(smoother, MultilevelOptimizer):
             raise ValueError("`smoother` must be a single-level Keras optimizer, not a MultilevelOptimizer.")
-        if not isinstance(coupling, bool):
-            raise ValueError(f"`coupling` must be True or False, got {coupling!r}.")
         if isinstance(regularization, bool) or not isinstance(regularization, (int, float)) or regularization < 0:
             raise ValueError(f"`regularization` must be a number >= 0, got {regularization!r}.")
         cycle_steps = CycleSteps.parse(steps, levels)
+        cycle_scheme = CycleScheme.create(
+            scheme,
+            tau_scale=tau_scale,
+            tau_batches=tau_batches,
+            correction_scale=correction_scale,
+            momentum_scale=momentum_scale,
+        )
         strategy = get_coarsening(coarsening, interpolation)
+        divisors = _learning_rate_divisors(learning_rate_divisor, levels)
+        if any(d != 1.0 for d in divisors) and isinstance(
+            smoother._learning_rate, keras.optimizers.schedules.LearningRateSchedule
+        ):
+            raise ValueError(
+                "`learning_rate_divisor` divides a constant learning rate; the smoother has a "
+                "LearningRateSchedule. Use a constant learning rate (and a callback to change it), "
+                "or learning_rate_divisor=1."
+            )
         super().__init__(learning_rate=0.0, name=name)
         self.levels = levels
         self.smoother = smoother
         self.steps = cycle_steps
-        self.coupling = coupling
+        self.scheme = cycle_scheme
         self.coarsening = strategy
         self.regularization = float(regularization)
-        self.cycle_work_units = work_units(
-            cycle_steps, [strategy.relative_cost(i) for i in range(levels)]
-        )
+        self.learning_rate_divisor = learning_rate_divisor
+        self._divisors = divisors
+        self.cycle_work_units = None  # known once the hierarchy is built
         self.work_units = self.add_variable(
             shape=(), initializer="zeros", dtype="float64", name="work_units"
         )
@@ -145,6 +208,13 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         self._smoothers = [_clone_optimizer(self.smoother) for _ in self.hierarchy]
         for level, smoother in zip(self.hierarchy, self._smoothers):
             smoother.build(level.variables)
+        self.learning_rate = float(self.smoother.learning_rate)  # divided per level
+        self.cycle_work_units = work_units(
+            self.steps,
+            [level.relative_cost for level in self.hierarchy],
+            tau_batches=self.scheme.tau_batches,
+            coupled=self.scheme.tau_scale > 0,
+        )
         self._compile_levels()
 
     def _compile_levels(self):
@@ -168,14 +238,20 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
                 self.attach(model)
                 if self.hierarchy is None:
                     self._build_hierarchy()
+        if self.hierarchy.rematch_every:
+            due = tf.logical_and(self.iterations > 0, self.iterations % self.hierarchy.rematch_every == 0)
+            tf.cond(due, self.hierarchy.rematch, lambda: tf.constant(False))
+        batches = split_batch((x, y, sample_weight), self.scheme.tau_batches)
         loss, y_pred = v_cycle(
             self.hierarchy,
             self._smoothers,
             self.steps,
-            (x, y, sample_weight),
+            self.scheme,
+            batches,
             [level_regularization(self.regularization, i) for i in range(self.levels)],
-            coupling=self.coupling,
         )
+        # Loss and metrics of the first minibatch, at the start of the cycle.
+        x, y, sample_weight = batches[0]
         batch_size = tf.shape(tf.nest.flatten(x)[0])[0]
         # Keras' own train_step updates this private tracker the same way.
         model._loss_tracker.update_state(loss, sample_weight=batch_size)
@@ -206,8 +282,10 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
 
     @learning_rate.setter
     def learning_rate(self, value):
-        for optimizer in (self.smoother, *self._smoothers):
-            optimizer.learning_rate = value
+        """Sets the finest level's learning rate; level ``i`` gets it divided by its divisor."""
+        self.smoother.learning_rate = value
+        for optimizer, divisor in zip(self._smoothers, self._divisors):
+            optimizer.learning_rate = value if divisor == 1.0 else value / divisor
 
     def get_config(self):
         return {
@@ -215,10 +293,14 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             "levels": self.levels,
             "smoother": keras.optimizers.serialize(self.smoother),
             "steps": str(self.steps),
-            "coupling": self.coupling,
-            "coarsening": self.coarsening.name,
-            "interpolation": self.coarsening.interpolation.name,
+            "scheme": self.scheme.name,
+            "coarsening": {"name": self.coarsening.name, **self.coarsening.get_config()},
             "regularization": self.regularization,
+            "tau_scale": self.scheme.tau_scale,
+            "tau_batches": self.scheme.tau_batches,
+            "correction_scale": self.scheme.correction_scale,
+            "momentum_scale": self.scheme.momentum_scale,
+            "learning_rate_divisor": self.learning_rate_divisor,
         }
 
     @classmethod

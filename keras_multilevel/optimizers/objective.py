@@ -10,7 +10,8 @@ the model's compiled loss on the mini-batch, Tikhonov regularization
     delta g_l = R grad H_{l+1}(theta_{l+1}) - grad (L_l + beta_l ||.||^2)(theta_{l,0}),
 
 so that ``grad H_l(theta_{l,0}) = R grad H_{l+1}`` (first-order coherence).
-On the finest level, and with ``coupling=False`` (the MLSGD variant without
+In 002's FAS notation ``delta g_l = -gamma tau`` (:func:`tau_correction`).
+On the finest level, and with ``gamma = 0`` (the MLSGD variant without
 gradient correction, 001 §3), ``delta g = 0``.
 """
 
@@ -46,9 +47,14 @@ def add_coupling(gradients, coupling):
     return [g + d for g, d in zip(gradients, coupling)]
 
 
-def coupling_term(restricted_gradient, coarse_gradient):
-    """``delta g_l = R grad H_{l+1} - grad L_l(theta_{l,0})`` (000 eq 9)."""
-    return [r - c for r, c in zip(restricted_gradient, coarse_gradient)]
+def tau_correction(coarse_gradient, restricted_gradient):
+    """``tau = grad g_c(Pi x) - R grad g(x)`` (002 eq 3; the minibatch mean of eq 35).
+
+    The coarse objective ``g_c(x_c) - gamma x_c^T tau`` then has gradient
+    ``R grad g(x)`` at ``Pi x`` when ``gamma = 1``; 000 eq 9's coupling term
+    is ``delta g = -tau``.
+    """
+    return [c - r for c, r in zip(coarse_gradient, restricted_gradient)]
 
 
 def level_regularization(beta, level_index):

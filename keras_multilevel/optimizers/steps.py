@@ -143,18 +143,39 @@ def _count(value, spec, minimum):
     return value
 
 
-def work_units(steps, relative_costs):
-    """Cost of one V-cycle in fine gradient evaluations, ``U_c`` (000 eq 10).
+def work_units(steps, relative_costs, tau_batches=1, coupled=True):
+    """Cost of one V-cycle in fine gradient evaluations (000 eq 10, 002 §8).
 
-    ``U_c = mu_0 c_coarsest + sum over the other levels of (mu_1 + mu_2 + 1) c_l``,
-    where ``c_l`` is the relative cost of a gradient on level ``l`` and the
-    ``+1`` is the gradient that builds the coupling term (or, without
-    coupling, the coarse level's first gradient). The cycle in
-    :mod:`keras_multilevel.optimizers.cycle` evaluates exactly this many.
+    Counts exactly the gradients that :func:`~keras_multilevel.optimizers.cycle.v_cycle`
+    evaluates, each weighted by its level's relative cost ``c_i``. The cycle
+    starts with one gradient on the finest level (it gives the reported loss
+    and serves the first step); every coarse level receives one gradient from
+    its parent, which serves its first step. A level ``i`` above the coarsest
+    then takes ``mu_1 + mu_2`` steps and, for the tau-correction, evaluates
+    its gradient and the coarse one on each of the ``m`` minibatches (one of
+    the ``m + mu_1`` fine ones being the gradient it received):
+
+        ``U_c = c_0 + sum_{i < L} ((mu_1 + mu_2 + m - 1) c_i + m c_{i+1}) + (mu_0 - 1) c_L``.
+
+    With ``m = 1`` this is 000 eq 10, ``mu_0 c_L + sum (mu_1 + mu_2 + 1) c_i``.
+    Without coupling (``coupled=False``, ``gamma = 0``) no fine gradient is
+    needed for tau and one coarse gradient serves the coarse first step:
+    ``sum_{i < L} ((mu_1 + mu_2 - [mu_1 > 0]) c_i + c_{i+1})`` plus ``c_0`` and
+    ``(mu_0 - 1) c_L``.
+
+    002 §8's own example (2 levels, 2 steps everywhere, ``m = 2``, ``c = 1, 1/4``)
+    counts 7 work units; this cycle evaluates 6.75, because the coarse
+    gradient at ``Pi x`` on the first minibatch, computed for tau, also serves
+    the first coarse step. (002 eq 40's closed form ``6s - 10s/4^(k-1)`` does
+    not match its own sums or that example, so this count follows the cycle.)
     """
     if len(relative_costs) != steps.levels:
         raise ValueError(f"Need {steps.levels} relative costs, got {len(relative_costs)}.")
-    total = steps.coarsest * relative_costs[-1]
-    for down, up, cost in zip(steps.pre, steps.post, relative_costs):
-        total += (down + up + 1) * cost
+    total = relative_costs[0] + (steps.coarsest - 1) * relative_costs[-1]
+    for index, (down, up) in enumerate(zip(steps.pre, steps.post)):
+        cost, coarse_cost = relative_costs[index], relative_costs[index + 1]
+        if coupled:
+            total += (down + up + tau_batches - 1) * cost + tau_batches * coarse_cost
+        else:
+            total += (down + up - (down > 0)) * cost + coarse_cost
     return total
