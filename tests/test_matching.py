@@ -103,10 +103,14 @@ def test_pairs_fixes_the_number_of_pairs(threshold):
         assert any(strength[i, j] <= threshold for i, j in pairs_of(match))
 
 
-def test_same_matching_inside_tf_function_as_eagerly():
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_same_matching_inside_tf_function_as_eagerly(jit_compile):
+    # Keras compiles train steps with XLA where it can ("auto"): both must work.
     strength = random_strength(n=64, p=16)
-    compiled = tf.function(lambda s, pairs: heavy_edge_matching(s, 0.1, pairs))
-    eager = heavy_edge_matching(strength, 0.1, pairs=30)
+    compiled = tf.function(
+        lambda s, pairs: aggregates(heavy_edge_matching(s, 0.1, pairs)), jit_compile=jit_compile
+    )
+    eager = aggregates(heavy_edge_matching(strength, 0.1, pairs=30))
     np.testing.assert_array_equal(compiled(strength, tf.constant(30)), eager)
     unpaired = tf.function(lambda s: heavy_edge_matching(s, 0.1))
     np.testing.assert_array_equal(unpaired(strength), heavy_edge_matching(strength, 0.1))

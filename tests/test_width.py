@@ -160,7 +160,7 @@ def test_rematch_in_a_compiled_step_keeps_the_widths_and_follows_the_weights(sca
     before = [a.zeta.numpy() for a in transfer.aggregations]
     assign(model.trainable_variables, random_like(model.trainable_variables, seed=7))
 
-    @tf.function
+    @tf.function(jit_compile=True)  # as Keras compiles a train step where it can
     def step(every_k_cycles):
         tf.cond(every_k_cycles, lambda: transfer.rematch(model.trainable_variables), lambda: None)
 
