@@ -76,3 +76,40 @@ def residual_network(
             state = keras.layers.Flatten(name="flatten")(state)
         result = keras.layers.Dense(outputs, activation=output_activation, name="head")(state)
     return keras.Model(inputs, result, name=name)
+
+
+def feedforward_network(input_shape, outputs, hidden=(400, 400), conv=(), activation="relu", name="feedforward_network"):
+    """The plain networks of paper 002 §8, which width coarsening halves.
+
+    ``[Conv2D(filters, kernel, strides) ->] ... Flatten -> Dense(hidden) ... -> Dense(outputs)``,
+    all hidden layers with ``activation`` (ReLU in the paper) and a linear
+    output layer, as a Sequential model.
+
+    Args:
+        input_shape: shape of one sample, e.g. ``(32, 32, 3)``.
+        outputs: size of the (flat) output, e.g. ``32 * 32`` for a field.
+        hidden: neurons of each fully connected hidden layer.
+        conv: ``(filters, kernel_size, strides)`` of each same-padded
+            convolution before them (002 §8.1: ``((200, 7, 2), (200, 7, 2))``).
+        activation: the hidden layers' activation.
+        name: the model's name.
+
+    Example: the Poisson networks of 002 §8.1 are
+    ``feedforward_network((32, 32, 3), 1024)`` and
+    ``feedforward_network((32, 32, 3), 1024, conv=((200, 7, 2), (200, 7, 2)))``.
+    """
+    for argument, values in (("hidden", hidden), ("conv", [c[0] for c in conv])):
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+            raise ValueError(f"`{argument}` widths must be positive integers, got {values!r}.")
+    if isinstance(outputs, bool) or not isinstance(outputs, int) or outputs < 1:
+        raise ValueError(f"`outputs` must be a positive integer, got {outputs!r}.")
+    layers = [keras.Input(tuple(input_shape), name="inputs")]
+    for index, (filters, kernel_size, strides) in enumerate(conv):
+        layers.append(
+            keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", activation=activation, name=f"conv_{index}")
+        )
+    if len(input_shape) > 1:
+        layers.append(keras.layers.Flatten(name="flatten"))
+    layers += [keras.layers.Dense(units, activation=activation, name=f"dense_{index}") for index, units in enumerate(hidden)]
+    layers.append(keras.layers.Dense(outputs, name="output"))
+    return keras.Sequential(layers, name=name)

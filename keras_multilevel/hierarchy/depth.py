@@ -10,7 +10,7 @@ is shared unchanged between levels (an :class:`Identity` transfer).
 import keras
 
 from keras_multilevel.hierarchy.interpolation import get_interpolation
-from keras_multilevel.hierarchy.transfer import Identity, Transfer
+from keras_multilevel.hierarchy.transfer import Identity, Transfer, check_correspondence
 from keras_multilevel.layers.residual import ResidualStack
 
 
@@ -92,18 +92,11 @@ class DepthCoarsening:
 
         coarse = keras.models.clone_model(model, clone_function=clone, recursive=True)
         stack_variables = {id(variable) for stack in residual_stacks(model) for variable in stack.trainable_variables}
-        operators = []
-        for fine_variable, coarse_variable in zip(
-            model.trainable_variables, coarse.trainable_variables, strict=True
-        ):
-            if fine_variable.path != coarse_variable.path:
-                raise RuntimeError(
-                    f"Fine variable {fine_variable.path} and coarse variable "
-                    f"{coarse_variable.path} do not correspond."
-                )
-            operators.append(
-                self.interpolation if id(fine_variable) in stack_variables else Identity()
-            )
+        check_correspondence(model, coarse)
+        operators = [
+            self.interpolation if id(variable) in stack_variables else Identity()
+            for variable in model.trainable_variables
+        ]
         return coarse, Transfer(operators)
 
     def relative_cost(self, model, finest):

@@ -8,11 +8,12 @@ coarser level, so one cycle routine can walk the list.
 """
 
 import numpy as np
-
 import tensorflow as tf
 
 from keras_multilevel.hierarchy.depth import DepthCoarsening
-COARSENINGS = {DepthCoarsening.name: DepthCoarsening}
+from keras_multilevel.hierarchy.width import WidthCoarsening
+
+COARSENINGS = {DepthCoarsening.name: DepthCoarsening, WidthCoarsening.name: WidthCoarsening}
 
 
 def get_coarsening(coarsening="depth", interpolation="constant"):

@@ -15,6 +15,18 @@ and resolution later) builds a :class:`Transfer`, so one cycle drives them all.
 """
 
 
+def check_correspondence(fine_model, coarse_model):
+    """Raises ``RuntimeError`` unless the two models' trainable variables pair up in order.
+
+    A coarse clone has the same layers in the same order; variables are
+    compared by their layer and own name (the last two parts of their path:
+    the model's name scope may differ between a model and its clone).
+    """
+    for fine, coarse in zip(fine_model.trainable_variables, coarse_model.trainable_variables, strict=True):
+        if fine.path.split("/")[-2:] != coarse.path.split("/")[-2:]:
+            raise RuntimeError(f"Fine variable {fine.path} and coarse variable {coarse.path} do not correspond.")
+
+
 class Identity:
     """A parameter that is the same on both levels (opening map, head, ...)."""
 
@@ -42,6 +54,9 @@ class Transfer:
 
     def __init__(self, operators):
         self.operators = list(operators)
+
+    state_variables = ()
+    """Variables that define the operators, saved with the optimizer (none here)."""
 
     def _map(self, method, tensors):
         if len(tensors) != len(self.operators):

@@ -40,6 +40,7 @@ import math
 import keras
 import tensorflow as tf
 
+from keras_multilevel.hierarchy.transfer import check_correspondence
 from keras_multilevel.hierarchy.matching import (
     aggregates,
     heavy_edge_matching,
@@ -94,21 +95,24 @@ class Aggregation:
 
     Built by heavy edge matching of the neurons' parameter ``vectors``
     (Algorithm 1 with threshold ``threshold``), which fixes the coarse size
-    ``n_c``; :meth:`rematch` recomputes ``zeta`` and ``d`` later with the
-    same ``n_c``.
+    ``n_c`` (unless ``pairs`` fixes it, ``n_c = n - pairs``); :meth:`rematch`
+    recomputes ``zeta`` and ``d`` later with the same ``n_c``.
 
     Args:
         vectors: ``(n, p)`` parameter vectors (:func:`neuron_vectors`).
         threshold: strength threshold ``theta`` of Algorithm 1.
         scaled: ``False`` for ``P`` of eq 32 (``d = 1``), ``True`` for the
             scaled ``P~`` of eq 34 (``d`` = the vectors' norms).
+        pairs: the number of pairs to form (see
+            :func:`~keras_multilevel.hierarchy.matching.heavy_edge_matching`),
+            ``None`` for as many as the threshold allows.
     """
 
-    def __init__(self, vectors, threshold, scaled):
+    def __init__(self, vectors, threshold, scaled, pairs=None):
         self.threshold = threshold
         self.scaled = scaled
         vectors = tf.convert_to_tensor(vectors)
-        zeta, scaling = self._zeta_and_scaling(vectors, pairs=None)
+        zeta, scaling = self._zeta_and_scaling(vectors, pairs=pairs)
         self.fine_size = int(vectors.shape[0])
         self.coarse_size = int(tf.reduce_max(zeta)) + 1
         self.zeta = tf.Variable(zeta, trainable=False, name="zeta")
@@ -239,6 +243,11 @@ class WidthTransfer:
     def aggregations(self):
         """The :class:`Aggregation` of every hidden axis, first layer first."""
         return [layer.outputs for layer in self.layers if layer.outputs is not None]
+
+    @property
+    def state_variables(self):
+        """The matching (``zeta`` and ``d`` of every hidden axis), saved with the optimizer."""
+        return [variable for a in self.aggregations for variable in (a.zeta, a.scaling)]
 
     def _map(self, direction, tensors):
         if len(tensors) != self.count:
@@ -398,12 +407,18 @@ class WidthCoarsening:
             neurons' norms, eq 34.
         rematch_every: re-match every this many cycles (§6.1.3), or ``None``
             to keep the first matching.
+        widths: the hidden widths of every level, finest first, as
+            :meth:`coarsen` records them (and ``get_config`` saves them):
+            given, a model with the widths of one entry is coarsened to the
+            next entry's widths (matching with a fixed number of pairs), so a
+            saved model reloads into the same hierarchy. ``None`` lets the
+            threshold decide.
     """
 
     name = "width"
     size_label = "widths"
 
-    def __init__(self, threshold=0.0, scaled=False, rematch_every=50):
+    def __init__(self, threshold=0.0, scaled=False, rematch_every=50, widths=None):
         if (
             isinstance(threshold, bool)
             or not isinstance(threshold, (int, float))
@@ -425,9 +440,19 @@ class WidthCoarsening:
                 f"`rematch_every` must be a positive number of cycles or None (never re-match), "
                 f"got {rematch_every!r}."
             )
+        if widths is not None and not (
+            isinstance(widths, (list, tuple))
+            and all(isinstance(level, (list, tuple)) for level in widths)
+            and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for level in widths for w in level)
+        ):
+            raise ValueError(
+                f"`widths` must be None or a list of lists of positive integers (the hidden "
+                f"widths of each level, finest first), got {widths!r}."
+            )
         self.threshold = float(threshold)
         self.scaled = scaled
         self.rematch_every = rematch_every
+        self.widths = None if widths is None else [list(level) for level in widths]
 
     def check(self, model, levels):
         """Raises ``ValueError`` unless ``model`` can be coarsened ``levels - 1`` times.
@@ -454,10 +479,26 @@ class WidthCoarsening:
         ``transfer.restrict(model.trainable_variables)``.
         """
         layers = weighted_layers(model)
+        fine_widths = [_width(layer) for layer in layers[:-1]]
+        known = self.widths is not None and fine_widths in self.widths[:-1]
+        targets = self.widths[self.widths.index(fine_widths) + 1] if known else [None] * len(fine_widths)
+        if len(targets) != len(fine_widths):
+            raise ValueError(
+                f"`widths` {self.widths} lists {len(targets)} hidden widths per level, but model "
+                f"{model.name!r} has {len(fine_widths)} hidden layers."
+            )
         aggregations = []
-        for layer in layers[:-1]:
+        for layer, width, target in zip(layers[:-1], fine_widths, targets):
+            if target is not None and not width / 2 <= target < width:
+                raise ValueError(
+                    f"`widths` asks for layer {layer.name!r} to go from {width} to {target} "
+                    f"neurons; pairwise matching gives between {-(-width // 2)} and {width - 1}."
+                )
             aggregation = Aggregation(
-                neuron_vectors(layer.kernel, layer.bias), self.threshold, self.scaled
+                neuron_vectors(layer.kernel, layer.bias),
+                self.threshold,
+                self.scaled,
+                pairs=None if target is None else width - target,
             )
             if aggregation.coarse_size == aggregation.fine_size:
                 raise ValueError(
@@ -467,6 +508,11 @@ class WidthCoarsening:
                 )
             aggregations.append(aggregation)
         widths = {id(layer): a.coarse_size for layer, a in zip(layers[:-1], aggregations)}
+        coarse_widths = [a.coarse_size for a in aggregations]
+        if not known:  # record the hierarchy, so that a saved model reloads into it
+            if self.widths is None or self.widths[-1] != fine_widths:
+                self.widths = [fine_widths]
+            self.widths.append(coarse_widths)
 
         def clone(layer):
             config = layer.get_config()
@@ -476,14 +522,7 @@ class WidthCoarsening:
             return layer.__class__.from_config(config)
 
         coarse = keras.models.clone_model(model, clone_function=clone)
-        for fine_variable, coarse_variable in zip(
-            model.trainable_variables, coarse.trainable_variables, strict=True
-        ):
-            if fine_variable.path != coarse_variable.path:
-                raise RuntimeError(
-                    f"Fine variable {fine_variable.path} and coarse variable "
-                    f"{coarse_variable.path} do not correspond."
-                )
+        check_correspondence(model, coarse)
         index = {id(v): i for i, v in enumerate(model.trainable_variables)}
         inputs = [None] + aggregations
         outputs = aggregations + [None]
@@ -532,4 +571,5 @@ class WidthCoarsening:
             "threshold": self.threshold,
             "scaled": self.scaled,
             "rematch_every": self.rematch_every,
+            "widths": self.widths,
         }

@@ -287,6 +287,34 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         for optimizer, divisor in zip(self._smoothers, self._divisors):
             optimizer.learning_rate = value if divisor == 1.0 else value / divisor
 
+    # -- saving ----------------------------------------------------------------
+
+    def _transfer_state(self):
+        """The variables that define the transfers (a width hierarchy's matching), finest first."""
+        if self.hierarchy is None:
+            return []
+        return [v for level in self.hierarchy[:-1] for v in level.transfer.state_variables]
+
+    def save_own_variables(self, store):
+        """Saves the optimizer's variables and the transfers' state (the current matching)."""
+        super().save_own_variables(store)
+        for index, variable in enumerate(self._transfer_state()):
+            store[f"transfer_{index}"] = variable.numpy()
+
+    def load_own_variables(self, store):
+        """Restores what :meth:`save_own_variables` saved."""
+        keys = list(store.keys())
+        super().load_own_variables({key: store[key] for key in keys if not key.startswith("transfer_")})
+        state = self._transfer_state()
+        saved = [key for key in keys if key.startswith("transfer_")]
+        if len(saved) != len(state):
+            raise ValueError(
+                f"The saved optimizer has {len(saved)} transfer variables, this hierarchy has "
+                f"{len(state)}: the file was saved from a different hierarchy."
+            )
+        for index, variable in enumerate(state):
+            variable.assign(store[f"transfer_{index}"])
+
     def get_config(self):
         return {
             "name": self.name,
