@@ -69,3 +69,29 @@ def test_parse_reads_a_python_list():
 def test_bad_step_specifications(spec, levels, message):
     with pytest.raises(ValueError, match=message):
         CycleSteps.parse(spec, levels)
+
+
+def test_fas_work_units_of_the_paper_example():
+    """002 §8: 2 levels, 2 steps everywhere, m = 2 minibatches, costs 1 and 1/4. The paper counts
+    4.5 (smoothing) + 2.5 (tau) = 7; the cycle saves the coarse gradient on the first minibatch,
+    which serves both tau and the first coarse step: 7 - 1/4."""
+    steps = CycleSteps.parse("[2,{2}]", 2)
+    assert work_units(steps, [1.0, 0.25], tau_batches=2) == pytest.approx(7.0 - 0.25)
+
+
+@pytest.mark.parametrize("notation, levels", [("[(1),{2}]", 2), ("[2,1/3,(0),{4}]", 4)])
+def test_one_minibatch_is_000_eq_10(notation, levels):
+    """With m = 1 the count is U_c = mu_0 c_L + sum (mu_1 + mu_2 + 1) c_l (000 eq 10)."""
+    steps = CycleSteps.parse(notation, levels)
+    costs = depth_costs(levels)
+    expected = steps.coarsest * costs[-1] + sum((d + u + 1) * c for d, u, c in zip(steps.pre, steps.post, costs))
+    assert work_units(steps, costs, tau_batches=1) == pytest.approx(expected)
+
+
+def test_without_coupling_no_tau_gradients_are_counted():
+    """gamma = 0: one coarse gradient per level for its first step, no fine gradient for tau."""
+    steps = CycleSteps.parse("[(1),(0),{3}]", 3)
+    costs = [1.0, 0.5, 0.25]
+    # level 0: initial gradient (serves its one step) + one coarse gradient for level 1;
+    # level 1: no steps, one coarse gradient for level 2; level 2: 3 steps, the first given.
+    assert work_units(steps, costs, tau_batches=4, coupled=False) == pytest.approx(1.0 + 0.5 + 0.25 + 2 * 0.25)

@@ -43,7 +43,36 @@ class Identity:
         return "Identity()"
 
 
-class Transfer:
+class TransferMaps:
+    """The interface every transfer implements: ``restrict``, ``prolong``, ``restrict_gradient``.
+
+    Subclasses set ``count`` (the number of trainable variables) and implement
+    ``_map(direction, tensors)`` for the three directions.
+    """
+
+    count = 0
+    state_variables = ()
+    """Variables that define the operators, saved with the optimizer (none unless a subclass says)."""
+
+    def _apply(self, direction, tensors):
+        if len(tensors) != self.count:
+            raise ValueError(f"Expected {self.count} tensors (one per trainable variable), got {len(tensors)}.")
+        return self._map(direction, tensors)
+
+    def restrict(self, fine):
+        """``Pi``: restricts a fine iterate to the coarse level (``Pi P = I``)."""
+        return self._apply("restrict", fine)
+
+    def prolong(self, coarse):
+        """``P``: prolongates a coarse correction to the fine level."""
+        return self._apply("prolong", coarse)
+
+    def restrict_gradient(self, fine):
+        """``R = P^T``: restricts a fine gradient to the coarse level."""
+        return self._apply("restrict_gradient", fine)
+
+
+class Transfer(TransferMaps):
     """Variable-wise transfer operators between a fine and a coarse level.
 
     Args:
@@ -54,29 +83,10 @@ class Transfer:
 
     def __init__(self, operators):
         self.operators = list(operators)
+        self.count = len(self.operators)
 
-    state_variables = ()
-    """Variables that define the operators, saved with the optimizer (none here)."""
-
-    def _map(self, method, tensors):
-        if len(tensors) != len(self.operators):
-            raise ValueError(
-                f"Expected {len(self.operators)} tensors (one per trainable variable), "
-                f"got {len(tensors)}."
-            )
-        return [getattr(op, method)(t) for op, t in zip(self.operators, tensors)]
-
-    def restrict(self, fine):
-        """``Pi``: restricts a fine iterate to the coarse level."""
-        return self._map("restrict", fine)
-
-    def prolong(self, coarse):
-        """``P``: prolongates a coarse correction to the fine level."""
-        return self._map("prolong", coarse)
-
-    def restrict_gradient(self, fine):
-        """``R = P^T``: restricts a fine gradient to the coarse level."""
-        return self._map("restrict_gradient", fine)
+    def _map(self, direction, tensors):
+        return [getattr(op, direction)(t) for op, t in zip(self.operators, tensors)]
 
     def __repr__(self):
         return f"Transfer({self.operators!r})"

@@ -40,7 +40,7 @@ import math
 import keras
 import tensorflow as tf
 
-from keras_multilevel.hierarchy.transfer import check_correspondence
+from keras_multilevel.hierarchy.transfer import TransferMaps, check_correspondence
 from keras_multilevel.hierarchy.matching import (
     aggregates,
     heavy_edge_matching,
@@ -221,14 +221,16 @@ class LayerTransfer:
         return neuron_vectors(variables[self.kernel_index], bias)
 
 
-class WidthTransfer:
+class WidthTransfer(TransferMaps):
     """``Pi``, ``P`` and ``R = P^T`` between a model and its width-coarsened clone.
 
     The same list-in, list-out interface as
     :class:`~keras_multilevel.hierarchy.transfer.Transfer` (one tensor per
     trainable variable, in ``model.trainable_variables`` order), but the
     variables of a layer map jointly: a hidden axis is shared by the output
-    of one layer and the input of the next.
+    of one layer and the input of the next. ``restrict`` is ``Pi`` of eq 25,
+    ``prolong`` is ``P`` of eq 27 and ``restrict_gradient`` is ``R = P^T`` of
+    eq 28.
 
     Args:
         layers: one :class:`LayerTransfer` per weighted layer, in order.
@@ -250,10 +252,6 @@ class WidthTransfer:
         return [variable for a in self.aggregations for variable in (a.zeta, a.scaling)]
 
     def _map(self, direction, tensors):
-        if len(tensors) != self.count:
-            raise ValueError(
-                f"Expected {self.count} tensors (one per trainable variable), got {len(tensors)}."
-            )
         mapped = list(tensors)
         for layer in self.layers:
             bias = None if layer.bias_index is None else tensors[layer.bias_index]
@@ -262,18 +260,6 @@ class WidthTransfer:
             if layer.bias_index is not None:
                 mapped[layer.bias_index] = bias
         return mapped
-
-    def restrict(self, fine):
-        """``Pi`` (eq 25): restricts a fine iterate to the coarse level."""
-        return self._map("restrict", fine)
-
-    def prolong(self, coarse):
-        """``P`` (eq 27): prolongates a coarse correction to the fine level."""
-        return self._map("prolong", coarse)
-
-    def restrict_gradient(self, fine):
-        """``R = P^T`` (eq 28): restricts a fine gradient to the coarse level."""
-        return self._map("restrict_gradient", fine)
 
     def rematch(self, fine_variables):
         """Recomputes every aggregation from the current fine weights (§6.1.3).
