@@ -100,7 +100,8 @@ class Validation(keras.callbacks.Callback):
         if hierarchy is not None and len(hierarchy) > 1:
             networks.append(("aux_", hierarchy[1].model))
         for prefix, network in networks:
-            error = network.predict(self.x, batch_size=1000, verbose=0) - self.y
+            prediction = np.concatenate([network(self.x[i : i + 500], training=False).numpy() for i in range(0, len(self.x), 500)])
+            error = prediction - self.y
             self.record[prefix + "val_l2"].append(float(np.mean(error**2)))
             self.record[prefix + "val_linf"].append(float(np.max(np.abs(error))))
         self.started = time.perf_counter()
