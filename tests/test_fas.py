@@ -167,6 +167,32 @@ def test_gradient_evaluations_match_the_cost_model(cycle_cost, levels, steps, sc
     assert cycle_cost(model, *regression()) == pytest.approx(model.optimizer.cycle_work_units)
 
 
+def test_each_level_sees_the_minibatches_of_its_layout(monkeypatch):
+    """Fine smoothing steps each take a fresh minibatch; tau and the coarser level use fresh ones
+    drawn at each restriction (002 §6.1.1)."""
+    model = compiled(dense_network(), 3, steps="[2,1,{2}]", tau_batches=2)
+    optimizer = model.optimizer
+    count = optimizer.minibatches
+    x, y = regression(count * 4)
+    seen = {level: set() for level in range(3)}
+    original = cycle.level_gradient
+    levels = {id(level.model): index for index, level in enumerate(optimizer.hierarchy)}
+
+    def recording(level_model, data, *args, **kwargs):
+        first = np.asarray(data[0])[0]
+        seen[levels[id(level_model)]].add(int(np.flatnonzero((x == first).all(axis=1))[0]) % count)
+        return original(level_model, data, *args, **kwargs)
+
+    monkeypatch.setattr(cycle, "level_gradient", recording)
+    model.run_eagerly = True
+    model.train_on_batch(x, y)
+    layout = optimizer.layout
+    assert count == 2 + 2 + 2 * 2
+    assert seen[0] == {*layout.smoothing[0], *layout.tau[0]} == set(range(6))
+    assert seen[1] == {*layout.tau[0], *layout.tau[1]} == {4, 5, 6, 7}
+    assert seen[2] == set(layout.tau[1]) == {6, 7}
+
+
 def test_eager_and_compiled_fas_cycles_agree_including_rematching(float64):
     x, y = regression(dtype="float64")
     results = []
@@ -269,8 +295,9 @@ def test_threshold_outside_minus_one_one(threshold):
         kml.hierarchy.WidthCoarsening(threshold=threshold)
 
 
-def test_a_batch_smaller_than_tau_batches_is_refused():
+def test_a_batch_smaller_than_the_minibatches_of_a_cycle_is_refused():
     model = compiled(dense_network(), 2, tau_batches=4)
-    x, y = regression(3)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="fewer samples than tau_batches=4"):
-        model.fit(x, y, batch_size=3, epochs=1, verbose=0)
+    assert model.optimizer.minibatches == 5  # one fine smoothing step, 4 tau minibatches
+    x, y = regression(4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="fewer samples than the 5 minibatches of a cycle"):
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0)

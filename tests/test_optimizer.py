@@ -21,7 +21,7 @@ def circles(samples=64, dtype="float32"):
 
 
 OPTIMIZER_ARGUMENTS = (
-    "steps", "scheme", "regularization", "interpolation", "smoother", "tau_scale", "tau_batches",
+    "steps", "scheme", "regularization", "interpolation", "smoother", "tau_scale", "tau_batches", "fresh_batches",
     "correction_scale", "momentum_scale", "learning_rate_divisor",
 )
 
@@ -287,6 +287,7 @@ def test_config_and_keras_file_round_trip(tmp_path):
         ({"scheme": "multigrid"}, "Unknown scheme 'multigrid'"),
         ({"tau_scale": 1.5}, r"`tau_scale` \(gamma of 002 §6.1.4\) must be a number in \[0, 1\]"),
         ({"tau_batches": 0}, "`tau_batches` \\(m of 002 eq 35\\) must be an integer >= 1"),
+        ({"fresh_batches": "yes"}, "`fresh_batches` must be True or False"),
         ({"correction_scale": 0.0}, r"`correction_scale` \(alpha_p"),
         ({"scheme": "fas", "momentum_scale": -0.1}, r"`momentum_scale` \(alpha_m"),
         ({"learning_rate_divisor": 0}, "`learning_rate_divisor` must be a number > 0"),

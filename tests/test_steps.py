@@ -3,6 +3,7 @@
 import pytest
 
 from keras_multilevel.optimizers import CycleSteps, work_units
+from keras_multilevel.optimizers.scheme import minibatch_layout
 
 # Paper 000, Table 1 (co-centric circles) set-ups and their U_c.
 TABLE_1 = [
@@ -76,7 +77,7 @@ def test_fas_work_units_of_the_paper_example():
     4.5 (smoothing) + 2.5 (tau) = 7; the cycle saves the coarse gradient on the first minibatch,
     which serves both tau and the first coarse step: 7 - 1/4."""
     steps = CycleSteps.parse("[2,{2}]", 2)
-    assert work_units(steps, [1.0, 0.25], tau_batches=2) == pytest.approx(7.0 - 0.25)
+    assert work_units(steps, [1.0, 0.25], minibatch_layout(steps, 2, fresh_batches=True)) == pytest.approx(7.0 - 0.25)
 
 
 @pytest.mark.parametrize("notation, levels", [("[(1),{2}]", 2), ("[2,1/3,(0),{4}]", 4)])
@@ -85,7 +86,7 @@ def test_one_minibatch_is_000_eq_10(notation, levels):
     steps = CycleSteps.parse(notation, levels)
     costs = depth_costs(levels)
     expected = steps.coarsest * costs[-1] + sum((d + u + 1) * c for d, u, c in zip(steps.pre, steps.post, costs))
-    assert work_units(steps, costs, tau_batches=1) == pytest.approx(expected)
+    assert work_units(steps, costs, minibatch_layout(steps, 1, fresh_batches=False)) == pytest.approx(expected)
 
 
 def test_without_coupling_no_tau_gradients_are_counted():
@@ -94,4 +95,21 @@ def test_without_coupling_no_tau_gradients_are_counted():
     costs = [1.0, 0.5, 0.25]
     # level 0: initial gradient (serves its one step) + one coarse gradient for level 1;
     # level 1: no steps, one coarse gradient for level 2; level 2: 3 steps, the first given.
-    assert work_units(steps, costs, tau_batches=4, coupled=False) == pytest.approx(1.0 + 0.5 + 0.25 + 2 * 0.25)
+    layout = minibatch_layout(steps, 4, fresh_batches=True)
+    assert work_units(steps, costs, layout, coupled=False) == pytest.approx(1.0 + 0.5 + 0.25 + 2 * 0.25)
+
+
+def test_minibatch_layout_of_a_fas_cycle():
+    """002 §6.1.1: one fresh minibatch per fine smoothing step, m fresh ones per restriction,
+    on which the coarser level then smooths."""
+    steps = CycleSteps.parse("[2,1/2,{3}]", 3)
+    layout = minibatch_layout(steps, 2, fresh_batches=True)
+    assert layout.count == 8
+    assert layout.smoothing == ((0, 1, 2, 3), (4, 5), (6, 7))
+    assert layout.tau == ((4, 5), (6, 7))
+    assert not layout.shared(0)
+    no_fine_steps = minibatch_layout(CycleSteps.parse("[(0),{1}]", 2), 3, fresh_batches=True)
+    assert no_fine_steps.count == 3 and no_fine_steps.shared(0)  # the reported loss is on a tau minibatch
+    shared = minibatch_layout(steps, 2, fresh_batches=False)
+    assert shared.count == 2 and shared.smoothing == ((0, 1),) * 3 and shared.tau == ((0, 1),) * 2
+    assert minibatch_layout(CycleSteps.parse("[{3}]", 1), 2, fresh_batches=True).smoothing == ((0, 1, 2),)

@@ -17,14 +17,17 @@ On level ``i`` above the coarsest a cycle
    momentum ``m_c = Pi m``, 002 eq 36),
 3. forms ``tau = mean_j (grad g_c,j(Pi x) - R grad g_i,j(x))`` over the ``m``
    minibatches ``j`` (002 eq 35; 000 eq 9's coupling term is ``-tau``),
-4. recurses on the coarse level with the same minibatches (002 §6.1.1),
+4. recurses on the coarse level, which smooths on the same minibatches
+   (002 §6.1.1; which minibatch each step takes is the scheme's
+   :func:`~keras_multilevel.optimizers.scheme.minibatch_layout`),
 5. corrects ``x += alpha_p P (x_c - Pi x)`` (002 eq 4) and
    ``m += alpha_m P (m_c - Pi m)`` (eq 36),
 6. takes ``mu_2`` steps.
 
 Gradient evaluations are exactly those counted by
 :func:`~keras_multilevel.optimizers.steps.work_units`: a coarse level's first
-step reuses its gradient at ``Pi x`` on the first minibatch, computed for tau.
+step reuses its gradient at ``Pi x`` on the first tau minibatch, computed for
+tau.
 """
 
 import functools
@@ -37,16 +40,16 @@ from keras_multilevel.optimizers.objective import add_coupling, level_gradient, 
 def split_batch(data, parts):
     """Splits a batch ``(x, y, sample_weight)`` into ``parts`` minibatches (rows ``j::parts``).
 
-    The minibatches of 002 §6.1.1 drawn from one Keras batch; sizes differ by
-    at most one when ``parts`` does not divide the batch.
+    The minibatches of one cycle (002 §6.1.1) drawn from one Keras batch;
+    sizes differ by at most one when ``parts`` does not divide the batch.
     """
     if parts == 1:
         return [data]
     size = tf.shape(tf.nest.flatten(data[0])[0])[0]
     check = tf.debugging.assert_greater_equal(
         size, parts,
-        message=f"A batch has fewer samples than tau_batches={parts}: it cannot be split into "
-        f"{parts} minibatches. Use a batch size that is a multiple of tau_batches.",
+        message=f"A batch has fewer samples than the {parts} minibatches of a cycle: it cannot be "
+        f"split. Use a batch size that is a multiple of MultilevelOptimizer.minibatches ({parts}).",
     )
     with tf.control_dependencies([check]):
         return [
@@ -74,7 +77,7 @@ def _mean(gradient_lists):
     return [tf.add_n(list(parts)) / count for parts in zip(*gradient_lists)]
 
 
-def v_cycle(hierarchy, smoothers, steps, scheme, batches, regularization):
+def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regularization):
     """Runs one V-cycle and updates the finest level's weights.
 
     Args:
@@ -83,17 +86,17 @@ def v_cycle(hierarchy, smoothers, steps, scheme, batches, regularization):
             000 Algorithm 2, SGD in 002 §6).
         steps: a :class:`~keras_multilevel.optimizers.steps.CycleSteps`.
         scheme: a :class:`~keras_multilevel.optimizers.scheme.CycleScheme`.
-        batches: ``scheme.tau_batches`` minibatches ``(x, y, sample_weight)``
-            (see :func:`split_batch`), the same on every level; smoothing step
-            ``t`` uses minibatch ``t mod m``.
+        minibatches: ``layout.count`` minibatches ``(x, y, sample_weight)``
+            (see :func:`split_batch`).
+        layout: the :class:`~keras_multilevel.optimizers.scheme.MinibatchLayout`
+            saying which minibatches each level smooths on and forms tau on.
         regularization: Tikhonov weight ``beta_i`` per level, finest first.
 
     Returns:
-        ``(loss, y_pred)`` of the finest model on the first minibatch at the
+        ``(loss, y_pred)`` of the finest model on its first minibatch at the
         start of the cycle, as a plain Keras train step reports them.
     """
     last = len(hierarchy) - 1
-    count = len(batches)
     # Inside a graph, each level's gradient is one traced function called as
     # often as the cycle needs it, rather than traced again at every call; the
     # tau-correction is added outside it, so each level is traced once.
@@ -105,13 +108,14 @@ def v_cycle(hierarchy, smoothers, steps, scheme, batches, regularization):
         evaluate = [tf.function(function) for function in evaluate]
 
     def gradient(index, batch, shift):
-        return add_coupling(evaluate[index](batches[batch])[2], shift)
+        return add_coupling(evaluate[index](minibatches[batch])[2], shift)
 
-    def smooth(index, count_steps, received, shift):
-        """``count_steps`` level-optimizer steps; the first uses the received gradient."""
+    def smooth(index, first_step, count_steps, received, shift):
+        """Steps ``first_step, ...`` of the level; step 0 uses the received gradient, if given."""
         variables = hierarchy[index].variables
-        for step in range(count_steps):
-            grads = received if step == 0 and received is not None else gradient(index, step % count, shift)
+        own = layout.smoothing[index]
+        for step in range(first_step, first_step + count_steps):
+            grads = received if step == 0 and received is not None else gradient(index, own[step % len(own)], shift)
             smoothers[index].apply(grads, variables)
 
     def assign(variables, values):
@@ -124,13 +128,13 @@ def v_cycle(hierarchy, smoothers, steps, scheme, batches, regularization):
             variable.assign_add(value if scale == 1.0 else scale * value)
 
     def cycle(index, received, shift):
-        """``received``: the gradient of level ``index``'s objective at its iterate on minibatch 0."""
+        """``received``: the gradient of level ``index``'s objective at its iterate on its first minibatch."""
         if index == last:
-            smooth(index, steps.coarsest, received, shift)
+            smooth(index, 0, steps.coarsest, received, shift)
             return
         level, coarse = hierarchy[index], hierarchy[index + 1]
         transfer = level.transfer
-        smooth(index, steps.pre[index], received, shift)
+        smooth(index, 0, steps.pre[index], received, shift)
 
         start = transfer.restrict(level.variables)
         assign(coarse.variables, start)
@@ -145,24 +149,25 @@ def v_cycle(hierarchy, smoothers, steps, scheme, batches, regularization):
                 momentum_start = transfer.restrict(momenta[0])
                 assign(momenta[1], momentum_start)
 
-        coupled = scheme.tau_scale > 0
-        coarse_gradients = [evaluate[index + 1](batches[j])[2] for j in range(count if coupled else 1)]
-        if coupled:
+        tau_batches = layout.tau[index]
+        if scheme.tau_scale > 0:
+            reuse = steps.pre[index] == 0 and layout.shared(index)
             fine_gradients = [
-                received if j == 0 and steps.pre[index] == 0 else gradient(index, j, shift)
-                for j in range(count)
+                received if reuse and j == 0 else gradient(index, batch, shift)
+                for j, batch in enumerate(tau_batches)
             ]
+            coarse_gradients = [evaluate[index + 1](minibatches[batch])[2] for batch in tau_batches]
             tau = tau_correction(_mean(coarse_gradients), transfer.restrict_gradient(_mean(fine_gradients)))
             coarse_shift = [-scheme.tau_scale * t for t in tau]
             cycle(index + 1, add_coupling(coarse_gradients[0], coarse_shift), coarse_shift)
         else:
-            cycle(index + 1, coarse_gradients[0], None)
+            cycle(index + 1, evaluate[index + 1](minibatches[tau_batches[0]])[2], None)
 
         correct(level.variables, transfer, coarse.variables, start, scheme.correction_scale)
         if momenta is not None:
             correct(momenta[0], transfer, momenta[1], momentum_start, scheme.momentum_scale)
-        smooth(index, steps.post[index], None, shift)
+        smooth(index, steps.pre[index], steps.post[index], None, shift)
 
-    loss, y_pred, initial = evaluate[0](batches[0])
+    loss, y_pred, initial = evaluate[0](minibatches[layout.smoothing[0][0]])
     cycle(0, initial, None)
     return loss, y_pred

@@ -16,7 +16,7 @@ import tensorflow as tf
 from keras_multilevel.hierarchy.hierarchy import Hierarchy, check_levels, get_coarsening
 from keras_multilevel.optimizers.cycle import split_batch, v_cycle
 from keras_multilevel.optimizers.objective import level_regularization
-from keras_multilevel.optimizers.scheme import CycleScheme
+from keras_multilevel.optimizers.scheme import CycleScheme, minibatch_layout
 from keras_multilevel.optimizers.steps import CycleSteps, work_units
 
 
@@ -89,10 +89,14 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         tau_scale: ``gamma`` in ``[0, 1]``, the weight of the tau-correction
             (002 §6.1.4; ``1`` is first-order coherent, ``0`` MLSGD).
             Default 1; 002 §8.3 uses 0.125 for stability.
-        tau_batches: ``m``, the minibatches each batch is split into, over
-            which tau is averaged and the coarse levels train (002 eq 35).
-            Default 1 for ``"mgopt"``, 2 for ``"fas"``; use a batch size of
-            ``m`` times the paper's minibatch.
+        tau_batches: ``m``, the minibatches over which tau is averaged and
+            on which the next coarser level trains (002 eq 35). Default 1 for
+            ``"mgopt"``, 2 for ``"fas"``.
+        fresh_batches: each fine smoothing step and each restriction takes
+            minibatches of its own (002 §6.1.1; default for ``"fas"``), or the
+            whole cycle works on the same ``m`` (``"mgopt"``). A cycle's
+            minibatches are one Keras batch split in ``minibatches`` parts:
+            use ``batch_size = minibatches x`` the paper's minibatch size.
         correction_scale: ``alpha_p`` in ``(0, 1]`` (002 §6.1.4). Default 1.
         momentum_scale: ``alpha_m`` in ``[0, 1]``: restrict the smoother's
             momentum with the weights and correct it on the way up (002 eq 36).
@@ -124,6 +128,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         regularization=0.0,
         tau_scale=None,
         tau_batches=None,
+        fresh_batches=None,
         correction_scale=None,
         momentum_scale=None,
         learning_rate_divisor=1.0,
@@ -140,6 +145,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             scheme,
             tau_scale=tau_scale,
             tau_batches=tau_batches,
+            fresh_batches=fresh_batches,
             correction_scale=correction_scale,
             momentum_scale=momentum_scale,
         )
@@ -158,6 +164,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         self.smoother = smoother
         self.steps = cycle_steps
         self.scheme = cycle_scheme
+        self.layout = minibatch_layout(cycle_steps, cycle_scheme.tau_batches, cycle_scheme.fresh_batches)
         self.coarsening = strategy
         self.regularization = float(regularization)
         self.learning_rate_divisor = learning_rate_divisor
@@ -171,6 +178,11 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         # Keras' saving walks an optimizer's attributes).
         self._model_ref = lambda: None
         self._smoothers = []
+
+    @property
+    def minibatches(self):
+        """Minibatches per V-cycle: each Keras batch is split into this many (002 §6.1.1)."""
+        return self.layout.count
 
     # -- the model this optimizer drives -----------------------------------
 
@@ -212,7 +224,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         self.cycle_work_units = work_units(
             self.steps,
             [level.relative_cost for level in self.hierarchy],
-            tau_batches=self.scheme.tau_batches,
+            layout=self.layout,
             coupled=self.scheme.tau_scale > 0,
         )
         self._compile_levels()
@@ -241,17 +253,18 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         if self.hierarchy.rematch_every:
             due = tf.logical_and(self.iterations > 0, self.iterations % self.hierarchy.rematch_every == 0)
             tf.cond(due, self.hierarchy.rematch, lambda: tf.constant(False))
-        batches = split_batch((x, y, sample_weight), self.scheme.tau_batches)
+        minibatches = split_batch((x, y, sample_weight), self.layout.count)
         loss, y_pred = v_cycle(
             self.hierarchy,
             self._smoothers,
             self.steps,
             self.scheme,
-            batches,
+            minibatches,
+            self.layout,
             [level_regularization(self.regularization, i) for i in range(self.levels)],
         )
-        # Loss and metrics of the first minibatch, at the start of the cycle.
-        x, y, sample_weight = batches[0]
+        # Loss and metrics of the finest level's first minibatch, at the start of the cycle.
+        x, y, sample_weight = minibatches[self.layout.smoothing[0][0]]
         batch_size = tf.shape(tf.nest.flatten(x)[0])[0]
         # Keras' own train_step updates this private tracker the same way.
         model._loss_tracker.update_state(loss, sample_weight=batch_size)
@@ -326,6 +339,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             "regularization": self.regularization,
             "tau_scale": self.scheme.tau_scale,
             "tau_batches": self.scheme.tau_batches,
+            "fresh_batches": self.scheme.fresh_batches,
             "correction_scale": self.scheme.correction_scale,
             "momentum_scale": self.scheme.momentum_scale,
             "learning_rate_divisor": self.learning_rate_divisor,

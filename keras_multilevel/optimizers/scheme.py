@@ -11,17 +11,24 @@ schemes of the papers; they differ only in these constants:
   (``delta g = -tau``). ``gamma = 0`` drops it: MLSGD without gradient
   correction (001 §3).
 * ``tau_batches`` ``m``: tau is averaged over ``m`` minibatches, and the coarse
-  level trains on the same ``m`` minibatches (002 eq 35, §6.1.1). Each Keras
-  batch is split into ``m`` minibatches, so ``batch_size = m x`` the paper's
-  minibatch size; ``m = 1`` is 000's one batch for the whole cycle.
+  level trains on the same ``m`` minibatches (002 eq 35, §6.1.1).
+* ``fresh_batches``: whether every smoothing step of the finest level and
+  every restriction draws minibatches of its own (002 §6.1.1: "we draw the
+  next m minibatches ... a new set of m minibatches are drawn when
+  restricting to the next-coarser level"), or the whole cycle works on the
+  same ``m`` minibatches (000 Algorithm 3 with ``m = 1``). Either way the
+  minibatches of one cycle come from one Keras batch, split by
+  :func:`minibatch_layout`: ``batch_size`` is the paper's minibatch size
+  times ``MultilevelOptimizer.minibatches``.
 * ``correction_scale`` ``alpha_p``: ``x <- x + alpha_p P (x_c - Pi x)`` (002 eq 4, §6.1.4).
 * ``momentum_scale`` ``alpha_m``: the level optimizer's momentum is restricted
   with the weights (``m_c = Pi m``) and corrected on the way up,
   ``m <- m + alpha_m P (m_c - Pi m)`` (002 eq 36, §6.1.2). ``None`` lets every
   level keep its own optimizer state from cycle to cycle, as in 000.
 
-Presets: ``"mgopt"`` (000 Algorithm 1: gamma 1, m 1, alpha_p 1, no momentum
-transfer) and ``"fas"`` (002 Algorithm 2: gamma 1, m 2, alpha_p 1, alpha_m 1).
+Presets: ``"mgopt"`` (000 Algorithm 1: gamma 1, m 1, one batch for the whole
+cycle, alpha_p 1, no momentum transfer) and ``"fas"`` (002 Algorithm 2:
+gamma 1, m 2, fresh minibatches, alpha_p 1, alpha_m 1).
 The stability settings of 002 §8.3 are ``tau_scale=0.125``,
 ``momentum_scale=0.2`` with ``learning_rate_divisor`` ``2 sqrt 2`` (an
 optimizer argument).
@@ -32,8 +39,8 @@ import dataclasses
 import numpy as np
 
 PRESETS = {
-    "mgopt": {"tau_scale": 1.0, "tau_batches": 1, "correction_scale": 1.0, "momentum_scale": None},
-    "fas": {"tau_scale": 1.0, "tau_batches": 2, "correction_scale": 1.0, "momentum_scale": 1.0},
+    "mgopt": {"tau_scale": 1.0, "tau_batches": 1, "fresh_batches": False, "correction_scale": 1.0, "momentum_scale": None},
+    "fas": {"tau_scale": 1.0, "tau_batches": 2, "fresh_batches": True, "correction_scale": 1.0, "momentum_scale": 1.0},
 }
 
 
@@ -44,6 +51,7 @@ class CycleScheme:
     name: str
     tau_scale: float
     tau_batches: int
+    fresh_batches: bool
     correction_scale: float
     momentum_scale: float | None
 
@@ -53,6 +61,7 @@ class CycleScheme:
 
         Raises ``ValueError`` for an unknown preset or a constant out of range:
         ``tau_scale`` in ``[0, 1]``, ``tau_batches`` an integer ``>= 1``,
+        ``fresh_batches`` a bool,
         ``correction_scale`` in ``(0, 1]``, ``momentum_scale`` in ``[0, 1]``.
         """
         if name not in PRESETS:
@@ -70,6 +79,8 @@ class CycleScheme:
                 "each batch is split into m minibatches."
             )
         values["tau_batches"] = int(batches)
+        if not isinstance(values["fresh_batches"], bool):
+            raise ValueError(f"`fresh_batches` must be True or False, got {values['fresh_batches']!r}.")
         return cls(name=name, **values)
 
     @property
@@ -85,3 +96,45 @@ def _check_number(name, value, low, high, meaning, open_low=False):
     if not ok:
         bracket = "(" if open_low else "["
         raise ValueError(f"`{name}` ({meaning}) must be a number in {bracket}{low:g}, {high:g}], got {value!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class MinibatchLayout:
+    """Which of a cycle's minibatches each level uses (indices into the split Keras batch).
+
+    Attributes:
+        count: minibatches per cycle (the Keras batch is split into this many).
+        smoothing: per level, the minibatches its smoothing steps take in turn
+            (step ``t``, counting the steps down then up, uses entry ``t mod len``).
+        tau: per level but the coarsest, the ``m`` minibatches of its
+            tau-correction, on which the next coarser level then smooths.
+    """
+
+    count: int
+    smoothing: tuple
+    tau: tuple
+
+    def shared(self, index):
+        """Whether level ``index``'s first smoothing minibatch is also its first tau minibatch."""
+        return self.smoothing[index][0] == self.tau[index][0]
+
+
+def minibatch_layout(steps, tau_batches, fresh_batches):
+    """The minibatches of one V-cycle (002 §6.1.1).
+
+    Without ``fresh_batches`` all levels share the same ``m`` minibatches.
+    With them, the finest level smooths on one minibatch per step
+    (``mu_1 + mu_2`` of them, or ``mu_0`` for a single level), each
+    restriction to level ``i + 1`` draws ``m`` new ones for the tau-correction,
+    and level ``i + 1`` smooths on those (002 §6.1.1). The finest level's
+    first minibatch also gives the reported loss.
+    """
+    levels = steps.levels
+    m = tau_batches
+    if not fresh_batches:
+        parts = tuple(range(m))
+        return MinibatchLayout(m, (parts,) * levels, (parts,) * (levels - 1))
+    own = steps.pre[0] + steps.post[0] if levels > 1 else steps.coarsest
+    tau = tuple(tuple(range(own + i * m, own + (i + 1) * m)) for i in range(levels - 1))
+    finest = tuple(range(own)) if own else tau[0]
+    return MinibatchLayout(own + m * (levels - 1), (finest, *tau), tau)

@@ -11,6 +11,8 @@ and ``mu_2 = u`` up, which the paper's notation cannot say.
 import re
 from dataclasses import dataclass
 
+from keras_multilevel.optimizers.scheme import minibatch_layout
+
 _ENTRY = re.compile(r"^(\d+)$|^\((\d+)\)$|^\{(\d+)\}$|^(\d+)/(\d+)$")
 
 
@@ -143,39 +145,52 @@ def _count(value, spec, minimum):
     return value
 
 
-def work_units(steps, relative_costs, tau_batches=1, coupled=True):
+def work_units(steps, relative_costs, layout=None, coupled=True):
     """Cost of one V-cycle in fine gradient evaluations (000 eq 10, 002 §8).
 
     Counts exactly the gradients that :func:`~keras_multilevel.optimizers.cycle.v_cycle`
     evaluates, each weighted by its level's relative cost ``c_i``. The cycle
     starts with one gradient on the finest level (it gives the reported loss
     and serves the first step); every coarse level receives one gradient from
-    its parent, which serves its first step. A level ``i`` above the coarsest
-    then takes ``mu_1 + mu_2`` steps and, for the tau-correction, evaluates
-    its gradient and the coarse one on each of the ``m`` minibatches (one of
-    the ``m + mu_1`` fine ones being the gradient it received):
+    its parent (one of the parent's tau gradients), which serves its first
+    step. A level ``i`` above the coarsest then takes ``mu_1 + mu_2`` steps and,
+    for the tau-correction, evaluates its own gradient and the coarse one on
+    each of its ``m`` tau minibatches; when the first of them is the
+    minibatch of the received gradient and no step came before (``mu_1 = 0``),
+    that gradient is reused:
 
-        ``U_c = c_0 + sum_{i < L} ((mu_1 + mu_2 + m - 1) c_i + m c_{i+1}) + (mu_0 - 1) c_L``.
+        ``U_c = c_0 + sum_{i < L} ((mu_1 + mu_2 - [mu_1 > 0] + m - [mu_1 = 0, shared]) c_i + m c_{i+1}) + (mu_0 - 1) c_L``.
 
-    With ``m = 1`` this is 000 eq 10, ``mu_0 c_L + sum (mu_1 + mu_2 + 1) c_i``.
-    Without coupling (``coupled=False``, ``gamma = 0``) no fine gradient is
-    needed for tau and one coarse gradient serves the coarse first step:
-    ``sum_{i < L} ((mu_1 + mu_2 - [mu_1 > 0]) c_i + c_{i+1})`` plus ``c_0`` and
-    ``(mu_0 - 1) c_L``.
+    With one shared minibatch (``m = 1``) this is 000 eq 10,
+    ``mu_0 c_L + sum (mu_1 + mu_2 + 1) c_i``. Without coupling
+    (``coupled=False``, ``gamma = 0``) no fine gradient is needed for tau and
+    one coarse gradient serves the coarse first step:
+    ``(mu_1 + mu_2 - [mu_1 > 0]) c_i + c_{i+1}`` per level.
 
     002 §8's own example (2 levels, 2 steps everywhere, ``m = 2``, ``c = 1, 1/4``)
     counts 7 work units; this cycle evaluates 6.75, because the coarse
-    gradient at ``Pi x`` on the first minibatch, computed for tau, also serves
-    the first coarse step. (002 eq 40's closed form ``6s - 10s/4^(k-1)`` does
-    not match its own sums or that example, so this count follows the cycle.)
+    gradient at ``Pi x`` on the first tau minibatch also serves the first
+    coarse step. (002 eq 40's closed form ``6s - 10s/4^(k-1)`` does not match
+    its own sums or that example, so this count follows the cycle.)
+
+    Args:
+        steps: the :class:`CycleSteps`.
+        relative_costs: ``c_i`` per level, finest first.
+        layout: the cycle's :class:`~keras_multilevel.optimizers.scheme.MinibatchLayout`;
+            ``None`` is one minibatch shared by the whole cycle.
+        coupled: whether the tau-correction is used (``gamma > 0``).
     """
     if len(relative_costs) != steps.levels:
         raise ValueError(f"Need {steps.levels} relative costs, got {len(relative_costs)}.")
+    layout = layout or minibatch_layout(steps, 1, fresh_batches=False)
     total = relative_costs[0] + (steps.coarsest - 1) * relative_costs[-1]
     for index, (down, up) in enumerate(zip(steps.pre, steps.post)):
         cost, coarse_cost = relative_costs[index], relative_costs[index + 1]
+        smoothing = down + up - (down > 0)
         if coupled:
-            total += (down + up + tau_batches - 1) * cost + tau_batches * coarse_cost
+            m = len(layout.tau[index])
+            reused = down == 0 and layout.shared(index)
+            total += (smoothing + m - reused) * cost + m * coarse_cost
         else:
-            total += (down + up - (down > 0)) * cost + coarse_cost
+            total += smoothing * cost + coarse_cost
     return total
