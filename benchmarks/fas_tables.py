@@ -17,8 +17,10 @@ Poisson (§8.1): 4 smoothing steps per level, re-matching every 50 cycles,
 learning rate divided by sqrt 2 per level. Darcy (§8.2-8.3): 2 smoothing
 steps, re-matching every 10 cycles, weight decay 1e-6 (as Tikhonov
 regularization), with the §8.3 stability settings alpha_m = 0.2,
-gamma = 0.125 and eta = 2 sqrt 2 for the first three levels. FAS batches are
-``m = tau_batches`` minibatches of 200 (002 eq 35).
+gamma = 0.125 and eta = 2 sqrt 2 for the first three levels. Tau is averaged
+over m = 4 (Poisson) or 2 (Darcy) minibatches (002 eq 35); each fine smoothing
+step and each restriction draws fresh minibatches of 200 (002 §6.1.1), so a
+FAS batch holds ``optimizer.minibatches`` of them.
 
 Usage::
 
@@ -132,10 +134,10 @@ def train(levels, network_args, settings, data, work_units, every, seed):
             regularization=settings["weight_decay"] / 2,  # beta ||x||^2 has gradient 2 beta x
             **settings["scheme"],
         )
-        batch = MINIBATCH * settings["tau_batches"]
     model.compile(optimizer=optimizer, loss="mse")
     if levels > 1:
         cycle_units = model.optimizer.cycle_work_units
+        batch = MINIBATCH * model.optimizer.minibatches
     steps_per_epoch = max(1, round(every / cycle_units))
     epochs = max(1, round(work_units / (steps_per_epoch * cycle_units)))
     dataset = (
