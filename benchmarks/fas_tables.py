@@ -226,9 +226,16 @@ def main(argv=None):
     parser.add_argument("--every", type=float, default=100, help="work units between validations")
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--stable", action="store_true",
+        help="use the §8.3 stability settings (gamma 0.125, alpha_m 0.2, eta 2 sqrt 2 for three levels) "
+        "whatever the problem; the outputs get the suffix _stable",
+    )
     parser.add_argument("--out", type=pathlib.Path, required=True)
     args = parser.parse_args(argv)
-    settings = SETTINGS[args.problem]
+    settings = dict(SETTINGS[args.problem])
+    if args.stable:
+        settings.update(scheme=SETTINGS["darcy"]["scheme"], divisor=SETTINGS["darcy"]["divisor"])
     train_data = arrays(args.problem, "train", settings["target"], args.resolution)
     validation = arrays(args.problem, "validation", settings["target"], args.resolution)
     records = []
@@ -237,8 +244,10 @@ def main(argv=None):
         records.append(train(levels, settings["networks"][args.network], settings, (train_data, validation), args.work_units, args.every, args.seed))
         print(f"levels={levels}: {time.perf_counter() - started:.0f} s, best val L2 {min(records[-1]['val_l2']):.3e}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"{args.problem}_{args.network}"
-    title = f"{args.problem.capitalize()} N={args.resolution}, {args.network} network: SGD vs width FAS (paper 002)"
+    stem = f"{args.problem}_{args.network}" + ("_stable" if args.stable else "")
+    title = f"{args.problem.capitalize()} N={args.resolution}, {args.network} network: SGD vs width FAS (paper 002)" + (
+        ", §8.3 stability settings" if args.stable else ""
+    )
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/fas_tables.py", *(argv if argv is not None else sys.argv[1:])])
     (args.out / f"{stem}.md").write_text(table(records, command, title) + "\n")
     (args.out / f"{stem}.json").write_text(json.dumps(records, indent=1))

@@ -140,14 +140,11 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
         assign(coarse.variables, start)
         momenta = None
         if scheme.momentum_transfer:
-            momenta = momentum_slots(smoothers[index], level.variables), momentum_slots(
-                smoothers[index + 1], coarse.variables
-            )
-            if momenta[0] is None or momenta[1] is None:
-                momenta = None
-            else:
-                momentum_start = transfer.restrict(momenta[0])
-                assign(momenta[1], momentum_start)
+            fine_momenta = momentum_slots(smoothers[index], level.variables)
+            coarse_momenta = momentum_slots(smoothers[index + 1], coarse.variables)
+            if fine_momenta is not None and coarse_momenta is not None:
+                momenta = fine_momenta, coarse_momenta, transfer.restrict(fine_momenta)
+                assign(coarse_momenta, momenta[2])
 
         tau_batches = layout.tau[index]
         if scheme.tau_scale > 0:
@@ -165,7 +162,8 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
 
         correct(level.variables, transfer, coarse.variables, start, scheme.correction_scale)
         if momenta is not None:
-            correct(momenta[0], transfer, momenta[1], momentum_start, scheme.momentum_scale)
+            fine_momenta, coarse_momenta, momentum_start = momenta
+            correct(fine_momenta, transfer, coarse_momenta, momentum_start, scheme.momentum_scale)
         smooth(index, steps.pre[index], steps.post[index], None, shift)
 
     loss, y_pred, initial = evaluate[0](minibatches[layout.smoothing[0][0]])
