@@ -114,18 +114,13 @@ def train(levels, network_args, settings, data, work_units, every, seed):
     (x, y), validation = data
     keras.utils.set_random_seed(seed)
     model = kml.models.feedforward_network(x.shape[1:], y.shape[1], **network_args)
-    smoother = keras.optimizers.SGD(0.01, momentum=0.9)
     if levels == 1:
-        optimizer, batch = smoother, MINIBATCH
-        cycle_units = 1.0
-        if settings["weight_decay"]:
-            smoother = keras.optimizers.SGD(0.01, momentum=0.9, weight_decay=settings["weight_decay"])
-            optimizer = smoother
+        optimizer = keras.optimizers.SGD(0.01, momentum=0.9, weight_decay=settings["weight_decay"] or None)
     else:
         steps = settings["steps"]
         optimizer = kml.MultilevelOptimizer(
             levels=levels,
-            smoother=smoother,
+            smoother=keras.optimizers.SGD(0.01, momentum=0.9),
             steps=[steps] * (levels - 1) + [steps],
             scheme="fas",
             coarsening=kml.hierarchy.WidthCoarsening(rematch_every=settings["rematch_every"]),
@@ -135,9 +130,9 @@ def train(levels, network_args, settings, data, work_units, every, seed):
             **settings["scheme"],
         )
     model.compile(optimizer=optimizer, loss="mse")
-    if levels > 1:
-        cycle_units = model.optimizer.cycle_work_units
-        batch = MINIBATCH * model.optimizer.minibatches
+    multilevel = levels > 1
+    cycle_units = model.optimizer.cycle_work_units if multilevel else 1.0
+    batch = MINIBATCH * (model.optimizer.minibatches if multilevel else 1)
     steps_per_epoch = max(1, round(every / cycle_units))
     epochs = max(1, round(work_units / (steps_per_epoch * cycle_units)))
     dataset = (
@@ -149,7 +144,7 @@ def train(levels, network_args, settings, data, work_units, every, seed):
     )
     record = {k: [] for k in ("work_units", "train_seconds", "train_l2", "val_l2", "val_linf", "aux_val_l2", "aux_val_linf")}
     record.update(levels=levels, cycle_work_units=cycle_units, steps_per_epoch=steps_per_epoch)
-    if levels > 1:
+    if multilevel:
         record["hierarchy"] = str(model.optimizer.hierarchy)
     model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=0, callbacks=[Validation(*validation, record)])
     # The first epoch includes tracing; time per work unit from the others.
@@ -174,23 +169,21 @@ def table(records, command, title):
         "|---|---|---|---|---|---|---|---|",
     ]
     for record in records:
-        rows = [("fine", "")]
+        levels, speed = record["levels"], record["seconds_per_work_unit"]
+        lines.append(
+            f"| {levels} | fine | {min(record['val_l2']):.3e} | {min(record['val_linf']):.3f} | "
+            f"{record['train_l2'][-1]:.3e} | {record['work_units'][-1]:.0f} | {speed * 1e3:.1f} ms | "
+            f"{speed / base['seconds_per_work_unit']:.2f}x |"
+        )
         if record["aux_val_l2"]:
-            rows.append(("aux", "aux_"))
-        for label, prefix in rows:
-            time_cells = (
-                f"{record['seconds_per_work_unit'] * 1e3:.1f} ms | {record['seconds_per_work_unit'] / base['seconds_per_work_unit']:.2f}x"
-                if label == "fine" else " | "
-            )
             lines.append(
-                f"| {record['levels'] if label == 'fine' else str(record['levels']) + 'aux'} | {label} | "
-                f"{min(record[prefix + 'val_l2']):.3e} | {min(record[prefix + 'val_linf']):.3f} | "
-                f"{record['train_l2'][-1] if label == 'fine' else float('nan'):.3e} | {record['work_units'][-1]:.0f} | {time_cells} |"
+                f"| {levels}aux | aux | {min(record['aux_val_l2']):.3e} | {min(record['aux_val_linf']):.3f} | "
+                f"| {record['work_units'][-1]:.0f} |  |  |"
             )
     lines += ["", "Hierarchies:", ""]
     for record in records[1:]:
         lines += ["```", record["hierarchy"], "```", ""]
-    return "\n".join(lines).replace("| nan |", "| |")
+    return "\n".join(lines)
 
 
 def plot(records, path, title):
