@@ -50,6 +50,14 @@ def check_levels(levels):
     return int(levels)
 
 
+def restrict_level(fine, coarse):
+    """Sets ``coarse``'s weights to ``Pi`` of ``fine``'s (its transfer's ``restrict``); returns them."""
+    values = fine.transfer.restrict(fine.variables)
+    for variable, value in zip(coarse.variables, values):
+        variable.assign(value)
+    return values
+
+
 class Level:
     """One level: a Keras model, its cost, and the transfer to the next coarser level.
 
@@ -119,17 +127,14 @@ class Hierarchy:
         chain = [Level(model, 1.0)]
         for _ in range(1, levels):
             coarse, chain[-1].transfer = strategy.coarsen(chain[-1].model)
-            # Each coarsening reads the weights of the level above it.
-            for variable, value in zip(coarse.trainable_variables, chain[-1].transfer.restrict(chain[-1].variables)):
-                variable.assign(value)
             chain.append(Level(coarse, strategy.relative_cost(coarse, model)))
+            restrict_level(*chain[-2:])  # the next coarsening reads these weights
         return cls(chain, strategy)
 
     def restrict_weights(self):
         """Sets every coarse level's weights to the restriction ``Pi`` of the finer one."""
         for fine, coarse in zip(self.levels, self.levels[1:]):
-            for variable, value in zip(coarse.variables, fine.transfer.restrict(fine.variables)):
-                variable.assign(value)
+            restrict_level(fine, coarse)
 
     @property
     def rematch_every(self):
@@ -146,8 +151,7 @@ class Hierarchy:
         """
         for fine, coarse in zip(self.levels, self.levels[1:]):
             fine.transfer.rematch(fine.variables)
-            for variable, value in zip(coarse.variables, fine.transfer.restrict(fine.variables)):
-                variable.assign(value)
+            restrict_level(fine, coarse)
         return tf.constant(True)
 
     def __len__(self):

@@ -34,6 +34,7 @@ import functools
 
 import tensorflow as tf
 
+from keras_multilevel.hierarchy.hierarchy import restrict_level
 from keras_multilevel.optimizers.objective import add_coupling, level_gradient, tau_correction
 
 
@@ -136,8 +137,7 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
         transfer = level.transfer
         smooth(index, 0, steps.pre[index], received, shift)
 
-        start = transfer.restrict(level.variables)
-        assign(coarse.variables, start)
+        start = restrict_level(level, coarse)
         momenta = None
         if scheme.momentum_transfer:
             fine_momenta = momentum_slots(smoothers[index], level.variables)

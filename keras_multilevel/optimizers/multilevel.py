@@ -113,7 +113,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         model.compile(optimizer=kml.MultilevelOptimizer(levels=3, scheme="fas", coarsening="width",
                                                         smoother=keras.optimizers.SGD(0.01, momentum=0.9)),
                       loss="mse")
-        history = model.fit(x, y, batch_size=400, epochs=10)
+        history = model.fit(x, y, batch_size=200 * model.optimizer.minibatches, epochs=10)
         print(model.optimizer.hierarchy)
     """
 
