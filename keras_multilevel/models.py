@@ -98,6 +98,8 @@ def feedforward_network(input_shape, outputs, hidden=(400, 400), conv=(), activa
     ``feedforward_network((32, 32, 3), 1024)`` and
     ``feedforward_network((32, 32, 3), 1024, conv=((200, 7, 2), (200, 7, 2)))``.
     """
+    if any(not isinstance(c, (tuple, list)) or len(c) != 3 for c in conv):
+        raise ValueError(f"`conv` must list (filters, kernel_size, strides) triples, got {conv!r}.")
     for argument, values in (("hidden", hidden), ("conv", [c[0] for c in conv])):
         if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
             raise ValueError(f"`{argument}` widths must be positive integers, got {values!r}.")

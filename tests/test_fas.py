@@ -301,3 +301,18 @@ def test_a_batch_smaller_than_the_minibatches_of_a_cycle_is_refused():
     x, y = regression(4)
     with pytest.raises(tf.errors.InvalidArgumentError, match="fewer samples than the 5 minibatches of a cycle"):
         model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"hidden": (16, 0)}, "`hidden` widths must be positive integers"),
+        ({"conv": ((8, 3),)}, r"`conv` must list \(filters, kernel_size, strides\) triples"),
+        ({"conv": ((0, 3, 1),)}, "`conv` widths must be positive integers"),
+        ({"outputs": 0}, "`outputs` must be a positive integer"),
+    ],
+)
+def test_feedforward_network_rejects_bad_arguments(kwargs, message):
+    arguments = {"input_shape": (4, 4, 2), "outputs": 3, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        kml.models.feedforward_network(**arguments)
