@@ -1,0 +1,154 @@
+"""The model card (``README.md``) of a preset, written from its metadata."""
+
+from keras_multilevel.zoo.recipe import OPTIMIZER_KEYS
+
+PAPER_002 = (
+    "Ponce, Mao, Li, Vassilevski, *Multilevel-in-Layer Training for Deep Neural Network Regression* "
+    "(`../shared/papers/002_f1d31f67c771c552.txt`)"
+)
+PAPER_004 = (
+    "Haber, Ruthotto, Holtham, Jun, *Learning across scales: multiscale methods for convolution neural "
+    "networks* (`../shared/papers/004_722495dc5e854b54.txt`)"
+)
+# problem: (what the model predicts, its input channel 0, that channel's symbol)
+PROBLEMS = {
+    "poisson": (
+        "the solution `u` of the Poisson problem `-div(κ grad u) = f` on the unit square with `u = 0` on the "
+        "boundary and the fixed source `f = 32 exp(-4((x - 1/4)² + (y - 1/4)²))` (002 §8.1, eq 41)",
+        "κ, the diffusion coefficient `1.1 + cos(k_x π (x' + a_x)) cos(k_y π (y' + a_y))` (rotated coordinates)",
+        "κ",
+    ),
+    "darcy": (
+        "the pressure `p` of Darcy flow `q = -k grad p`, `div q = 0` on the unit square, `p = 1` at `x = 0`, "
+        "`p = 0` at `x = 1`, no flow through `y = 0, 1` (002 §8.2, eq 42)",
+        "`log k`, the log-permeability: a Gaussian field with exponential covariance (σ = 1, λ = 0.3)",
+        "log k",
+    ),
+}
+
+
+def _scheme(recipe):
+    if recipe["levels"] == 1:
+        return (
+            "Single-level training: every batch is one step of the optimizer below on the N×N network "
+            "(`kml.MultilevelOptimizer(levels=1)`, which counts the work units)."
+        )
+    return (
+        f"Coarse to fine through the resolution hierarchy, {PAPER_004}, §3.2 and Algorithm 1: the same U-Net "
+        f"on grids N, N/2, ..., N/2^{recipe['levels'] - 1}, each coarser network's convolution stencils being "
+        "the Galerkin restriction `K_H = R K_h P` of the finer ones (004 eq 10). Training starts on the "
+        "coarsest grid, where every convolution is 4 times cheaper per halving (004 §3.2), and each level "
+        "then starts from the stencils prolonged from the level below it, so that the expensive fine grid "
+        "only refines a network that already solves the problem at low resolution. "
+        f"Schedule (batches per coarse level, coarsest first): `{recipe.get('schedule')}`; every later "
+        "batch trains the finest grid."
+    )
+
+
+def _optimizer(recipe):
+    """The recipe's optimizer as the Python call that builds it."""
+    smoother = recipe["smoother"]
+    settings = ", ".join(f"{key}={value!r}" for key, value in smoother.get("config", {}).items() if value is not None)
+    arguments = [f"{key}={recipe[key]!r}" for key in OPTIMIZER_KEYS if key in recipe]
+    return f"kml.MultilevelOptimizer({', '.join(arguments)}, smoother=keras.optimizers.{smoother['class_name']}({settings}))"
+
+
+def card(metadata):
+    """The markdown model card of a preset from its metadata (everything but ``files``)."""
+    recipe, dataset, metrics = metadata["recipe"], metadata["dataset"], metadata["metrics"]
+    name, n = metadata["name"], metadata["resolution"]
+    output, inputs, symbol = PROBLEMS[metadata["problem"]]
+    tolerance = metadata["tolerance"]
+    bound = metrics["test"][tolerance["metric"]] * (1 + tolerance["relative"])
+    architecture = "".join(f", {key}={value!r}" for key, value in recipe["architecture"].items())
+    training = metadata["training"]
+    splits = " / ".join(f"{size:,}" for size in dataset["splits"].values())
+    rows = "\n".join(
+        f"| {split} | {values['examples']:,} | {values['l2']:.4e} | {values['relative_l2']:.4f} "
+        f"(± {values['relative_l2_std']:.4f}) | {values['linf']:.4e} |"
+        for split, values in metrics.items()
+    )
+    coarser = f'\ncoarse = kml.zoo.load("{name}", resolution={n // 2})   # N/2: stencils restricted' if n % 2 == 0 else ""
+    return f"""# {name}
+
+A U-Net surrogate of a PDE solver: from {inputs} on the {n}×{n} grid of cell centres, it predicts
+{output}, at the same {n}×{n} points. Data set: {PAPER_002}, regenerated with FEniCSx
+(`kml.datasets.load("{dataset['name']}", resolution={n})`).
+
+- **Input** `(batch, {n}, {n}, 3)`: channel 0 the coefficient ({symbol}),
+  channels 1 and 2 the `x` and `y` coordinates of the cell centres (row = y, column = x).
+- **Output** `(batch, {n}, {n}, 1)`: the prediction of `{metadata["target"]}` (the data set's target).
+- **Task**: {metadata["task"]}, {metadata["parameter_count"]:,} parameters.
+
+## Architecture
+
+`kml.models.unet({n}{architecture})`: stride-1 same-padded convolutions on
+each grid, 2×2 average pooling down and nearest-neighbour upsampling up with skip connections,
+a pointwise linear output. Every weight is a stencil or a pointwise map, so the network can
+move to another resolution (004 §3.2).
+
+## Training
+
+{_scheme(recipe)}
+
+- Data: `{dataset['name']}` at N = {n}, {dataset['samples']:,} examples generated with seed {dataset['seed']}
+  (train / validation / test = {splits}), target `{dataset['target']}`.
+- Loss: mean squared error. Optimizer: `{_optimizer(recipe)}`.
+- {recipe['epochs']} epochs of batches of {recipe['batch_size']}, seed {recipe['seed']}: {training['work_units']:,.0f} work units
+  (fine gradient evaluations, 000 eq 10) in {training['wall_time_s']:,.0f} s.
+
+The full recipe is `recipe` in `metadata.json`.
+
+## Metrics
+
+| split | examples | L2 (MSE) | relative L2 (± std over examples) | L∞ |
+|---|---|---|---|---|
+{rows}
+
+L2 is the mean squared error over all pixels (the loss of 002 §8); relative L2 the mean over
+examples of `‖u_pred − u‖₂ / ‖u‖₂`; L∞ the largest pointwise error over all examples (it grows
+with the number of examples, so it is only compared on samples of the same size).
+
+## Tolerance
+
+A retrained model or a fresh sample of data should reach test {tolerance['metric']} ≤
+{metrics['test'][tolerance['metric']]:.4f} × (1 + {tolerance['relative']}) = {bound:.4f}. Retraining on other hardware or
+library versions does not give the same weights bit for bit, and a sample of n examples measures
+the mean only to within about std/√n: this is the margin within which the card is reproduced.
+
+## Use
+
+```python
+import keras_multilevel as kml
+
+model = kml.zoo.load("{name}")    # sha256-verified, rebuilt in Keras' safe mode, compiled (mse, Adam)
+u = model.predict(inputs)         # (batch, {n}, {n}, 3) -> (batch, {n}, {n}, 1){coarser}
+fine = kml.zoo.load("{name}", resolution={2 * n})   # 2N: stencils prolonged
+```
+
+At another resolution `M = N·2^k` the weights are transferred without retraining
+(`kml.hierarchy.at_resolution`); its accuracy is not the one above: measure it.
+
+```sh
+keras-multilevel zoo show {name}
+keras-multilevel zoo evaluate {name} --samples 200 --seed 777    # fresh data, never seen in training
+keras-multilevel zoo train {name} --out retrained/               # the recipe again, compared with this card
+```
+
+## Files
+
+`config.json` (architecture), `model.weights.h5` (weights), this `README.md`, and
+`metadata.json`, which records the sha256 of the three others: `kml.zoo.load` refuses a file
+that does not match. `metadata.json` cannot contain its own hash; it is only read as JSON.
+
+## Limitations
+
+- Trained on the coefficient distribution of 002 §8 only (the fixed source, domain and boundary
+  conditions above); other coefficients, sources or domains are outside what it learned.
+- It is a surrogate: its error is the one measured above, not a discretization error bound.
+- At resolutions other than {n} the error has not been measured for this card.
+
+## Versions
+
+Trained {metadata['date']} with {", ".join(f"{key} {value}" for key, value in metadata['versions'].items())}.
+"""

@@ -1,0 +1,285 @@
+"""Preset folders: writing, integrity checks, safe loading, listing.
+
+A preset is a folder ``<presets>/<name>/`` (keras-hub style names,
+``{problem}_unet_n{N}``) of four files:
+
+``config.json``
+    the architecture, ``keras.saving.serialize_keras_object(model)`` (without
+    a compile config), rebuilt with ``safe_mode=True``: no code is executed.
+``model.weights.h5``
+    ``model.save_weights``.
+``README.md``
+    the model card (:func:`keras_multilevel.zoo.card.card`).
+``metadata.json``
+    what the card says, as data: recipe, data set, metrics, tolerance,
+    versions, and the sha256 of the three files above (it cannot hold its
+    own hash; it is only ever parsed as JSON).
+"""
+
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import pathlib
+import platform
+
+import keras
+
+from keras_multilevel.zoo import card as cards
+from keras_multilevel.zoo.recipe import check_recipe, dataset_description
+
+PRESETS = pathlib.Path(__file__).parent / "presets"
+HASHED = ("config.json", "model.weights.h5", "README.md")
+DEFAULT_TOLERANCE = {"metric": "relative_l2", "relative": 0.25}
+
+
+class IntegrityError(ValueError):
+    """A preset file does not match the sha256 that its metadata.json records."""
+
+
+def preset_name(problem, resolution):
+    """The keras-hub style name of a preset, e.g. ``poisson_unet_n32``."""
+    return f"{problem}_unet_n{resolution}"
+
+
+def sha256(path):
+    """The hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _versions():
+    import numpy
+    import tensorflow
+
+    import keras_multilevel
+
+    return {
+        "keras_multilevel": keras_multilevel.__version__,
+        "keras": keras.__version__,
+        "tensorflow": tensorflow.__version__,
+        "dolfinx": importlib.metadata.version("dolfinx-solver-real"),
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def save_preset(model, folder, recipe, record, metrics, tolerance=None):
+    """Writes ``model`` as a preset folder (created if missing) and returns its metadata.
+
+    Args:
+        model: the trained Keras model.
+        folder: the preset folder, conventionally ``<presets>/<preset_name(problem, N)>``;
+            its name is the preset's name.
+        recipe: the training recipe (:mod:`keras_multilevel.zoo.recipe`).
+        record: the training record of :func:`~keras_multilevel.zoo.training.train_recipe`
+            (``wall_time_s``, ``work_units``, ``epochs``).
+        metrics: ``{"validation": {...}, "test": {...}}``, each of
+            :func:`keras_multilevel.zoo.metrics.metrics` on that split.
+        tolerance: ``{"metric": name, "relative": r}``: a retrained model or a fresh
+            sample must reach ``metric <= card value * (1 + r)`` on test data
+            (default ``relative_l2`` within 25%).
+
+    Returns:
+        The metadata dict written to ``metadata.json``.
+    """
+    dataset = dataset_description(check_recipe(recipe))
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = keras.saving.serialize_keras_object(model)
+    config.pop("compile_config", None)  # the preset is architecture and weights; load() compiles
+    (folder / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    model.save_weights(folder / "model.weights.h5")
+    metadata = {
+        "name": folder.name,
+        "task": "regression",
+        "problem": recipe["problem"],
+        "target": dataset["target"],
+        "resolution": recipe["resolution"],
+        "parameter_count": model.count_params(),
+        "recipe": recipe,
+        "dataset": dataset,
+        "metrics": metrics,
+        "tolerance": dict(DEFAULT_TOLERANCE if tolerance is None else tolerance),
+        "training": record,
+        "versions": _versions(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    (folder / "README.md").write_text(cards.card(metadata))
+    metadata["files"] = {file: sha256(folder / file) for file in HASHED}
+    (folder / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    return metadata
+
+
+def _folder(presets_dir):
+    return pathlib.Path(PRESETS if presets_dir is None else presets_dir)
+
+
+def names(presets_dir=None):
+    """The names of the presets in ``presets_dir`` (default: the shipped ones), sorted."""
+    folder = _folder(presets_dir)
+    return sorted(path.parent.name for path in folder.glob("*/metadata.json")) if folder.is_dir() else []
+
+
+def preset_folder(name, presets_dir=None):
+    """The folder of preset ``name``; ``ValueError`` listing the available names if there is none."""
+    available = names(presets_dir)
+    if name not in available:
+        raise ValueError(
+            f"Unknown preset {name!r} in {_folder(presets_dir)}. Available presets: "
+            f"{', '.join(available) if available else 'none'}."
+        )
+    return _folder(presets_dir) / name
+
+
+def metadata(name, presets_dir=None):
+    """The parsed ``metadata.json`` of preset ``name``."""
+    path = preset_folder(name, presets_dir) / "metadata.json"
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise IntegrityError(
+            f"{path} is not valid JSON ({error}); reinstall keras-multilevel or re-train the preset."
+        ) from None
+
+
+def verify(name, presets_dir=None):
+    """Checks every file that ``metadata.json`` hashes; returns the metadata.
+
+    Raises:
+        IntegrityError: a file is missing or its sha256 differs (the message
+            names the file and both hashes).
+    """
+    folder = preset_folder(name, presets_dir)
+    meta = metadata(name, presets_dir)
+    recorded = meta.get("files", {})
+    for file in HASHED:
+        path = folder / file
+        if file not in recorded or not path.is_file():
+            raise IntegrityError(
+                f"Preset {name!r}: {path} is missing or has no sha256 in metadata.json. Reinstall "
+                f"keras-multilevel, or re-train the preset with `keras-multilevel zoo train {name}`."
+            )
+        actual = sha256(path)
+        if actual != recorded[file]:
+            raise IntegrityError(
+                f"Preset {name!r}: {path} is corrupt or was modified: sha256 {actual}, metadata.json "
+                f"expects {recorded[file]}. Reinstall keras-multilevel, or re-train the preset with "
+                f"`keras-multilevel zoo train {name}`."
+            )
+    return meta
+
+
+def _lambda_layers(config):
+    """Names of the Lambda layers anywhere in a serialized config."""
+    if isinstance(config, list):
+        return [name for item in config for name in _lambda_layers(item)]
+    if not isinstance(config, dict):
+        return []
+    found = [config.get("config", {}).get("name", "?")] if config.get("class_name") == "Lambda" else []
+    return found + [name for value in config.values() for name in _lambda_layers(value)]
+
+
+def build(config, source):
+    """The model of a serialized ``config`` (safe mode: no Lambda layer, no code); ``source`` names it in errors."""
+    lambdas = _lambda_layers(config)
+    if lambdas:
+        raise ValueError(
+            f"{source} contains Lambda layers ({', '.join(lambdas)}), which would run arbitrary code: "
+            "presets are refused with them. Rebuild the model from standard or registered layers."
+        )
+    try:
+        return keras.saving.deserialize_keras_object(config, safe_mode=True)
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(
+            f"{source} cannot be rebuilt in Keras' safe mode: {error}. Presets hold standard Keras "
+            "layers and keras_multilevel's registered ones only; reinstall keras-multilevel or re-train the preset."
+        ) from None
+
+
+def load(name, resolution=None, compile=True, presets_dir=None):
+    """A pretrained model of the zoo, verified, rebuilt safely and ready to use.
+
+    Every file is checked against the sha256 in ``metadata.json`` first
+    (:func:`verify`); the architecture is rebuilt from ``config.json`` in
+    Keras' safe mode (no code is executed) and the weights are loaded.
+
+    Args:
+        name: a preset name, e.g. ``"poisson_unet_n32"`` (see ``kml.zoo.list()``).
+        resolution: ``None`` for the preset's own ``N``, or ``M = N * 2^k``:
+            the network moved to ``M x M`` inputs with its convolution
+            stencils transferred (004 §3.2, :func:`kml.hierarchy.at_resolution`).
+        compile: compile with loss ``"mse"`` and a plain Adam, so that
+            ``evaluate`` and ``fit`` work at once.
+        presets_dir: folder of presets (default: the shipped ones).
+
+    Raises:
+        ValueError: unknown name (the message lists the available ones), a
+            resolution that is not ``N * 2^k``, or a config.json that cannot be
+            rebuilt safely.
+        IntegrityError: a file does not match its recorded sha256.
+    """
+    meta = verify(name, presets_dir)
+    folder = preset_folder(name, presets_dir)
+    model = build(json.loads((folder / "config.json").read_text()), folder / "config.json")
+    model.load_weights(folder / "model.weights.h5")
+    if resolution is not None and resolution != meta["resolution"]:
+        from keras_multilevel.hierarchy import at_resolution
+
+        model = at_resolution(model, resolution)
+    if compile:
+        model.compile(optimizer=keras.optimizers.Adam(), loss="mse")
+    return model
+
+
+def list_presets(presets_dir=None):
+    """One dict per preset: name, task, problem, resolution, parameters and validation/test metrics."""
+    rows = []
+    for name in names(presets_dir):
+        meta = metadata(name, presets_dir)
+        rows.append(
+            {
+                "name": name,
+                "task": meta["task"],
+                "problem": meta["problem"],
+                "resolution": meta["resolution"],
+                "parameters": meta["parameter_count"],
+                "validation": meta["metrics"]["validation"],
+                "test": meta["metrics"]["test"],
+            }
+        )
+    return rows
+
+
+def table(presets_dir=None):
+    """The presets as a printable text table (test metrics on the preset's test split)."""
+    rows = list_presets(presets_dir)
+    if not rows:
+        return f"No presets in {_folder(presets_dir)}."
+    header = ("name", "task", "resolution", "parameters", "test L2 (MSE)", "test relative L2", "test L∞")
+    body = [
+        (
+            row["name"],
+            row["task"],
+            str(row["resolution"]),
+            f"{row['parameters']:,}",
+            f"{row['test']['l2']:.3e}",
+            f"{row['test']['relative_l2']:.4f}",
+            f"{row['test']['linf']:.3e}",
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[column]) for line in (header, *body)) for column in range(len(header))]
+
+    def line(cells):  # name and task left-aligned, numbers right-aligned
+        return "  ".join(cell.ljust(width) if column < 2 else cell.rjust(width) for column, (cell, width) in enumerate(zip(cells, widths)))
+
+    return "\n".join([line(header), "  ".join("-" * width for width in widths), *map(line, body)])
+
+
+def show(name, presets_dir=None):
+    """The model card (``README.md``) of preset ``name``."""
+    return (preset_folder(name, presets_dir) / "README.md").read_text()
