@@ -1,0 +1,28 @@
+"""The model zoo: pretrained multilevel U-Nets for the PDE data sets, keras-hub style.
+
+Each preset (``{problem}_unet_n{N}``, e.g. ``poisson_unet_n32``) is a folder
+of ``config.json``, ``model.weights.h5``, a model card ``README.md`` and
+``metadata.json`` (recipe, data set, metrics, tolerance, versions, sha256 of
+the other files) under ``keras_multilevel/zoo/presets/``::
+
+    import keras_multilevel as kml
+
+    print(kml.zoo.table())                          # the presets and their test errors
+    model = kml.zoo.load("poisson_unet_n32")        # verified, rebuilt safely, compiled
+    coarse = kml.zoo.load("poisson_unet_n32", resolution=16)   # stencils restricted (004 §3.2)
+    print(kml.zoo.show("poisson_unet_n32"))         # the card
+    kml.zoo.evaluate("poisson_unet_n32")            # errors on freshly generated data
+    metadata, comparison = kml.zoo.train("poisson_unet_n32", "retrained/")   # the recipe again
+
+The presets are trained coarse to fine through the resolution hierarchy
+(``../shared/papers/004_722495dc5e854b54.txt`` §3.2, Algorithm 1) on the
+Poisson and Darcy data of ``../shared/papers/002_f1d31f67c771c552.txt`` §8.
+Every function taking ``presets_dir`` reads presets from that folder instead
+of the shipped ones (``keras_multilevel.zoo.store.PRESETS``).
+"""
+
+from keras_multilevel.zoo.metrics import measure, metrics
+from keras_multilevel.zoo.recipe import check_recipe
+from keras_multilevel.zoo.store import IntegrityError, load, metadata, names, preset_name, save_preset, show, table, verify
+from keras_multilevel.zoo.store import list_presets as list  # noqa: A001  (kml.zoo.list(), like keras-hub)
+from keras_multilevel.zoo.training import Comparison, compare, create, evaluate, train, train_recipe
