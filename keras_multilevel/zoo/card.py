@@ -33,9 +33,10 @@ def _scheme(recipe):
             "Single-level training: every batch is one step of the optimizer below on the N×N network "
             "(`kml.MultilevelOptimizer(levels=1)`, which counts the work units)."
         )
+    grids = ", ".join(f"{recipe['resolution'] >> level}×{recipe['resolution'] >> level}" for level in range(recipe["levels"]))
     return (
         f"Coarse to fine through the resolution hierarchy, {PAPER_004}, §3.2 and Algorithm 1: the same U-Net "
-        f"on grids N, N/2, ..., N/2^{recipe['levels'] - 1}, each coarser network's convolution stencils being "
+        f"on the grids {grids}, each coarser network's convolution stencils being "
         "the Galerkin restriction `K_H = R K_h P` of the finer ones (004 eq 10). Training starts on the "
         "coarsest grid, where every convolution is 4 times cheaper per halving (004 §3.2), and each level "
         "then starts from the stencils prolonged from the level below it, so that the expensive fine grid "
