@@ -115,3 +115,57 @@ def feedforward_network(input_shape, outputs, hidden=(400, 400), conv=(), activa
     layers += [keras.layers.Dense(units, activation=activation, name=f"dense_{index}") for index, units in enumerate(hidden)]
     layers.append(keras.layers.Dense(outputs, name="output"))
     return keras.Sequential(layers, name=name)
+
+
+def unet(resolution, channels=3, outputs=1, filters=(16, 32, 64), convolutions=2, kernel_size=3, activation="gelu", name="unet"):
+    """A U-Net of stride-1 convolutions that coarsening in resolution transfers (004 §3.1-3.2).
+
+    ``filters[i]`` channels on the grid ``resolution / 2^i``: an encoder of
+    ``convolutions`` same-padded ``kernel_size`` convolutions per grid, 2x2
+    average pooling (the image restriction ``R``) between grids, a decoder
+    that upsamples by repetition (the constant prolongation ``P``) and
+    concatenates the encoder's map of the same grid, and a pointwise linear
+    output layer: ``(N, N, channels) -> (N, N, outputs)``. Every weight is a
+    stencil or a pointwise map, so the same network runs at ``N/2`` or ``2N``
+    once its stencils are transferred (:func:`kml.hierarchy.at_resolution`).
+
+    Args:
+        resolution: ``N``, divisible by ``2^(len(filters) - 1)``.
+        channels: input channels (3 for the PDE data: the coefficient and x, y).
+        outputs: output channels.
+        filters: channels per grid, finest first.
+        convolutions: convolutions per grid on each side.
+        kernel_size: odd stencil size.
+        activation: hidden activation.
+        name: the model's name.
+    """
+    for argument, values in (("filters", filters), ("channels", [channels]), ("outputs", [outputs]), ("convolutions", [convolutions])):
+        if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+            raise ValueError(f"`{argument}` must be positive integers, got {values!r}.")
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"`kernel_size` must be an odd positive integer, got {kernel_size!r}.")
+    factor = 2 ** (len(filters) - 1)
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < factor or resolution % factor:
+        raise ValueError(
+            f"`resolution` must be a positive multiple of 2**(len(filters) - 1) = {factor} (the U-Net "
+            f"pools {len(filters) - 1} times), got {resolution!r}."
+        )
+
+    def block(x, width, prefix):
+        for index in range(convolutions):
+            x = keras.layers.Conv2D(width, kernel_size, padding="same", activation=activation, name=f"{prefix}_conv_{index}")(x)
+        return x
+
+    inputs = keras.Input((resolution, resolution, channels), name="inputs")
+    x, skips = inputs, []
+    for depth, width in enumerate(filters):
+        if depth:
+            x = keras.layers.AveragePooling2D(2, name=f"down_{depth}_pool")(x)
+        x = block(x, width, f"down_{depth}")
+        skips.append(x)
+    for depth in reversed(range(len(filters) - 1)):
+        x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"up_{depth}_upsample")(x)
+        x = keras.layers.Concatenate(name=f"up_{depth}_concat")([x, skips[depth]])
+        x = block(x, filters[depth], f"up_{depth}")
+    outputs_ = keras.layers.Conv2D(outputs, 1, name="output")(x)
+    return keras.Model(inputs, outputs_, name=name)

@@ -1,86 +1,172 @@
-"""Resolution transfer of images and convolution stencils (paper 004 §3.1-3.2)."""
+"""Coarsening in resolution (004 §3.1-3.2, 001 §4.3): hierarchy, transfers, at_resolution, Algorithm 1."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_multilevel as kml
 from keras_multilevel.hierarchy import resolution
+from keras_multilevel.hierarchy import stencil as stencils
 
 
+def small_unet(n=16, **kwargs):
+    keras.utils.set_random_seed(0)
+    return kml.models.unet(n, filters=(4, 8), **kwargs)
 
-def smooth_image(n):
-    """Two smooth channels sampled at the cell centres of an n x n grid on the unit square."""
+
+def flat_dense_model(n=8):
+    inputs = keras.Input((n, n, 2))
+    x = keras.layers.Conv2D(3, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.Flatten(name="flatten")(x)
+    return keras.Model(inputs, keras.layers.Dense(5, name="dense")(x))
+
+
+def smooth_task(samples, n=16, seed=0):
+    """Smooth random inputs (a few low Fourier modes per channel) and a smooth target: x0 * x1."""
+    rng = np.random.default_rng(seed)
+    grid = (np.arange(n) + 0.5) / n
+    X, Y = np.meshgrid(grid, grid, indexing="ij")
+    modes = [np.sin(np.pi * (a * X + b * Y)) for a in range(1, 3) for b in range(0, 2)]
+    x = np.einsum("scm,mij->sijc", rng.normal(size=(samples, 3, len(modes))), np.array(modes)).astype("float32")
+    return x, x[..., :1] * x[..., 1:2]
+
+
+def random_like(variables, seed=0):
+    rng = np.random.default_rng(seed)
+    return [tf.constant(rng.normal(size=v.shape), dtype=v.dtype) for v in variables]
+
+
+def test_hierarchy_is_the_same_network_on_halved_grids():
+    model = small_unet()
+    hierarchy = kml.Hierarchy.from_model(model, 3, coarsening="resolution")
+    assert [level.model.inputs[0].shape[1:3] for level in hierarchy] == [(16, 16), (8, 8), (4, 4)]
+    assert [level.parameters for level in hierarchy] == [model.count_params()] * 3
+    np.testing.assert_allclose([level.relative_cost for level in hierarchy], [1, 1 / 4, 1 / 16])
+    table = repr(hierarchy)
+    assert "resolution (2x2 average, constant prolongation)" in table and "8x8" in table
+
+
+@pytest.mark.parametrize("interpolation", ["constant", "linear"])
+def test_restriction_inverts_prolongation_and_gradient_restriction_is_its_adjoint(interpolation):
+    """Pi P = I (3x3 stencils, 004 §3.2; feature-map weights with constant P) and <R g, c> = <g, P c>."""
+    for model in (small_unet(), flat_dense_model()):
+        coarse, transfer = resolution.ResolutionCoarsening(interpolation).coarsen(model)
+        c = random_like(coarse.trainable_variables)
+        g = random_like(model.trainable_variables, seed=1)
+        for operator, value, back in zip(transfer.operators, c, transfer.restrict(transfer.prolong(c))):
+            # R P = I for images only with constant P.
+            if interpolation == "constant" or not isinstance(operator, resolution.FeatureMapWeights):
+                np.testing.assert_allclose(back, value, atol=1e-4)
+        left = sum(float(tf.reduce_sum(a * b)) for a, b in zip(transfer.restrict_gradient(g), c))
+        right = sum(float(tf.reduce_sum(a * b)) for a, b in zip(g, transfer.prolong(c)))
+        np.testing.assert_allclose(left, right, rtol=1e-4)
+
+
+def test_feature_map_dense_weights_keep_the_output_of_cellwise_constant_images():
+    """001 §4.3 with the 4-cell factor: W_H . R y = W_h . y when y is constant on 2x2 cells."""
+    inputs = keras.Input((8, 8, 2))
+    model = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(inputs)))
+    coarse_image = np.random.default_rng(0).normal(size=(3, 4, 4, 2)).astype("float32")
+    fine_image = stencils.prolong_image(coarse_image, "constant")
+    coarse = kml.hierarchy.at_resolution(model, 4)
+    np.testing.assert_allclose(coarse(coarse_image), model(fine_image), rtol=1e-4, atol=1e-5)
+
+
+def test_restricted_network_approximates_the_fine_one_on_smooth_inputs_better_than_unchanged_weights():
+    """004 §3.1 on a whole network: the transferred U-Net on R y is close to R of the fine output."""
+    n = 32
     x = (np.arange(n) + 0.5) / n
     X, Y = np.meshgrid(x, x, indexing="ij")
-    return np.stack([np.sin(2 * np.pi * X) * np.cos(np.pi * Y), np.exp(-4 * ((X - 0.3) ** 2 + (Y - 0.6) ** 2))], -1)[None]
-
-
-def conv(images, stencil):
-    return tf.nn.conv2d(images, stencil, strides=1, padding="SAME").numpy()
-
-
-def test_average_restriction_inverts_constant_prolongation_and_keeps_constants():
-    coarse = np.random.default_rng(0).normal(size=(2, 4, 6, 3))
-    np.testing.assert_allclose(resolution.restrict_image(resolution.prolong_image(coarse, "constant")), coarse)
-    ones = np.ones((1, 4, 4, 1))
-    np.testing.assert_allclose(resolution.restrict_image(resolution.prolong_image(ones, "linear")), ones)
+    image = np.stack([1.1 + np.cos(3 * X) * np.sin(2 * Y), X, Y], -1)[None].astype("float32")
+    model = small_unet(n, kernel_size=3, activation="tanh")
+    reference = stencils.restrict_image(model(image))
+    transferred = kml.hierarchy.at_resolution(model, n // 2)(stencils.restrict_image(image))
+    unchanged = resolution.with_resolution(model, n // 2)
+    unchanged.set_weights(model.get_weights())
+    error = float(tf.reduce_max(tf.abs(transferred - reference)))
+    naive = float(tf.reduce_max(tf.abs(unchanged(stencils.restrict_image(image)) - reference)))
+    assert error < naive / 2
 
 
 @pytest.mark.parametrize("interpolation", ["constant", "linear"])
-def test_restricted_stencil_is_the_galerkin_operator(interpolation):
-    """K_H y_H = R K_h P y_H (004 eq 9) on every coarse image, away from the boundary."""
-    stencil = np.random.default_rng(0).normal(size=(3, 3, 2, 4))
-    coarse_stencil = resolution.restrict_stencil(stencil, interpolation)
-    images = np.random.default_rng(0).normal(size=(3, 12, 12, 2))
-    galerkin = resolution.restrict_image(conv(resolution.prolong_image(images, interpolation), stencil)).numpy()
-    np.testing.assert_allclose(conv(images, coarse_stencil)[:, 2:-2, 2:-2], galerkin[:, 2:-2, 2:-2], atol=1e-12)
+def test_at_resolution_round_trip_returns_the_weights(interpolation):
+    model = small_unet()
+    back = kml.hierarchy.at_resolution(kml.hierarchy.at_resolution(model, 64, interpolation), 16, interpolation)
+    for a, b in zip(back.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=2e-5)
+    assert kml.hierarchy.at_resolution(model, 8).inputs[0].shape[1:3] == (8, 8)
+    same = kml.hierarchy.at_resolution(model, 16)
+    assert same is not model and all(np.array_equal(a, b) for a, b in zip(same.get_weights(), model.get_weights()))
 
 
-def test_identity_stencil_restricts_to_the_identity_with_constant_prolongation():
-    identity = np.zeros((3, 3, 1, 1))
-    identity[1, 1] = 1.0
-    np.testing.assert_allclose(resolution.restrict_stencil(identity, "constant"), identity, atol=1e-15)
+def test_coarse_level_trains_on_the_averaged_batch():
+    model = small_unet()
+    hierarchy = kml.Hierarchy.from_model(model, 2, coarsening="resolution")
+    x = np.random.default_rng(0).normal(size=(4, 16, 16, 3)).astype("float32")
+    y = np.random.default_rng(1).normal(size=(4, 16, 16)).astype("float32")
+    x_coarse, y_coarse, weights = hierarchy[0].transfer.restrict_data((tf.constant(x), tf.constant(y), None))
+    np.testing.assert_allclose(x_coarse, x.reshape(4, 8, 2, 8, 2, 3).mean((2, 4)), atol=1e-6)
+    np.testing.assert_allclose(y_coarse, y.reshape(4, 8, 2, 8, 2).mean((2, 4)), atol=1e-6)
+    assert weights is None
 
 
-@pytest.mark.parametrize("interpolation", ["constant", "linear"])
-def test_restricted_stencil_on_restricted_smooth_images_converges_with_resolution(interpolation):
-    """|K_H R y - R K_h y| on a smooth image falls towards 4x per doubling of the resolution
-    (second order); the fine stencil used unchanged on the coarse image is far worse."""
-    stencil = np.random.default_rng(0).normal(size=(3, 3, 2, 4))
-    coarse_stencil = resolution.restrict_stencil(stencil, interpolation)
-    errors, naive = [], []
-    for n in (32, 64, 128):
-        y = smooth_image(n)
-        reference = resolution.restrict_image(conv(y, stencil)).numpy()[:, 2:-2, 2:-2]
-        errors.append(np.abs(conv(resolution.restrict_image(y), coarse_stencil)[:, 2:-2, 2:-2] - reference).max())
-        naive.append(np.abs(conv(resolution.restrict_image(y), stencil)[:, 2:-2, 2:-2] - reference).max())
-    assert errors[1] < errors[0] / 2.5 and errors[2] < errors[1] / 3.2
-    assert errors[2] < naive[2] / 10
+def test_v_cycle_in_resolution_trains_with_model_fit():
+    model = small_unet()
+    x, y = smooth_task(32)
+    model.compile(kml.MultilevelOptimizer(levels=2, coarsening="resolution", smoother=keras.optimizers.SGD(0.01)), "mse")
+    history = model.fit(x, y, batch_size=8, epochs=4, verbose=0).history
+    assert history["loss"][-1] < 0.9 * history["loss"][0]
+    assert history["work_units"][0] == pytest.approx(4 * model.optimizer.cycle_work_units)
 
 
-@pytest.mark.parametrize("interpolation", ["constant", "linear"])
-def test_restriction_after_prolongation_returns_the_coarse_stencil(interpolation):
-    """004 §3.2: the 9 x 9 system of a 3 x 3 stencil is well posed."""
-    coarse = np.random.default_rng(0).normal(size=(3, 3, 3, 5))
-    assert np.linalg.matrix_rank(resolution.restriction_matrix(3, interpolation)) == 9
-    back = resolution.restrict_stencil(resolution.prolong_stencil(coarse, interpolation), interpolation)
-    np.testing.assert_allclose(back, coarse, atol=1e-12)
+def test_coarse_to_fine_schedule_prolongs_at_each_phase_and_counts_work():
+    """004 Algorithm 1: with a zero learning rate the finest weights end as P P Pi Pi of the start."""
+    model = small_unet()
+    start = kml.hierarchy.at_resolution(kml.hierarchy.at_resolution(model, 4), 16)
+    optimizer = kml.MultilevelOptimizer(
+        levels=3, coarsening="resolution", schedule=[2, 1], smoother=keras.optimizers.SGD(0.0)
+    )
+    model.compile(optimizer, "mse", metrics=["mae"])
+    x = np.random.default_rng(0).normal(size=(20, 16, 16, 3)).astype("float32")
+    history = model.fit(x, x[..., :1], batch_size=4, epochs=1, verbose=0).history
+    for a, b in zip(model.get_weights(), start.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert history["work_units"][-1] == pytest.approx(2 / 16 + 1 / 4 + 2)
 
 
-@pytest.mark.parametrize("size", [5, 7])
-def test_larger_stencils_round_trip_within_the_range_of_the_restriction(size):
-    """For k > 3 the coarse stencil of a k x k fine one has a smaller support, so the system is
-    rank deficient; the least-squares prolongation still restricts back to any coarse stencil
-    that is a restriction."""
-    coarse = resolution.restrict_stencil(np.random.default_rng(0).normal(size=(size, size, 2, 2)), "constant")
-    back = resolution.restrict_stencil(resolution.prolong_stencil(coarse, "constant"), "constant")
-    np.testing.assert_allclose(back, coarse, atol=1e-12)
+def test_coarse_to_fine_schedule_trains_and_reloads(tmp_path):
+    model = small_unet()
+    optimizer = kml.MultilevelOptimizer(
+        levels=2, coarsening="resolution", schedule=[6], smoother=keras.optimizers.Adam(3e-3)
+    )
+    model.compile(optimizer, "mse")
+    x, y = smooth_task(32)
+    history = model.fit(x, y, batch_size=8, epochs=4, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert loaded.optimizer.schedule == (6,) and int(loaded.optimizer.iterations) == 16
 
 
-def test_bad_inputs():
-    with pytest.raises(ValueError, match="height and width must be even"):
-        resolution.restrict_image(np.zeros((1, 5, 4, 1)))
-    with pytest.raises(ValueError, match="odd k"):
-        resolution.restrict_stencil(np.zeros((2, 2, 1, 1)))
-    with pytest.raises(ValueError, match="`interpolation` must be one of"):
-        resolution.prolong_image(np.zeros((1, 2, 2, 1)), "cubic")
+def test_bad_models_and_arguments_are_refused():
+    inputs = keras.Input((8, 8, 1))
+    strided = keras.Model(inputs, keras.layers.Conv2D(2, 3, strides=2, padding="same")(inputs))
+    with pytest.raises(ValueError, match="stride-1"):
+        kml.Hierarchy.from_model(strided, 2, coarsening="resolution")
+    reshaped = keras.Model(inputs, keras.layers.Reshape((64,))(keras.layers.Conv2D(1, 3, padding="same")(inputs)))
+    with pytest.raises(ValueError, match="Reshape"):
+        kml.Hierarchy.from_model(reshaped, 2, coarsening="resolution")
+    flat = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="one image input"):
+        kml.Hierarchy.from_model(flat, 2, coarsening="resolution")
+    with pytest.raises(ValueError, match="divisible by 32"):
+        kml.Hierarchy.from_model(small_unet(), 5, coarsening="resolution")  # 16 -> 1x1, pooled once more
+    with pytest.raises(ValueError, match=r"N \* 2\*\*k"):
+        kml.hierarchy.at_resolution(small_unet(), 24)
+    with pytest.raises(ValueError, match="`schedule` must list"):
+        kml.MultilevelOptimizer(levels=3, coarsening="resolution", schedule=[5])
+    with pytest.raises(ValueError, match="leave `steps` out"):
+        kml.MultilevelOptimizer(levels=2, coarsening="resolution", schedule=[5], steps="[1,{1}]")
+    with pytest.raises(ValueError, match="`resolution` must be a positive multiple"):
+        kml.models.unet(18, filters=(4, 8, 16))

@@ -11,34 +11,38 @@ import numpy as np
 import tensorflow as tf
 
 from keras_multilevel.hierarchy.depth import DepthCoarsening
+from keras_multilevel.hierarchy.resolution import ResolutionCoarsening
 from keras_multilevel.hierarchy.width import WidthCoarsening
 
-COARSENINGS = {DepthCoarsening.name: DepthCoarsening, WidthCoarsening.name: WidthCoarsening}
+COARSENINGS = {
+    strategy.name: strategy for strategy in (DepthCoarsening, WidthCoarsening, ResolutionCoarsening)
+}
+INTERPOLATED = ("depth", "resolution")
 
 
 def get_coarsening(coarsening="depth", interpolation="constant"):
     """Returns a coarsening strategy.
 
     Args:
-        coarsening: ``"depth"`` or ``"width"`` (default settings), a dict
-            ``{"name": ..., **settings}`` as ``get_config`` writes it, or a
-            strategy object (returned as is).
-        interpolation: the depth coarsening's interpolation in time, when
-            ``coarsening`` is the string ``"depth"``.
+        coarsening: ``"depth"``, ``"width"`` or ``"resolution"`` (default
+            settings), a dict ``{"name": ..., **settings}`` as ``get_config``
+            writes it, or a strategy object (returned as is).
+        interpolation: the prolongation of ``"depth"`` (in time) or
+            ``"resolution"`` (of images), when ``coarsening`` is one of these strings.
     """
     if isinstance(coarsening, dict):
         settings = dict(coarsening)
         name = settings.pop("name", None)
     elif isinstance(coarsening, str):
-        name, settings = coarsening, ({"interpolation": interpolation} if coarsening == "depth" else {})
+        name, settings = coarsening, ({"interpolation": interpolation} if coarsening in INTERPOLATED else {})
     else:
         return coarsening
     if name not in COARSENINGS:
         raise ValueError(f"Unknown coarsening {name!r}: choose one of {sorted(COARSENINGS)}.")
-    if name != "depth" and interpolation != "constant" and isinstance(coarsening, str):
+    if name not in INTERPOLATED and interpolation != "constant" and isinstance(coarsening, str):
         raise ValueError(
-            f"`interpolation` ({interpolation!r}) is the depth coarsening's interpolation in time; "
-            f"{name!r} coarsening has none. Leave it out."
+            f"`interpolation` ({interpolation!r}) is the prolongation of depth or resolution "
+            f"coarsening; {name!r} coarsening has none. Leave it out."
         )
     return COARSENINGS[name](**settings)
 
@@ -108,10 +112,11 @@ class Hierarchy:
             model: a built Sequential or functional Keras model with at least
                 one coarsenable layer (any built model when ``levels == 1``).
             levels: number of levels ``L >= 1`` (1 = the model alone).
-            coarsening: ``"depth"`` (000 §2.2.1), ``"width"`` (002 §5) or a
-                coarsening object (see :func:`get_coarsening`).
-            interpolation: ``"constant"`` (000) or ``"linear"`` (001 §4.2),
-                for depth coarsening.
+            coarsening: ``"depth"`` (000 §2.2.1), ``"width"`` (002 §5),
+                ``"resolution"`` (004 §3) or a coarsening object (see
+                :func:`get_coarsening`).
+            interpolation: ``"constant"`` or ``"linear"``: in time for depth
+                coarsening (000, 001 §4.2), of images for resolution (004).
 
         The coarse models start from the restriction of the fine weights.
         """

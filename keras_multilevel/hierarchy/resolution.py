@@ -1,131 +1,349 @@
-"""Coarsening in resolution: images, convolution stencils and image-shaped weights between grids.
+"""Coarsening in resolution: the same network on a grid of half the pixels.
 
-Paper 004 §3.1-3.2 (``../shared/papers/004_722495dc5e854b54.txt``). A coarse
-image ``y_H`` (pixel size ``H = 2h``) and a fine one ``y_h`` are linked by a
-restriction and a prolongation (004 eq 8)::
+Paper 004 §3.1-3.2 (``../shared/papers/004_722495dc5e854b54.txt``) and 001
+§4.3 (``001_b0d247ee4c58de04.txt``). The coarse network has the fine one's
+layers; its input is the fine input restricted to ``N/2 x N/2`` by 2x2
+averaging (004 eq 8, 001 §4.3). Its weights follow from the fine ones
+variable by variable (:mod:`keras_multilevel.hierarchy.stencil`):
 
-    y_H = R y_h,        y_h ~ P y_H,
+* a stride-1 'same' ``Conv2D`` kernel is a stencil: ``Pi`` is the Galerkin
+  restriction ``s_H = G s_h`` of ``K_H = R K_h P`` (004 eqs 9-10), ``P`` the
+  least-squares inverse ``G^+`` (004 §3.2, ``Pi P = G G^+ = I`` for 3x3
+  stencils), ``R = (G^+)^T`` (the chain rule of ``s_h = G^+ s_H``);
+* a ``Dense`` kernel on a flattened feature map is an image per unit (001
+  §4.3): ``Pi W = 4 R W``, ``P W = P_image W / 4``, ``R = P^T``;
+* everything else (biases, pointwise ``Dense``, normalization) is the same
+  on both grids.
 
-here ``R`` the average over 2x2 cells and ``P`` piecewise constant (``R P = I``)
-or cell-centred bilinear interpolation. A convolution with stencil ``s_h``
-(matrix ``K_h``) becomes on the coarse grid the Galerkin operator
-(004 eqs 9-10)::
-
-    K_H = R K_h P,
-
-which is again a convolution when the stencil is the same everywhere: its
-stencil ``s_H`` is the response of ``R K_h P`` to a unit impulse, computed
-here with TensorFlow convolutions, never with the matrices. Going the other
-way (004 §3.2), the fine stencil is the solution of the small linear system
-``s_h -> s_H`` (``k^2 x k^2`` per channel pair, the same for all of them),
-solved in the least-squares sense.
-
-All images are channels last, ``(batch, height, width, channels)``; stencils
-are Keras ``Conv2D`` kernels ``(k, k, in, out)`` (cross-correlation).
+The coarse level trains on the restricted batch (:meth:`ResolutionTransfer.restrict_data`).
+:func:`at_resolution` moves a trained network to any ``N 2^k`` (004 §4.1).
 """
 
-import numpy as np
+import math
+
+import keras
 import tensorflow as tf
 
-INTERPOLATIONS = ("constant", "linear")
+from keras_multilevel.hierarchy import stencil as stencils
+from keras_multilevel.hierarchy.depth import _is_functional
+from keras_multilevel.hierarchy.transfer import Identity, Transfer, check_correspondence
+
+_POOLING = (keras.layers.AveragePooling2D, keras.layers.MaxPooling2D)
+_SHAPE_FREE = (
+    keras.layers.InputLayer, keras.layers.Activation, keras.layers.ReLU, keras.layers.LeakyReLU,
+    keras.layers.Dropout, keras.layers.Add, keras.layers.Subtract, keras.layers.Multiply,
+    keras.layers.Average, keras.layers.Maximum, keras.layers.Concatenate, keras.layers.UpSampling2D,
+    keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D, keras.layers.Flatten,
+    keras.layers.BatchNormalization, keras.layers.LayerNormalization, *_POOLING,
+)
 
 
-def _check_interpolation(interpolation):
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"`interpolation` must be one of {INTERPOLATIONS}, got {interpolation!r}.")
-    return interpolation
+class Stencil:
+    """One ``Conv2D`` kernel ``(k, k, in, out)``: ``Pi = G``, ``P = G^+``, ``R = (G^+)^T`` (004 eqs 9-10, §3.2)."""
+
+    def __init__(self, size, interpolation):
+        self.size, self.interpolation = size, interpolation
+        self.matrices = {
+            "restrict": stencils.restriction_matrix(size, interpolation),
+            "prolong": stencils.prolongation_matrix(size, interpolation),
+        }
+        self.matrices["restrict_gradient"] = self.matrices["prolong"].T
+
+    def _map(self, direction, kernel):
+        return stencils.apply_stencil_matrix(self.matrices[direction], kernel)
+
+    def restrict(self, fine):
+        return self._map("restrict", fine)
+
+    def prolong(self, coarse):
+        return self._map("prolong", coarse)
+
+    def restrict_gradient(self, fine):
+        return self._map("restrict_gradient", fine)
+
+    def __repr__(self):
+        return f"Stencil({self.size}x{self.size}, {self.interpolation})"
 
 
-def restrict_image(images):
-    """``R``: the average of each 2x2 cell, ``(b, 2n, 2m, c) -> (b, n, m, c)`` (004 eq 8)."""
-    images = tf.convert_to_tensor(images)
-    height, width = images.shape[1], images.shape[2]
-    if height is not None and (height % 2 or width % 2):
-        raise ValueError(f"Restriction halves the grid: height and width must be even, got {height}x{width}.")
-    return tf.nn.avg_pool2d(images, ksize=2, strides=2, padding="VALID")
-
-
-def _double(images, axis, interpolation):
-    """Doubles one spatial axis: copies (constant) or weights ``3/4, 1/4`` of the two nearest cells (linear)."""
-    if interpolation == "constant":
-        even = odd = images
-    else:
-        length = images.shape[axis]
-        before = tf.gather(images, [0, *range(length - 1)], axis=axis)  # edge cell repeated
-        after = tf.gather(images, [*range(1, length), length - 1], axis=axis)
-        even, odd = 0.75 * images + 0.25 * before, 0.75 * images + 0.25 * after
-    doubled = tf.stack([even, odd], axis=axis + 1)
-    shape = tf.concat([tf.shape(images)[:axis], [2 * images.shape[axis]], tf.shape(images)[axis + 1 :]], 0)
-    return tf.reshape(doubled, shape)
-
-
-def prolong_image(images, interpolation="constant"):
-    """``P``: ``(b, n, m, c) -> (b, 2n, 2m, c)``, piecewise constant or cell-centred bilinear.
-
-    Bilinear interpolation weighs the two nearest coarse cell centres
-    ``3/4, 1/4`` in each direction and repeats the edge cells beyond the
-    boundary.
-    """
-    _check_interpolation(interpolation)
-    images = tf.convert_to_tensor(images)
-    return _double(_double(images, 1, interpolation), 2, interpolation)
-
-
-def _check_stencil(stencil):
-    stencil = tf.convert_to_tensor(stencil)
-    if stencil.shape.rank != 4 or stencil.shape[0] != stencil.shape[1] or stencil.shape[0] % 2 == 0:
-        raise ValueError(
-            f"A stencil is a Conv2D kernel (k, k, in, out) with odd k, got shape {tuple(stencil.shape)}."
-        )
-    return stencil
-
-
-def restrict_stencil(stencil, interpolation="constant"):
-    """``s_H``, the stencil of ``K_H = R K_h P`` (004 eqs 9-10), for a stride-1 'same' convolution.
+class FeatureMapWeights:
+    """A ``Dense`` kernel on a flattened ``(h, w, c)`` map (001 §4.3): ``Pi = 4 R``, ``P = P_image / 4``, ``R = P^T``.
 
     Args:
-        stencil: the fine kernel ``(k, k, in, out)``, ``k`` odd.
-        interpolation: the prolongation ``P`` of the coarse image.
+        shape: the fine feature map's ``(h, w, c)``.
+        interpolation: the image prolongation.
+    """
+
+    def __init__(self, shape, interpolation):
+        self.shape, self.interpolation = tuple(shape), interpolation
+        self.coarse_shape = (shape[0] // 2, shape[1] // 2, shape[2])
+
+    def restrict(self, fine):
+        return stencils.restrict_weight_image(fine, self.shape)
+
+    def prolong(self, coarse):
+        return stencils.prolong_weight_image(coarse, self.coarse_shape, self.interpolation)
+
+    def restrict_gradient(self, fine):
+        """``P^T``, the adjoint of :meth:`prolong` (exact for the linear map, by autodiff)."""
+        coarse = tf.zeros((math.prod(self.coarse_shape), fine.shape[-1]), dtype=fine.dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(coarse)
+            image = self.prolong(coarse)
+        return tape.gradient(image, coarse, output_gradients=fine)
+
+    def __repr__(self):
+        return f"FeatureMapWeights({self.shape}, {self.interpolation})"
+
+
+class ResolutionTransfer(Transfer):
+    """The variable-wise maps of :class:`Transfer` plus the data: the coarse level sees ``R x``, ``R y``.
+
+    Args:
+        operators: one operator per trainable variable.
+        grid: the fine input's ``(height, width)``.
+        interpolation: the image prolongation, for :meth:`prolong_data`.
+    """
+
+    def __init__(self, operators, grid, interpolation):
+        super().__init__(operators)
+        self.grid, self.interpolation = tuple(grid), interpolation
+
+    def _images(self, tensor, operation, grid):
+        """Applies ``operation`` to ``tensor`` if it is an image batch on ``grid``: ``(b, h, w[, c])``."""
+        if tensor is None or tensor.shape.rank not in (3, 4) or tuple(tensor.shape[1:3]) != grid:
+            return tensor
+        if tensor.shape.rank == 3:
+            return operation(tensor[..., None])[..., 0]
+        return operation(tensor)
+
+    def restrict_data(self, data):
+        """``(x, y, sample_weight)`` on the coarse grid: every image on the fine grid averaged over 2x2 cells."""
+        return tf.nest.map_structure(lambda t: self._images(t, stencils.restrict_image, self.grid), data)
+
+    def prolong_data(self, data):
+        """Coarse-grid images back on the fine grid (the image prolongation ``P``), e.g. a coarse prediction."""
+        coarse = (self.grid[0] // 2, self.grid[1] // 2)
+        prolong = lambda t: stencils.prolong_image(t, self.interpolation)  # noqa: E731
+        return tf.nest.map_structure(lambda t: self._images(t, prolong, coarse), data)
+
+    def __repr__(self):
+        return f"ResolutionTransfer({self.grid[0]}x{self.grid[1]} -> {self.grid[0] // 2}x{self.grid[1] // 2}, {self.operators!r})"
+
+
+def _grid(model):
+    """The ``(height, width)`` of the model's one image input."""
+    if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
+        raise ValueError(
+            f"Coarsening in resolution needs a model with one image input (batch, height, width, "
+            f"channels); model {model.name!r} has inputs {[tuple(t.shape) for t in model.inputs]}."
+        )
+    height, width = model.inputs[0].shape[1:3]
+    if height is None or width is None:
+        raise ValueError(
+            f"Model {model.name!r} takes images of any size ({tuple(model.inputs[0].shape)}): give "
+            "keras.Input its height and width, the resolution the hierarchy coarsens."
+        )
+    return int(height), int(width)
+
+
+def _layers(model):
+    """The model's layers, checked one by one: ``ValueError`` naming the first that cannot follow the grid."""
+    if not isinstance(model, keras.Model) or not (isinstance(model, keras.Sequential) or _is_functional(model)):
+        raise ValueError(
+            "Coarsening in resolution rebuilds the model from its config at another input size, which "
+            f"needs a Sequential or functional keras.Model, got {type(model).__name__}."
+        )
+    for layer in model.layers:
+        if getattr(layer, "data_format", "channels_last") != "channels_last":
+            raise ValueError(f"Layer {layer.name!r} uses data_format={layer.data_format!r}: use 'channels_last'.")
+        if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.Conv2DTranspose):
+            size = layer.kernel_size
+            same = layer.padding == "same" or size == (1, 1)
+            if tuple(layer.strides) != (1, 1) or tuple(layer.dilation_rate) != (1, 1) or not same \
+                    or size[0] != size[1] or size[0] % 2 == 0 or getattr(layer, "groups", 1) != 1:
+                raise ValueError(
+                    f"Layer {layer.name!r}: coarsening in resolution transfers stride-1, undilated, "
+                    f"ungrouped 'same' convolutions with odd square kernels (004 eqs 9-10); it has "
+                    f"kernel {size}, strides {layer.strides}, dilation {layer.dilation_rate}, padding "
+                    f"{layer.padding!r}. Downsample with AveragePooling2D instead of strides."
+                )
+        elif isinstance(layer, _POOLING):
+            if tuple(layer.pool_size) != tuple(layer.strides) or layer.padding != "valid":
+                raise ValueError(
+                    f"Pooling layer {layer.name!r} must pool non-overlapping cells (pool_size == strides, "
+                    "padding='valid') to commute with the 2x2 restriction."
+                )
+        elif not isinstance(layer, (keras.layers.Dense, *_SHAPE_FREE)):
+            raise ValueError(
+                f"Coarsening in resolution cannot transfer layer {layer.name!r} ({type(layer).__name__}): "
+                "it supports Conv2D, Dense (pointwise or after Flatten), pooling, UpSampling2D, "
+                "Flatten, normalization and parameter-free layers. Reshape and Lambda fix or hide the "
+                "grid and are refused."
+            )
+    return list(model.layers)
+
+
+def _smallest_grid(model):
+    """The smallest spatial extent of any layer output: the grid the deepest pooling leaves."""
+    sizes = [
+        min(tensor.shape[1:3])
+        for layer in model.layers
+        for tensor in tf.nest.flatten(layer.output)
+        if len(tensor.shape) == 4
+    ]
+    return min(sizes)
+
+
+def with_resolution(model, height, width=None):
+    """A fresh, uncompiled copy of ``model`` (same layers, names, config) taking ``height x width`` images."""
+    width = height if width is None else width
+    config = model.get_config()
+    channels = model.inputs[0].shape[-1]
+    shape = [None, height, width, channels]
+    for layer in config["layers"]:
+        layer.pop("build_config", None)  # built again from the new input shape
+        if layer["class_name"] == "InputLayer":
+            layer["config"]["batch_shape"] = shape
+    if "build_input_shape" in config:
+        config["build_input_shape"] = shape
+    return type(model).from_config(config)
+
+
+def _operators(fine_model, coarse_model, interpolation):
+    """One operator per trainable variable of the two models (which correspond in order)."""
+    check_correspondence(fine_model, coarse_model)
+    kind = {}
+    for layer in fine_model.layers:
+        if not layer.trainable_variables:
+            continue
+        if isinstance(layer, keras.layers.Conv2D):
+            kind[id(layer.kernel)] = Stencil(layer.kernel_size[0], interpolation)
+        elif isinstance(layer, keras.layers.Dense) and len(layer.input.shape) == 2:
+            producer = layer.input._keras_history.operation
+            if not isinstance(producer, keras.layers.Flatten) or len(producer.input.shape) != 4:
+                raise ValueError(
+                    f"Dense layer {layer.name!r} acts on a flat vector that is not a flattened feature "
+                    "map: its weights have no grid to coarsen. Put it after Flatten of an image, or after "
+                    "GlobalAveragePooling2D (resolution independent)."
+                )
+            kind[id(layer.kernel)] = FeatureMapWeights(producer.input.shape[1:], interpolation)
+    return [kind.get(id(variable), Identity()) for variable in fine_model.trainable_variables]
+
+
+class ResolutionCoarsening:
+    """Builds the same network on inputs of half the resolution (004 §3.1-3.2, 001 §4.3).
+
+    Args:
+        interpolation: the image prolongation ``P``: ``"constant"`` (001 §4.3;
+            ``R P = I``, so pointwise layers and 3x3 stencils transfer
+            exactly) or ``"linear"`` (cell-centred bilinear; the Galerkin
+            stencil of a ``k x k`` one is cut to ``k x k``, exact for
+            ``k = 3``, not for 1x1 kernels).
+    """
+
+    name = "resolution"
+    size_label = "resolution"
+    rematch_every = None
+
+    def __init__(self, interpolation="constant"):
+        self.interpolation = stencils._check_interpolation(interpolation)
+
+    def check(self, model, levels):
+        """Raises ``ValueError`` unless ``model`` can be coarsened ``levels - 1`` times."""
+        _layers(model)
+        height, width = _grid(model)
+        pooled = min(height, width) // _smallest_grid(model)
+        factor = pooled * 2 ** (levels - 1)
+        if height % factor or width % factor:
+            raise ValueError(
+                f"levels={levels} halves the {height}x{width} input {levels - 1} time(s), and model "
+                f"{model.name!r} pools it by {pooled}: height and width must be divisible by "
+                f"{factor}. Use fewer levels or a resolution divisible by {factor}."
+            )
+
+    def transfer(self, fine_model, coarse_model):
+        """The :class:`ResolutionTransfer` from ``fine_model`` to ``coarse_model`` (its half-resolution copy)."""
+        return ResolutionTransfer(
+            _operators(fine_model, coarse_model, self.interpolation), _grid(fine_model), self.interpolation
+        )
+
+    def coarsen(self, model):
+        """Returns ``(coarse_model, transfer)``: ``model`` rebuilt for ``N/2 x N/2`` inputs, fresh weights."""
+        _layers(model)
+        height, width = _grid(model)
+        coarse = with_resolution(model, height // 2, width // 2)
+        return coarse, self.transfer(model, coarse)
+
+    def relative_cost(self, model, finest):
+        """Cost of a gradient of ``model`` per gradient of ``finest``: the ratio of forward
+        multiply-adds (``1/4`` per level for convolutions and feature-map Dense layers)."""
+        return multiply_adds(model) / multiply_adds(finest)
+
+    def describe(self):
+        """One line for the hierarchy's table."""
+        return f"resolution (2x2 average, {self.interpolation} prolongation)"
+
+    def get_config(self):
+        return {"interpolation": self.interpolation}
+
+    def size(self, model):
+        """What a level's row of the hierarchy table shows: the input grid."""
+        height, width = _grid(model)
+        return f"{height}x{width}"
+
+
+def multiply_adds(model):
+    """Forward multiply-adds per sample of the model's Dense and Conv2D layers: kernel size times output positions."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
+            total += math.prod(layer.kernel.shape) * math.prod(layer.output.shape[1:-1])
+    return total
+
+
+def at_resolution(model, resolution, interpolation="constant"):
+    """``model`` moved to ``resolution x resolution`` inputs with its weights transferred (004 §4.1).
+
+    No input is interpolated: the network itself changes grid. Each halving
+    applies the Galerkin restriction ``Pi`` of :class:`ResolutionCoarsening`,
+    each doubling its prolongation ``P`` (004 §3.2).
+
+    Args:
+        model: a built Sequential or functional model on square ``N x N`` images.
+        resolution: ``N 2^k`` for an integer ``k`` (``k < 0`` coarser).
+        interpolation: see :class:`ResolutionCoarsening`.
 
     Returns:
-        The coarse kernel, of the same shape. Its response is computed on a
-        coarse canvas of ``k + 4`` cells around a unit impulse and read on the
-        ``k x k`` window; with constant ``P`` that window holds all of it
-        (``k >= 3``), with linear ``P`` the part outside is dropped.
+        A new, uncompiled model; ``model`` is unchanged.
     """
-    stencil = _check_stencil(stencil)
-    k, inputs = stencil.shape[0], stencil.shape[2]
-    canvas = k + 4 + (k % 2 == 0)
-    centre = canvas // 2
-    impulses = np.zeros((inputs, canvas, canvas, inputs), dtype=stencil.dtype.as_numpy_dtype)
-    impulses[np.arange(inputs), centre, centre, np.arange(inputs)] = 1.0
-    fine = tf.nn.conv2d(prolong_image(impulses, interpolation), stencil, strides=1, padding="SAME")
-    response = restrict_image(fine)  # (in, canvas, canvas, out): response[j, i, l, o] = s_H[centre - i + k//2, ...]
-    half = k // 2
-    window = response[:, centre - half : centre + half + 1, centre - half : centre + half + 1, :]
-    # Cross-correlation: out(i) = sum_a s(a) y(i + a - k//2), so an impulse at c gives s(c - i + k//2).
-    return tf.transpose(tf.reverse(window, axis=[1, 2]), [1, 2, 0, 3])
+    coarsening = ResolutionCoarsening(interpolation)
+    _layers(model)
+    height, width = _grid(model)
+    ratio = resolution / height if isinstance(resolution, int) and not isinstance(resolution, bool) and resolution > 0 else 0
+    if height != width or ratio <= 0 or not math.log2(ratio).is_integer():
+        raise ValueError(
+            f"`resolution` must be N * 2**k for the model's N = {height} (square inputs) and an "
+            f"integer k, got {resolution!r}."
+        )
+    if ratio < 1:
+        coarsening.check(model, 1 + round(math.log2(1 / ratio)))
+    current = model
+    while _grid(current)[0] > resolution:
+        coarse, transfer = coarsening.coarsen(current)
+        _assign(coarse, transfer.restrict(current.trainable_variables))
+        current = coarse
+    while _grid(current)[0] < resolution:
+        fine = with_resolution(current, 2 * _grid(current)[0])
+        _assign(fine, coarsening.transfer(fine, current).prolong(current.trainable_variables))
+        current = fine
+    if current is model:
+        current = with_resolution(model, resolution)
+        _assign(current, model.trainable_variables)
+    for variable, value in zip(current.non_trainable_variables, model.non_trainable_variables, strict=True):
+        variable.assign(value)  # normalization statistics: per channel, the same on every grid
+    return current
 
 
-def restriction_matrix(size, interpolation="constant", dtype="float64"):
-    """The ``k^2 x k^2`` matrix of ``s_h -> s_H`` for one channel pair (the same for every pair)."""
-    units = np.eye(size * size, dtype=dtype).reshape(size * size, size, size)
-    stencils = tf.convert_to_tensor(np.transpose(units, (1, 2, 0))[:, :, None, :])  # k, k, 1, k^2
-    coarse = restrict_stencil(stencils, interpolation)  # k, k, 1, k^2
-    return tf.reshape(tf.transpose(coarse[:, :, 0, :], [2, 0, 1]), (size * size, size * size)).numpy().T
-
-
-def prolong_stencil(stencil, interpolation="constant"):
-    """The fine stencil ``s_h`` whose Galerkin restriction is ``stencil`` (004 §3.2).
-
-    Solves ``restrict_stencil(s_h) = s_H`` for every channel pair at once, a
-    ``k^2 x k^2`` linear system (least squares where it is singular), so
-    ``restrict_stencil(prolong_stencil(s_H)) = s_H`` whenever ``s_H`` is in
-    the range of the restriction.
-    """
-    stencil = _check_stencil(stencil)
-    k, inputs, outputs = stencil.shape[0], stencil.shape[2], stencil.shape[3]
-    matrix = restriction_matrix(k, interpolation, stencil.dtype.name)
-    coarse = tf.reshape(stencil, (k * k, inputs * outputs)).numpy()
-    fine, *_ = np.linalg.lstsq(matrix, coarse, rcond=None)
-    return tf.reshape(tf.constant(fine, dtype=stencil.dtype), (k, k, inputs, outputs))
+def _assign(model, values):
+    for variable, value in zip(model.trainable_variables, values, strict=True):
+        variable.assign(value)

@@ -71,6 +71,15 @@ class TransferMaps:
         """``R = P^T``: restricts a fine gradient to the coarse level."""
         return self._apply("restrict_gradient", fine)
 
+    def restrict_data(self, data):
+        """The batch ``(x, y, sample_weight)`` the coarse level trains on: the fine one, unless the
+        coarsening changes the inputs (resolution)."""
+        return data
+
+    def prolong_data(self, data):
+        """The inverse of :meth:`restrict_data` for outputs (a coarse prediction on the fine grid)."""
+        return data
+
 
 class Transfer(TransferMaps):
     """Variable-wise transfer operators between a fine and a coarse level.

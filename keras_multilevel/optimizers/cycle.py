@@ -71,6 +71,15 @@ def momentum_slots(optimizer, variables):
     return [slots[optimizer._get_variable_index(variable)] for variable in variables]
 
 
+def level_data(hierarchy, minibatches):
+    """The minibatches as each level sees them, finest first: each transfer's ``restrict_data``
+    of the level above (the same batches for depth and width, averaged images for resolution)."""
+    data = [list(minibatches)]
+    for level in hierarchy[:-1]:
+        data.append([level.transfer.restrict_data(batch) for batch in data[-1]])
+    return data
+
+
 def _mean(gradient_lists):
     count = len(gradient_lists)
     if count == 1:
@@ -107,9 +116,10 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
     ]
     if tf.inside_function():
         evaluate = [tf.function(function) for function in evaluate]
+    data = level_data(hierarchy, minibatches)
 
     def gradient(index, batch, shift):
-        return add_coupling(evaluate[index](minibatches[batch])[2], shift)
+        return add_coupling(evaluate[index](data[index][batch])[2], shift)
 
     def smooth(index, first_step, count_steps, received, shift):
         """Steps ``first_step, ...`` of the level; step 0 uses the received gradient, if given."""
@@ -153,12 +163,12 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
                 received if reuse and j == 0 else gradient(index, batch, shift)
                 for j, batch in enumerate(tau_batches)
             ]
-            coarse_gradients = [evaluate[index + 1](minibatches[batch])[2] for batch in tau_batches]
+            coarse_gradients = [evaluate[index + 1](data[index + 1][batch])[2] for batch in tau_batches]
             tau = tau_correction(_mean(coarse_gradients), transfer.restrict_gradient(_mean(fine_gradients)))
             coarse_shift = [-scheme.tau_scale * t for t in tau]
             cycle(index + 1, add_coupling(coarse_gradients[0], coarse_shift), coarse_shift)
         else:
-            cycle(index + 1, evaluate[index + 1](minibatches[tau_batches[0]])[2], None)
+            cycle(index + 1, evaluate[index + 1](data[index + 1][tau_batches[0]])[2], None)
 
         correct(level.variables, transfer, coarse.variables, start, scheme.correction_scale)
         if momenta is not None:
@@ -166,6 +176,6 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
             correct(fine_momenta, transfer, coarse_momenta, momentum_start, scheme.momentum_scale)
         smooth(index, steps.pre[index], steps.post[index], None, shift)
 
-    loss, y_pred, initial = evaluate[0](minibatches[layout.smoothing[0][0]])
+    loss, y_pred, initial = evaluate[0](data[0][layout.smoothing[0][0]])
     cycle(0, initial, None)
     return loss, y_pred

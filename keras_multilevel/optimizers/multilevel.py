@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 from keras_multilevel.hierarchy.hierarchy import Hierarchy, check_levels, get_coarsening
+from keras_multilevel.optimizers.coarse_to_fine import check_schedule, coarse_to_fine_step
 from keras_multilevel.optimizers.cycle import split_batch, v_cycle
 from keras_multilevel.optimizers.objective import level_regularization
 from keras_multilevel.optimizers.scheme import CycleScheme, minibatch_layout
@@ -57,7 +58,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
     ``History.history["work_units"]`` records the cumulative cost in fine
     gradient evaluations (000 eq 10, 002 §8) at the end of each epoch.
 
-    Two schemes, two coarsenings:
+    Two schemes, three coarsenings, and a coarse-to-fine schedule:
 
     * ``scheme="mgopt"`` with ``coarsening="depth"``: paper 000 (MG/OPT over
       residual networks with half the blocks per level); ``tau_scale=0`` is
@@ -67,6 +68,15 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
       Heavy Edge Matching and re-matched every ``rematch_every`` cycles; pass
       ``kml.hierarchy.WidthCoarsening(...)`` to set its threshold, scaling
       and re-matching rate).
+    * ``coarsening="resolution"``: paper 004 §3 (the same convolutional
+      network on images of half the resolution; the coarse level trains on
+      the 2x2-averaged batch), with either scheme.
+    * ``schedule=[n_{L-1}, ..., n_1]``: no V-cycles but 004 Algorithm 1:
+      ``n_{L-1}`` batches train the coarsest level, its weights are
+      prolongated to the next level, which trains ``n_{L-2}`` batches, and
+      so on; every later batch trains the finest level alone. While a coarse
+      level trains, the logged loss is its own and the metrics compare its
+      prediction, prolongated to the fine grid, with the fine targets.
 
     Args:
         levels: number of levels ``L >= 1``; ``1`` is plain training with
@@ -106,6 +116,9 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             divided by ``eta^i`` (002 §6.1.4), or one divisor per level, finest
             first (002 §8.3: ``[1, eta, eta^2, eta^2, eta^2]`` with
             ``eta = 2 sqrt 2``). Default 1.
+        schedule: ``None`` (a V-cycle per batch) or the coarse-to-fine
+            schedule of 004 Algorithm 1: batches on each coarse level,
+            coarsest first (``levels - 1`` positive integers).
         name: the optimizer's name.
 
     Example::
@@ -132,9 +145,17 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         correction_scale=None,
         momentum_scale=None,
         learning_rate_divisor=1.0,
+        schedule=None,
         name="multilevel",
     ):
         levels = check_levels(levels)
+        if schedule is not None:
+            schedule = check_schedule(schedule, levels)
+            if steps is not None:
+                raise ValueError(
+                    "`steps` sets the smoothing steps of a V-cycle; with a coarse-to-fine `schedule` "
+                    "there is no V-cycle: leave `steps` out."
+                )
         smoother = keras.optimizers.get(smoother)
         if isinstance(smoother, MultilevelOptimizer):
             raise ValueError("`smoother` must be a single-level Keras optimizer, not a MultilevelOptimizer.")
@@ -169,6 +190,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         self.regularization = float(regularization)
         self.learning_rate_divisor = learning_rate_divisor
         self._divisors = divisors
+        self.schedule = schedule
         self.cycle_work_units = None  # known once the hierarchy is built
         self.work_units = self.add_variable(
             shape=(), initializer="zeros", dtype="float64", name="work_units"
@@ -253,23 +275,26 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         if self.hierarchy.rematch_every:
             due = tf.logical_and(self.iterations > 0, self.iterations % self.hierarchy.rematch_every == 0)
             tf.cond(due, self.hierarchy.rematch, lambda: tf.constant(False))
-        minibatches = split_batch((x, y, sample_weight), self.layout.count)
-        loss, y_pred = v_cycle(
-            self.hierarchy,
-            self._smoothers,
-            self.steps,
-            self.scheme,
-            minibatches,
-            self.layout,
-            [level_regularization(self.regularization, i) for i in range(self.levels)],
-        )
-        # Loss and metrics of the finest level's first minibatch, at the start of the cycle.
-        x, y, sample_weight = minibatches[self.layout.smoothing[0][0]]
+        regularization = [level_regularization(self.regularization, i) for i in range(self.levels)]
+        if self.schedule:
+            loss, y_pred, index = coarse_to_fine_step(
+                self.hierarchy, self._smoothers, self.schedule, self.iterations, (x, y, sample_weight), regularization
+            )
+            costs = tf.constant([level.relative_cost for level in self.hierarchy], dtype="float64")
+            work = tf.gather(costs, index)
+        else:
+            minibatches = split_batch((x, y, sample_weight), self.layout.count)
+            loss, y_pred = v_cycle(
+                self.hierarchy, self._smoothers, self.steps, self.scheme, minibatches, self.layout, regularization
+            )
+            # Loss and metrics of the finest level's first minibatch, at the start of the cycle.
+            x, y, sample_weight = minibatches[self.layout.smoothing[0][0]]
+            work = self.cycle_work_units
         batch_size = tf.shape(tf.nest.flatten(x)[0])[0]
         # Keras' own train_step updates this private tracker the same way.
         model._loss_tracker.update_state(loss, sample_weight=batch_size)
         self._iterations.assign_add(1)
-        self.work_units.assign_add(self.cycle_work_units)
+        self.work_units.assign_add(work)
         logs = dict(model.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
         logs["work_units"] = tf.identity(self.work_units.value)
         return logs
@@ -343,6 +368,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             "correction_scale": self.scheme.correction_scale,
             "momentum_scale": self.scheme.momentum_scale,
             "learning_rate_divisor": self.learning_rate_divisor,
+            "schedule": list(self.schedule) if self.schedule else None,
         }
 
     @classmethod
@@ -350,4 +376,6 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         config = dict(config)
         # A copy: Keras' deserialize edits the dict it is given.
         config["smoother"] = keras.optimizers.deserialize(dict(config["smoother"]), custom_objects=custom_objects)
+        if config.get("schedule"):
+            config["steps"] = None  # a schedule has no V-cycle steps
         return cls(**config)

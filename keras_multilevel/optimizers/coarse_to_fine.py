@@ -1,0 +1,93 @@
+"""Coarse-to-fine training: paper 004 Algorithm 1 ("multigrid prolongation"), one batch at a time.
+
+``../shared/papers/004_722495dc5e854b54.txt`` §3.2, Algorithm 1: train the
+coarsest network first, prolong its weights to the next finer level (004
+§3.2 for stencils, 001 §4.3 for feature-map weights), train there from that
+starting point, and so on up to the finest network, which then trains alone.
+With a depth hierarchy this is 004 §3.3's shallow-to-deep training.
+
+A *schedule* ``[n_{L-1}, ..., n_1]`` gives the number of batches spent on
+each coarse level, coarsest first; every later batch trains the finest
+level. Inside ``model.fit`` the level of a batch is chosen in the graph from
+the optimizer's iteration count, so one compiled train step serves every
+phase (and a run resumed from a ``.keras`` file continues in its phase).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_multilevel.optimizers.cycle import level_data
+from keras_multilevel.optimizers.objective import level_gradient
+
+
+def check_schedule(schedule, levels):
+    """``schedule`` as a tuple of ``levels - 1`` positive integers, or ``ValueError``."""
+    valid = (
+        isinstance(schedule, (list, tuple))
+        and len(schedule) == levels - 1
+        and all(not isinstance(n, bool) and isinstance(n, (int, np.integer)) and n > 0 for n in schedule)
+    )
+    if levels < 2 or not valid:
+        raise ValueError(
+            f"`schedule` must list the batches spent on each of the {levels - 1} coarse levels, "
+            f"coarsest first, as positive integers (and needs levels >= 2), got {schedule!r}."
+        )
+    return tuple(int(n) for n in schedule)
+
+
+def phase_starts(schedule):
+    """The iteration at which each level starts training, coarsest first, ending with the finest."""
+    return [0, *np.cumsum(schedule).tolist()]
+
+
+def coarse_to_fine_step(hierarchy, smoothers, schedule, iteration, data, regularization):
+    """One batch of Algorithm 1: a smoothing step on the level whose phase ``iteration`` is in.
+
+    On the first iteration of a level's phase its weights are first set to
+    the prolongation ``P`` of the next coarser level's (Algorithm 1 line 5);
+    the coarsest level starts from the restriction of the fine weights (the
+    initialization, line 2).
+
+    Args:
+        hierarchy: the :class:`~keras_multilevel.hierarchy.Hierarchy`.
+        smoothers: one built Keras optimizer per level.
+        schedule: batches per coarse level, coarsest first (:func:`check_schedule`).
+        iteration: the optimizer's iteration count (a scalar tensor).
+        data: the batch ``(x, y, sample_weight)`` on the finest grid.
+        regularization: Tikhonov weight per level, finest first.
+
+    Returns:
+        ``(loss, y_pred, level)``: the trained level's loss on its batch, its
+        prediction carried to the finest level (``prolong_data``, for Keras'
+        metrics), and its index.
+    """
+    last = len(hierarchy) - 1
+    batches = [level[0] for level in level_data(hierarchy, [data])]
+    starts = phase_starts(schedule)
+    order = list(range(last, -1, -1))  # the level trained in each phase
+
+    def branch(phase):
+        index = order[phase]
+        level = hierarchy[index]
+
+        def prolong():
+            coarse = hierarchy[index + 1]
+            for variable, value in zip(level.variables, level.transfer.prolong(coarse.variables)):
+                variable.assign(value)
+            return tf.constant(True)
+
+        def run():
+            ready = []
+            if index < last:
+                ready = [tf.cond(tf.equal(iteration, starts[phase]), prolong, lambda: tf.constant(False))]
+            with tf.control_dependencies(ready):
+                loss, y_pred, gradients = level_gradient(level.model, batches[index], regularization[index])
+            smoothers[index].apply(gradients, level.variables)
+            for finer in reversed(range(index)):
+                y_pred = hierarchy[finer].transfer.prolong_data(y_pred)
+            return loss, y_pred, tf.constant(index)
+
+        return run
+
+    phase = tf.reduce_sum(tf.cast(iteration >= tf.constant(starts[1:], dtype=iteration.dtype), tf.int32))
+    return tf.switch_case(phase, [branch(phase_index) for phase_index in range(len(order))])
