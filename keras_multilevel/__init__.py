@@ -11,7 +11,7 @@ The public API is flat::
 """
 
 from keras_multilevel import _env  # noqa: F401  (must run before TensorFlow is imported)
-from keras_multilevel import _keras_hooks, datasets, hierarchy, layers, models, optimizers
+from keras_multilevel import _keras_hooks, datasets, hierarchy, layers, models, optimizers, zoo
 from keras_multilevel.hierarchy import Hierarchy
 from keras_multilevel.layers import ConvResidualStack, DenseResidualStack
 from keras_multilevel.optimizers import CycleSteps, MultilevelOptimizer

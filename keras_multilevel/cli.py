@@ -94,7 +94,7 @@ def _add_comparison_arguments(parser, blocks, levels, budget, out):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-multilevel",
-        description="Multilevel training for Keras: demo, benchmarks, PDE datasets.",
+        description="Multilevel training for Keras: demo, benchmarks, PDE datasets, model zoo.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -111,6 +111,9 @@ def build_parser():
     from keras_multilevel_datasets import cli as datasets_cli
 
     datasets_cli.register(commands)
+    from keras_multilevel import zoo_cli
+
+    zoo_cli.register(commands)
     return parser
 
 
