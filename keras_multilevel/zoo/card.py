@@ -36,11 +36,13 @@ def _scheme(recipe):
     grids = ", ".join(f"{recipe['resolution'] >> level}×{recipe['resolution'] >> level}" for level in range(recipe["levels"]))
     return (
         f"Coarse to fine through the resolution hierarchy, {PAPER_004}, §3.2 and Algorithm 1: the same U-Net "
-        f"on the grids {grids}, each coarser network's convolution stencils being "
-        "the Galerkin restriction `K_H = R K_h P` of the finer ones (004 eq 10). Training starts on the "
-        "coarsest grid, where every convolution is 4 times cheaper per halving (004 §3.2), and each level "
-        "then starts from the stencils prolonged from the level below it, so that the expensive fine grid "
-        "only refines a network that already solves the problem at low resolution. "
+        f"on the grids {grids}. Training starts on the coarsest grid, on the 2×2-averaged batches, where "
+        "every convolution is 4 times cheaper per halving; at the start of each finer level's phase the "
+        "stencils are prolongated by the inverse of the Galerkin restriction `K_H = R K_h P` (004 eq 10, "
+        "§3.2), and the finest grid trains from there. Why this scheme: it is the training method of the "
+        "resolution hierarchy (004), and the resolution V-cycle with an Adam smoother was unstable in our "
+        "trials. Whether it pays off against training the N×N network alone is measured, from the same "
+        "initial weights, in `benchmarks/results/zoo/` of the repository. "
         f"Schedule (batches per coarse level, coarsest first): `{recipe.get('schedule')}`; every later "
         "batch trains the finest grid."
     )
@@ -69,7 +71,7 @@ def card(metadata):
         f"(± {values['relative_l2_std']:.4f}) | {values['linf']:.4e} |"
         for split, values in metrics.items()
     )
-    coarser = f'\ncoarse = kml.zoo.load("{name}", resolution={n // 2})   # N/2: stencils restricted' if n % 2 == 0 else ""
+    coarser = f'\ncoarse = kml.zoo.load("{name}", resolution={n // 2})   # N/2: stencils restricted (K_H = R K_h P)' if n % 2 == 0 else ""
     return f"""# {name}
 
 A U-Net surrogate of a PDE solver: from {inputs} on the {n}×{n} grid of cell centres, it predicts
@@ -124,11 +126,13 @@ import keras_multilevel as kml
 
 model = kml.zoo.load("{name}")    # sha256-verified, rebuilt in Keras' safe mode, compiled (mse, Adam)
 u = model.predict(inputs)         # (batch, {n}, {n}, 3) -> (batch, {n}, {n}, 1){coarser}
-fine = kml.zoo.load("{name}", resolution={2 * n})   # 2N: stencils prolonged
 ```
 
 At another resolution `M = N·2^k` the weights are transferred without retraining
-(`kml.hierarchy.at_resolution`); its accuracy is not the one above: measure it.
+(`kml.hierarchy.at_resolution`); its accuracy is not the one above: measure it
+(`keras-multilevel zoo evaluate {name} --resolution M`). Coarser grids keep much of it (the
+Galerkin restriction); finer ones (the inverse of §3.2) lose most of it on trained weights:
+use the preset trained at the finer resolution instead.
 
 ```sh
 keras-multilevel zoo show {name}

@@ -22,6 +22,7 @@ import importlib.metadata
 import json
 import pathlib
 import platform
+import warnings
 
 import keras
 
@@ -212,6 +213,8 @@ def load(name, resolution=None, compile=True, presets_dir=None):
         resolution: ``None`` for the preset's own ``N``, or ``M = N * 2^k``:
             the network moved to ``M x M`` inputs with its convolution
             stencils transferred (004 §3.2, :func:`kml.hierarchy.at_resolution`).
+            Coarser ``M`` keep much of the accuracy; finer ``M`` lose most
+            of it (the README's measurement), which a warning says.
         compile: compile with loss ``"mse"`` and a plain Adam, so that
             ``evaluate`` and ``fit`` work at once.
         presets_dir: folder of presets (default: the shipped ones).
@@ -229,6 +232,13 @@ def load(name, resolution=None, compile=True, presets_dir=None):
     if resolution is not None and resolution != meta["resolution"]:
         from keras_multilevel.hierarchy import at_resolution
 
+        if resolution > meta["resolution"]:
+            warnings.warn(
+                f"{name} was trained at N = {meta['resolution']}; prolongating its stencils to "
+                f"{resolution}x{resolution} (004 §3.2) loses most of its accuracy on trained weights. "
+                "Prefer the preset trained at that resolution, and measure with kml.zoo.evaluate(..., resolution=...).",
+                stacklevel=2,
+            )
         model = at_resolution(model, resolution)
     if compile:
         model.compile(optimizer=keras.optimizers.Adam(), loss="mse")

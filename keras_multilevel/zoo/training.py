@@ -131,13 +131,14 @@ def train_recipe(recipe, data_dir=None, progress=True, callbacks=()):
     return model, {"wall_time_s": wall_time, "work_units": record.epochs[-1]["work_units"], "epochs": record.epochs}
 
 
-def create(recipe, presets_dir, data_dir=None, progress=True, tolerance=None):
+def create(recipe, presets_dir, data_dir=None, progress=True, tolerance=None, callbacks=()):
     """Trains a recipe and writes it as the preset ``<presets_dir>/{problem}_unet_n{N}``; returns its metadata.
 
     The card's metrics are measured on the validation and test splits of
-    the recipe's data set. ``tolerance``: see :func:`~keras_multilevel.zoo.store.save_preset`.
+    the recipe's data set. ``tolerance``: see :func:`~keras_multilevel.zoo.store.save_preset`;
+    ``callbacks``: see :func:`train_recipe`.
     """
-    model, record = train_recipe(recipe, data_dir, progress)
+    model, record = train_recipe(recipe, data_dir, progress, callbacks)
     dataset = dataset_description(recipe)
     measured = {split: measure(model, _data(dataset, split, data_dir, recipe["batch_size"])) for split in SPLITS[1:]}
     folder = pathlib.Path(presets_dir) / store.preset_name(dataset["name"], dataset["resolution"])
