@@ -32,7 +32,7 @@ from keras_multilevel.zoo import training
 ARCHITECTURE = {"filters": [8, 16, 32], "convolutions": 2, "kernel_size": 3, "activation": "gelu"}
 BATCHES_PER_EPOCH = 8000 // 64
 # epochs in all, epochs of them at N/2 (coarse to fine); fewer at the larger, slower grids.
-EPOCHS = {16: (8, 2), 32: (6, 2), 64: (3, 1)}
+EPOCHS = {16: (8, 2), 32: (6, 2), 64: (6, 2)}
 
 
 def recipe(problem, resolution):
@@ -88,6 +88,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    command = " ".join(["python", *sys.argv])
+    results = out / f"{args.problem}.json"
+    # Rows of other resolutions measured by an earlier command are kept (each row names its command).
+    kept = [row for row in json.loads(results.read_text())] if results.exists() else []
     rows = []
     for resolution in args.resolutions:
         multilevel = recipe(args.problem, resolution)
@@ -100,6 +104,7 @@ def main(argv=None):
         _, record = training.train_recipe(single, progress=True, callbacks=[single_clock])
         rows.append({
             "preset": metadata["name"],
+            "resolution": resolution,
             "target": target,
             "multilevel": first_reaching(metadata["training"]["epochs"], clock.seconds, target),
             "single": first_reaching(record["epochs"], single_clock.seconds, target),
@@ -108,21 +113,26 @@ def main(argv=None):
             "epochs": multilevel["epochs"],
             "coarse_epochs": EPOCHS[resolution][1],
             "test": metadata["metrics"]["test"],
+            "command": command,
         })
         print(json.dumps(rows[-1]), flush=True)
-    (out / f"{args.problem}.json").write_text(json.dumps(rows, indent=1))
-    (out / f"{args.problem}.md").write_text(table(args.problem, rows, " ".join(["python", *sys.argv])))
-    print(table(args.problem, rows, ""))
+    measured = {row["preset"] for row in rows}
+    rows = sorted([row for row in kept if row["preset"] not in measured] + rows, key=lambda row: row["resolution"])
+    results.write_text(json.dumps(rows, indent=1))
+    (out / f"{args.problem}.md").write_text(table(args.problem, rows))
+    print(table(args.problem, rows))
 
 
-def table(problem, rows, command):
+def table(problem, rows):
     def cost(reached):
         return "not reached" if reached is None else f"{reached[0]:.0f} WU, {reached[1]:.0f} s"
 
     lines = [
         f"# Zoo presets, {problem}: coarse-to-fine (004 Algorithm 1) vs one level",
         "",
-        f"Command: `{command}`",
+        "Commands (each row names its own in the .json beside this table):",
+        "",
+        *[f"- `{command}`" for command in dict.fromkeys(row["command"] for row in rows)],
         "",
         "U-Net filters (8, 16, 32), Adam 2e-3, batch 64, same initial weights; the first epochs of the "
         "multilevel run train at N/2 (1/4 WU per batch). Cost to first reach the preset's validation "

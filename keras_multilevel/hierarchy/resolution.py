@@ -19,6 +19,7 @@ The coarse level trains on the restricted batch (:meth:`ResolutionTransfer.restr
 :func:`at_resolution` moves a trained network to any ``N 2^k`` (004 §4.1).
 """
 
+import functools
 import math
 
 import keras
@@ -29,7 +30,8 @@ from keras_multilevel.hierarchy.depth import _is_functional
 from keras_multilevel.hierarchy.transfer import Identity, Transfer, check_correspondence
 
 _POOLING = (keras.layers.AveragePooling2D, keras.layers.MaxPooling2D)
-_SHAPE_FREE = (
+# Layers whose weights, if any, are per channel and so the same on every grid.
+_GRID_FREE = (
     keras.layers.InputLayer, keras.layers.Activation, keras.layers.ReLU, keras.layers.LeakyReLU,
     keras.layers.Dropout, keras.layers.Add, keras.layers.Subtract, keras.layers.Multiply,
     keras.layers.Average, keras.layers.Maximum, keras.layers.Concatenate, keras.layers.UpSampling2D,
@@ -123,7 +125,7 @@ class ResolutionTransfer(Transfer):
     def prolong_data(self, data):
         """Coarse-grid images back on the fine grid (the image prolongation ``P``), e.g. a coarse prediction."""
         coarse = (self.grid[0] // 2, self.grid[1] // 2)
-        prolong = lambda t: stencils.prolong_image(t, self.interpolation)  # noqa: E731
+        prolong = functools.partial(stencils.prolong_image, interpolation=self.interpolation)
         return tf.nest.map_structure(lambda t: self._images(t, prolong, coarse), data)
 
     def __repr__(self):
@@ -173,7 +175,7 @@ def _layers(model):
                     f"Pooling layer {layer.name!r} must pool non-overlapping cells (pool_size == strides, "
                     "padding='valid') to commute with the 2x2 restriction."
                 )
-        elif not isinstance(layer, (keras.layers.Dense, *_SHAPE_FREE)):
+        elif not isinstance(layer, (keras.layers.Dense, *_GRID_FREE)):
             raise ValueError(
                 f"Coarsening in resolution cannot transfer layer {layer.name!r} ({type(layer).__name__}): "
                 "it supports Conv2D, Dense (pointwise or after Flatten), pooling, UpSampling2D, "
@@ -306,7 +308,10 @@ def at_resolution(model, resolution, interpolation="constant"):
 
     No input is interpolated: the network itself changes grid. Each halving
     applies the Galerkin restriction ``Pi`` of :class:`ResolutionCoarsening`,
-    each doubling its prolongation ``P`` (004 §3.2).
+    each doubling its prolongation ``P`` (004 §3.2). Measured on a trained
+    U-Net (README, "Multilevel in resolution"): halving keeps much of the
+    accuracy, doubling does not (the exact inverse amplifies the
+    checkerboard part of trained stencils).
 
     Args:
         model: a built Sequential or functional model on square ``N x N`` images.
@@ -319,8 +324,9 @@ def at_resolution(model, resolution, interpolation="constant"):
     coarsening = ResolutionCoarsening(interpolation)
     _layers(model)
     height, width = _grid(model)
-    ratio = resolution / height if isinstance(resolution, int) and not isinstance(resolution, bool) and resolution > 0 else 0
-    if height != width or ratio <= 0 or not math.log2(ratio).is_integer():
+    valid = isinstance(resolution, int) and not isinstance(resolution, bool) and resolution > 0
+    ratio = resolution / height if valid else 0
+    if height != width or not valid or not math.log2(ratio).is_integer():
         raise ValueError(
             f"`resolution` must be N * 2**k for the model's N = {height} (square inputs) and an "
             f"integer k, got {resolution!r}."

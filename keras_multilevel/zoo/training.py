@@ -228,5 +228,10 @@ def evaluate(name, samples=200, seed=EVALUATION_SEED, resolution=None, data_dir=
     builders.config(dataset["name"], dataset["resolution"], samples, seed)  # bad arguments fail before any work
     model = store.load(name, resolution, compile=False, presets_dir=presets_dir)
     with contextlib.nullcontext(data_dir) if data_dir is not None else tempfile.TemporaryDirectory() as folder:
-        splits = [_data(dataset, split, folder, batch_size=32) for split in SPLITS]
-        return measure(model, splits[0].concatenate(splits[1]).concatenate(splits[2]))
+        return measure(model, every_example(dataset, folder))
+
+
+def every_example(dataset, data_dir, batch_size=32):
+    """All three splits of a data set description, one after the other, as ``(inputs, u[..., None])`` batches."""
+    splits = [_data(dataset, split, data_dir, batch_size) for split in SPLITS]
+    return splits[0].concatenate(splits[1]).concatenate(splits[2])
