@@ -213,7 +213,7 @@ def load(name, resolution=None, compile=True, presets_dir=None):
         resolution: ``None`` for the preset's own ``N``, or ``M = N * 2^k``:
             the network moved to ``M x M`` inputs with its convolution
             stencils transferred (004 §3.2, :func:`kml.hierarchy.at_resolution`).
-            Coarser ``M`` keep much of the accuracy; finer ``M`` lose most
+            Coarser ``M`` keep much of the accuracy; finer ``M`` lose all
             of it (the README's measurement), which a warning says.
         compile: compile with loss ``"mse"`` and a plain Adam, so that
             ``evaluate`` and ``fit`` work at once.
@@ -235,8 +235,9 @@ def load(name, resolution=None, compile=True, presets_dir=None):
         if resolution > meta["resolution"]:
             warnings.warn(
                 f"{name} was trained at N = {meta['resolution']}; prolongating its stencils to "
-                f"{resolution}x{resolution} (004 §3.2) loses most of its accuracy on trained weights. "
-                "Prefer the preset trained at that resolution, and measure with kml.zoo.evaluate(..., resolution=...).",
+                f"{resolution}x{resolution} (004 §3.2) is unstable on trained weights: the zoo's presets "
+                "measured relative errors of 10^3 to 10^5 at 2N (benchmarks/results/resolution_transfer.md). "
+                "Use the preset trained at that resolution; kml.zoo.evaluate(..., resolution=...) measures it.",
                 stacklevel=2,
             )
         model = at_resolution(model, resolution)
