@@ -232,6 +232,7 @@ def load(name, resolution=None, compile=True, presets_dir=None):
     if resolution is not None and resolution != meta["resolution"]:
         from keras_multilevel.hierarchy import at_resolution
 
+        model = at_resolution(model, resolution)
         if resolution > meta["resolution"]:
             warnings.warn(
                 f"{name} was trained at N = {meta['resolution']}; prolongating its stencils to "
@@ -240,7 +241,6 @@ def load(name, resolution=None, compile=True, presets_dir=None):
                 "Use the preset trained at that resolution; kml.zoo.evaluate(..., resolution=...) measures it.",
                 stacklevel=2,
             )
-        model = at_resolution(model, resolution)
     if compile:
         model.compile(optimizer=keras.optimizers.Adam(), loss="mse")
     return model
