@@ -136,6 +136,25 @@ def test_coarse_to_fine_schedule_prolongs_at_each_phase_and_counts_work():
     assert history["work_units"][-1] == pytest.approx(2 / 16 + 1 / 4 + 2)
 
 
+def test_coarse_to_fine_schedule_in_depth_is_shallow_to_deep_training():
+    """004 §3.3 through the same schedule: the deep network starts from the shallow one's blocks, prolongated in time."""
+    keras.utils.set_random_seed(0)
+    model = kml.models.residual_network((2,), outputs=2, width=3, blocks=8)
+    model.compile(kml.MultilevelOptimizer(levels=2, schedule=[3], smoother=keras.optimizers.SGD(0.1)), "mse")
+    hierarchy = model.optimizer.hierarchy
+    x = np.random.default_rng(0).normal(size=(12, 2)).astype("float32")
+    model.fit(x, x, batch_size=4, epochs=1, verbose=0)  # three batches: all on 4 blocks
+    shallow = [v.numpy() for v in hierarchy[1].variables]
+    before = [v.numpy() for v in model.trainable_variables]
+    model.optimizer.learning_rate = 0.0  # every level's
+    model.fit(x[:4], x[:4], batch_size=4, epochs=1, verbose=0)  # the first deep batch: prolongation, no change
+    prolonged = hierarchy[0].transfer.prolong([tf.constant(v) for v in shallow])
+    for variable, value in zip(model.trainable_variables, prolonged, strict=True):
+        np.testing.assert_allclose(variable.numpy(), value, atol=1e-6)
+    assert not all(np.allclose(a, b) for a, b in zip(before, prolonged))
+    assert model.optimizer.work_units.numpy() == pytest.approx(3 * 0.5 + 1)
+
+
 def test_coarse_to_fine_schedule_trains_and_reloads(tmp_path):
     model = small_unet()
     optimizer = kml.MultilevelOptimizer(
