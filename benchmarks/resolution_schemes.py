@@ -18,6 +18,8 @@ import sys
 
 import keras
 
+import _report  # benchmarks/_report.py, beside this script
+
 import keras_multilevel as kml
 from keras_multilevel.zoo import training
 
@@ -64,10 +66,7 @@ def main(argv=None):
             cells = [f"{row['val_relative_l2']:.4f} ({row['work_units']:.0f})" for row in record["epochs"]]
             lines.append(f"| {smoother_name} | {scheme_name} | " + " | ".join(cells) + " |")
             print(lines[-1], flush=True)
-    text = "\n".join(lines) + "\n"
-    with open(args.out, "w") as file:
-        file.write(text)
-    print(text)
+    _report.write(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import argparse
 import sys
 import tempfile
 
+import _report  # benchmarks/_report.py, beside this script
+
 import keras_multilevel as kml
 from keras_multilevel.hierarchy import resolution
 from keras_multilevel.zoo import training
@@ -58,10 +60,7 @@ def main(argv=None):
                     cells.append(f"{kml.zoo.measure(moved, data)['relative_l2']:.4f}")
         lines.append(f"| {name} | {meta['metrics']['test']['relative_l2']:.4f} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    text = "\n".join(lines) + "\n"
-    with open(args.out, "w") as file:
-        file.write(text)
-    print(text)
+    _report.write(lines, args.out)
 
 
 if __name__ == "__main__":
