@@ -28,6 +28,7 @@ import tensorflow as tf
 from keras_multilevel.hierarchy import stencil as stencils
 from keras_multilevel.hierarchy.depth import _is_functional
 from keras_multilevel.hierarchy.transfer import Identity, Transfer, check_correspondence
+from keras_multilevel.hierarchy.width import multiply_adds
 
 _POOLING = (keras.layers.AveragePooling2D, keras.layers.MaxPooling2D)
 # Layers whose weights, if any, are per channel and so the same on every grid.
@@ -185,6 +186,11 @@ def _layers(model):
     return list(model.layers)
 
 
+def _weighted(model):
+    """The model's Dense and Conv2D layers, whose multiply-adds make a level's cost."""
+    return [layer for layer in model.layers if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))]
+
+
 def _smallest_grid(model):
     """The smallest spatial extent of any layer output: the grid the deepest pooling leaves."""
     sizes = [
@@ -279,7 +285,7 @@ class ResolutionCoarsening:
     def relative_cost(self, model, finest):
         """Cost of a gradient of ``model`` per gradient of ``finest``: the ratio of forward
         multiply-adds (``1/4`` per level for convolutions and feature-map Dense layers)."""
-        return multiply_adds(model) / multiply_adds(finest)
+        return multiply_adds(_weighted(model)) / multiply_adds(_weighted(finest))
 
     def describe(self):
         """One line for the hierarchy's table."""
@@ -292,15 +298,6 @@ class ResolutionCoarsening:
         """What a level's row of the hierarchy table shows: the input grid."""
         height, width = _grid(model)
         return f"{height}x{width}"
-
-
-def multiply_adds(model):
-    """Forward multiply-adds per sample of the model's Dense and Conv2D layers: kernel size times output positions."""
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
-            total += math.prod(layer.kernel.shape) * math.prod(layer.output.shape[1:-1])
-    return total
 
 
 def at_resolution(model, resolution, interpolation="constant"):

@@ -367,10 +367,10 @@ def _width(layer):
     return int(layer.kernel.shape[-1])
 
 
-def _multiply_adds(model):
-    """Forward multiply-adds per sample: kernel size times output positions, summed."""
+def multiply_adds(layers):
+    """Forward multiply-adds per sample of Dense/Conv ``layers``: kernel size times output positions, summed."""
     total = 0
-    for layer in weighted_layers(model):
+    for layer in layers:
         positions = layer.output.shape[1:-1]
         if None in positions:
             raise ValueError(
@@ -536,7 +536,7 @@ class WidthCoarsening:
         first and last layers keep one side (input, output) fine, so this
         real ratio is larger, markedly for narrow networks.
         """
-        return _multiply_adds(model) / _multiply_adds(finest)
+        return multiply_adds(weighted_layers(model)) / multiply_adds(weighted_layers(finest))
 
     def size(self, model):
         """What a level's row of the hierarchy table shows: the hidden widths."""
