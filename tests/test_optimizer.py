@@ -7,7 +7,6 @@ import tensorflow as tf
 
 import keras_multilevel as kml
 from keras_multilevel.optimizers import add_coupling, level_gradient, tau_correction
-from keras_multilevel.optimizers.objective import level_regularization
 
 
 def network(blocks=8, seed=0):
@@ -22,7 +21,7 @@ def circles(samples=64, dtype="float32"):
 
 OPTIMIZER_ARGUMENTS = (
     "steps", "scheme", "regularization", "interpolation", "smoother", "tau_scale", "tau_batches", "fresh_batches",
-    "correction_scale", "momentum_scale", "learning_rate_divisor",
+    "correction_scale", "momentum_scale", "learning_rate_divisor", "inner_product", "correction_test",
 )
 
 
@@ -48,20 +47,21 @@ def weights(model):
 
 @pytest.mark.parametrize("levels", [2, 3])
 @pytest.mark.parametrize("interpolation", ["constant", "linear"])
-def test_first_order_coherence(float64, levels, interpolation):
-    """grad H_c(Pi theta) = R grad H(theta) on every coarse level (000 eq 9)."""
-    beta = 1e-3
-    model = compiled(levels, regularization=beta, interpolation=interpolation)
+@pytest.mark.parametrize("inner_product", ["l2", "euclidean"])
+def test_first_order_coherence(float64, levels, interpolation, inner_product):
+    """grad H_c(Pi theta) = R grad H(theta) on every coarse level (000 eq 9), with each level's Tikhonov term."""
+    model = compiled(levels, regularization=1e-3, interpolation=interpolation, inner_product=inner_product)
     hierarchy = model.optimizer.hierarchy
+    betas = model.optimizer._regularization
     x, y = circles(dtype="float64")
     data = (x, y, None)
     shift = None
-    _, _, gradient = level_gradient(hierarchy[0].model, data, beta)
+    _, _, gradient = level_gradient(hierarchy[0].model, data, betas[0])
     for index in range(levels - 1):
         fine, coarse = hierarchy[index], hierarchy[index + 1]
         for variable, value in zip(coarse.variables, fine.transfer.restrict(fine.variables)):
             variable.assign(value)
-        coarse_beta = level_regularization(beta, index + 1)
+        coarse_beta = betas[index + 1]
         _, _, coarse_loss_gradient = level_gradient(coarse.model, data, coarse_beta)
         restricted = fine.transfer.restrict_gradient(gradient)
         shift = [-t for t in tau_correction(coarse_loss_gradient, restricted)]

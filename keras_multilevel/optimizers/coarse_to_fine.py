@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_multilevel.optimizers.cycle import level_data
+from keras_multilevel.optimizers.inner_product import riesz
 from keras_multilevel.optimizers.objective import level_gradient
 
 
@@ -40,7 +41,7 @@ def phase_starts(schedule):
     return [0, *np.cumsum(schedule).tolist()]
 
 
-def coarse_to_fine_step(hierarchy, smoothers, schedule, iteration, data, regularization):
+def coarse_to_fine_step(hierarchy, smoothers, schedule, iteration, data, regularization, inner_products):
     """One batch of Algorithm 1: a smoothing step on the level whose phase ``iteration`` is in.
 
     On the first iteration of a level's phase its weights are first set to
@@ -54,7 +55,9 @@ def coarse_to_fine_step(hierarchy, smoothers, schedule, iteration, data, regular
         schedule: batches per coarse level, coarsest first (:func:`check_schedule`).
         iteration: the optimizer's iteration count (a scalar tensor).
         data: the batch ``(x, y, sample_weight)`` on the finest grid.
-        regularization: Tikhonov weight per level, finest first.
+        regularization: Tikhonov weights per level, finest first (as for
+            :func:`~keras_multilevel.optimizers.cycle.v_cycle`).
+        inner_products: the weights of each level's inner product.
 
     Returns:
         ``(loss, y_pred, level)``: the trained level's loss on its batch, its
@@ -82,7 +85,7 @@ def coarse_to_fine_step(hierarchy, smoothers, schedule, iteration, data, regular
                 ready = [tf.cond(tf.equal(iteration, starts[phase]), prolong, lambda: tf.constant(False))]
             with tf.control_dependencies(ready):
                 loss, y_pred, gradients = level_gradient(level.model, batches[index], regularization[index])
-            smoothers[index].apply(gradients, level.variables)
+            smoothers[index].apply(riesz(gradients, inner_products[index]), level.variables)
             for finer in reversed(range(index)):
                 y_pred = hierarchy[finer].transfer.prolong_data(y_pred)
             return loss, y_pred, tf.constant(index)

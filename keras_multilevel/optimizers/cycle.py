@@ -21,8 +21,18 @@ On level ``i`` above the coarsest a cycle
    (002 §6.1.1; which minibatch each step takes is the scheme's
    :func:`~keras_multilevel.optimizers.scheme.minibatch_layout`),
 5. corrects ``x += alpha_p P (x_c - Pi x)`` (002 eq 4) and
-   ``m += alpha_m P (m_c - Pi m)`` (eq 36),
+   ``m += alpha_m P (m_c - Pi m)`` (eq 36), unless the correction is not
+   finite or, with ``scheme.correction_test``, raises the level's objective
+   (the safeguard below),
 6. takes ``mu_2`` steps.
+
+The safeguard: a NaN or Inf anywhere in a prolongated correction (a coarse
+level that diverged) is discarded, so it never reaches the finer weights.
+With ``correction_test`` the corrected iterate must also pass the
+acceptance test of MG/OPT's line search (Nash 2000) and of trust-region
+cycles (001 §3.2.3, RMTR) with the weakest threshold: the level's objective
+on its first tau minibatch may not increase, ``H(x + P e) <= H(x)``;
+otherwise the correction is discarded and the cycle goes on from ``x``.
 
 Gradient evaluations are exactly those counted by
 :func:`~keras_multilevel.optimizers.steps.work_units`: a coarse level's first
@@ -35,7 +45,8 @@ import functools
 import tensorflow as tf
 
 from keras_multilevel.hierarchy.hierarchy import restrict_level
-from keras_multilevel.optimizers.objective import add_coupling, level_gradient, tau_correction
+from keras_multilevel.optimizers.inner_product import riesz
+from keras_multilevel.optimizers.objective import add_coupling, level_gradient, level_objective, tau_correction
 
 
 def split_batch(data, parts):
@@ -87,7 +98,7 @@ def _mean(gradient_lists):
     return [tf.add_n(list(parts)) / count for parts in zip(*gradient_lists)]
 
 
-def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regularization):
+def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regularization, inner_products):
     """Runs one V-cycle and updates the finest level's weights.
 
     Args:
@@ -100,7 +111,11 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
             (see :func:`split_batch`).
         layout: the :class:`~keras_multilevel.optimizers.scheme.MinibatchLayout`
             saying which minibatches each level smooths on and forms tau on.
-        regularization: Tikhonov weight ``beta_i`` per level, finest first.
+        regularization: per level, finest first, the Tikhonov weights of its
+            variables (see :func:`~keras_multilevel.optimizers.objective.level_gradient`).
+        inner_products: per level, the weights of its inner product
+            (:func:`~keras_multilevel.optimizers.inner_product.inner_product_weights`):
+            coupling terms are Euclidean, each step uses the level's gradient.
 
     Returns:
         ``(loss, y_pred)`` of the finest model on its first minibatch at the
@@ -114,8 +129,17 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
         functools.partial(level_gradient, level.model, regularization=beta)
         for level, beta in zip(hierarchy, regularization)
     ]
+    objective = [
+        functools.partial(level_objective, level.model, regularization=beta)
+        for level, beta in zip(hierarchy, regularization)
+    ]
     if tf.inside_function():
-        evaluate = [tf.function(function) for function in evaluate]
+        # Not inlined: each level's graph is optimized once, not once per call
+        # (most of the first cycle's start-up time with 8 levels otherwise).
+        evaluate, objective = (
+            [tf.function(function, experimental_attributes={"_noinline": True}) for function in functions]
+            for functions in (evaluate, objective)
+        )
     data = level_data(hierarchy, minibatches)
 
     def gradient(index, batch, shift):
@@ -127,16 +151,32 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
         own = layout.smoothing[index]
         for step in range(first_step, first_step + count_steps):
             grads = received if step == 0 and received is not None else gradient(index, own[step % len(own)], shift)
-            smoothers[index].apply(grads, variables)
+            smoothers[index].apply(riesz(grads, inner_products[index]), variables)
 
     def assign(variables, values):
         for variable, value in zip(variables, values):
             variable.assign(value)
 
-    def correct(variables, transfer, coarse_values, start, scale):
-        correction = [value - begin for value, begin in zip(coarse_values, start)]
-        for variable, value in zip(variables, transfer.prolong(correction)):
-            variable.assign_add(value if scale == 1.0 else scale * value)
+    def prolongated_correction(transfer, coarse_values, start, scale):
+        correction = transfer.prolong([value - begin for value, begin in zip(coarse_values, start)])
+        return correction if scale == 1.0 else [scale * value for value in correction]
+
+    def accepted(index, correction, shift):
+        """Applies the correction to level ``index`` if it passes the safeguard; returns whether it did."""
+        variables = hierarchy[index].variables
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(value)) for value in correction])
+        if not scheme.correction_test:
+            for variable, value in zip(variables, correction):
+                variable.assign_add(tf.where(finite, value, tf.zeros_like(value)))
+            return finite
+        batch = data[index][layout.tau[index][0]]
+        before = objective[index](batch, shift)
+        start = [tf.identity(variable) for variable in variables]
+        assign(variables, [begin + value for begin, value in zip(start, correction)])
+        after = objective[index](batch, shift)
+        accept = tf.logical_and(finite, after <= before)
+        assign(variables, [tf.where(accept, variable, begin) for variable, begin in zip(variables, start)])
+        return accept
 
     def cycle(index, received, shift):
         """``received``: the gradient of level ``index``'s objective at its iterate on its first minibatch."""
@@ -170,10 +210,14 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
         else:
             cycle(index + 1, evaluate[index + 1](data[index + 1][tau_batches[0]])[2], None)
 
-        correct(level.variables, transfer, coarse.variables, start, scheme.correction_scale)
+        correction = prolongated_correction(transfer, coarse.variables, start, scheme.correction_scale)
+        accept = accepted(index, correction, shift)
         if momenta is not None:
             fine_momenta, coarse_momenta, momentum_start = momenta
-            correct(fine_momenta, transfer, coarse_momenta, momentum_start, scheme.momentum_scale)
+            for variable, value in zip(
+                fine_momenta, prolongated_correction(transfer, coarse_momenta, momentum_start, scheme.momentum_scale)
+            ):
+                variable.assign_add(tf.where(accept, value, tf.zeros_like(value)))
         smooth(index, steps.pre[index], steps.post[index], None, shift)
 
     loss, y_pred, initial = evaluate[0](data[0][layout.smoothing[0][0]])

@@ -14,9 +14,10 @@ import keras
 import tensorflow as tf
 
 from keras_multilevel.hierarchy.hierarchy import Hierarchy, check_levels, get_coarsening
+from keras_multilevel.layers.residual import shared_depth_traces
 from keras_multilevel.optimizers.coarse_to_fine import check_schedule, coarse_to_fine_step
 from keras_multilevel.optimizers.cycle import split_batch, v_cycle
-from keras_multilevel.optimizers.objective import level_regularization
+from keras_multilevel.optimizers.inner_product import check_inner_product, inner_product_weights, tikhonov_weights
 from keras_multilevel.optimizers.scheme import CycleScheme, minibatch_layout
 from keras_multilevel.optimizers.steps import CycleSteps, work_units
 
@@ -93,9 +94,20 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             coarsening object such as ``kml.hierarchy.WidthCoarsening(threshold=0.5)``.
         interpolation: depth coarsening only: ``"constant"`` (000) or
             ``"linear"`` (001 §4.2) prolongation in time.
-        regularization: Tikhonov weight ``beta`` on the finest level, scaled
-            by ``2^i`` on level ``i`` below it (000 §4); applied through the
+        regularization: Tikhonov weight ``beta``; applied through the
             gradient (like Keras' weight decay it is not in the reported loss).
+            With ``inner_product="l2"`` the term is ``beta`` times the squared
+            level norm (on a residual stack the time integral
+            ``beta int ||theta(t)||^2 dt``, the same on every level); with
+            ``"euclidean"`` it is ``beta ||theta||^2`` scaled by ``2^i`` on
+            level ``i`` (000 §4).
+        inner_product: ``"l2"`` (default): residual-stack weights are
+            functions of time and every level steps with its gradient in
+            ``L^2(0, T)`` (001 §3.2), so training behaves the same for any
+            number of blocks and the learning rate means the same on every
+            level; ``"euclidean"``: paper 000 literally (plain gradients, whose
+            stack part shrinks like ``T / K``). See
+            :mod:`~keras_multilevel.optimizers.inner_product`.
         tau_scale: ``gamma`` in ``[0, 1]``, the weight of the tau-correction
             (002 §6.1.4; ``1`` is first-order coherent, ``0`` MLSGD).
             Default 1; 002 §8.3 uses 0.125 for stability.
@@ -112,6 +124,11 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             momentum with the weights and correct it on the way up (002 eq 36).
             Default 1 for ``"fas"``; ``None`` (``"mgopt"``) keeps each level's
             optimizer state separate. 002 §8.3 uses 0.2.
+        correction_test: accept a coarse level's prolongated correction only
+            if it does not raise the finer level's objective on the cycle's
+            minibatch (MG/OPT's acceptance test; two loss evaluations per level
+            and cycle, counted in the work units). Default ``False``. Either
+            way a correction with a NaN or Inf is discarded.
         learning_rate_divisor: ``eta``: level ``i`` uses the learning rate
             divided by ``eta^i`` (002 §6.1.4), or one divisor per level, finest
             first (002 §8.3: ``[1, eta, eta^2, eta^2, eta^2]`` with
@@ -144,8 +161,10 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         fresh_batches=None,
         correction_scale=None,
         momentum_scale=None,
+        correction_test=None,
         learning_rate_divisor=1.0,
         schedule=None,
+        inner_product="l2",
         name="multilevel",
     ):
         levels = check_levels(levels)
@@ -169,6 +188,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             fresh_batches=fresh_batches,
             correction_scale=correction_scale,
             momentum_scale=momentum_scale,
+            correction_test=correction_test,
         )
         strategy = get_coarsening(coarsening, interpolation)
         divisors = _learning_rate_divisors(learning_rate_divisor, levels)
@@ -188,6 +208,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         self.layout = minibatch_layout(cycle_steps, cycle_scheme.tau_batches, cycle_scheme.fresh_batches)
         self.coarsening = strategy
         self.regularization = float(regularization)
+        self.inner_product = check_inner_product(inner_product)
         self.learning_rate_divisor = learning_rate_divisor
         self._divisors = divisors
         self.schedule = schedule
@@ -196,6 +217,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             shape=(), initializer="zeros", dtype="float64", name="work_units"
         )
         self.hierarchy = None
+        self._inner_products = self._regularization = None  # per level, once the hierarchy is built
         # A weak reference: the model owns its optimizer, not the reverse (and
         # Keras' saving walks an optimizer's attributes).
         self._model_ref = lambda: None
@@ -243,11 +265,17 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         for level, smoother in zip(self.hierarchy, self._smoothers):
             smoother.build(level.variables)
         self.learning_rate = float(self.smoother.learning_rate)  # divided per level
+        self._inner_products = [inner_product_weights(level.model, self.inner_product) for level in self.hierarchy]
+        self._regularization = [
+            tikhonov_weights(self.regularization, weights, index, self.inner_product)
+            for index, weights in enumerate(self._inner_products)
+        ]
         self.cycle_work_units = work_units(
             self.steps,
             [level.relative_cost for level in self.hierarchy],
             layout=self.layout,
             coupled=self.scheme.tau_scale > 0,
+            tested=self.scheme.correction_test,
         )
         self._compile_levels()
 
@@ -275,18 +303,20 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         if self.hierarchy.rematch_every:
             due = tf.logical_and(self.iterations > 0, self.iterations % self.hierarchy.rematch_every == 0)
             tf.cond(due, self.hierarchy.rematch, lambda: tf.constant(False))
-        regularization = [level_regularization(self.regularization, i) for i in range(self.levels)]
         if self.schedule:
             loss, y_pred, index = coarse_to_fine_step(
-                self.hierarchy, self._smoothers, self.schedule, self.iterations, (x, y, sample_weight), regularization
+                self.hierarchy, self._smoothers, self.schedule, self.iterations, (x, y, sample_weight),
+                self._regularization, self._inner_products,
             )
             costs = tf.constant([level.relative_cost for level in self.hierarchy], dtype="float64")
             work = tf.gather(costs, index)
         else:
             minibatches = split_batch((x, y, sample_weight), self.layout.count)
-            loss, y_pred = v_cycle(
-                self.hierarchy, self._smoothers, self.steps, self.scheme, minibatches, self.layout, regularization
-            )
+            with shared_depth_traces(enabled=not model.jit_compile):
+                loss, y_pred = v_cycle(
+                    self.hierarchy, self._smoothers, self.steps, self.scheme, minibatches, self.layout,
+                    self._regularization, self._inner_products,
+                )
             # Loss and metrics of the finest level's first minibatch, at the start of the cycle.
             x, y, sample_weight = minibatches[self.layout.smoothing[0][0]]
             work = self.cycle_work_units
@@ -367,8 +397,10 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             "fresh_batches": self.scheme.fresh_batches,
             "correction_scale": self.scheme.correction_scale,
             "momentum_scale": self.scheme.momentum_scale,
+            "correction_test": self.scheme.correction_test,
             "learning_rate_divisor": self.learning_rate_divisor,
             "schedule": list(self.schedule) if self.schedule else None,
+            "inner_product": self.inner_product,
         }
 
     @classmethod

@@ -2,10 +2,12 @@
 
 On level ``l`` the level optimizer minimizes
 
-    H_l(theta) = L_l(theta) + beta_l ||theta||^2 + <delta g_l, theta>,
+    H_l(theta) = L_l(theta) + sum_j beta_lj ||theta_j||^2 + <delta g_l, theta>,
 
-the model's compiled loss on the mini-batch, Tikhonov regularization
-(000 §4, ``beta_l = beta 2^(L-l)``) and the coupling term with
+the model's compiled loss on the mini-batch, Tikhonov regularization with a
+weight per variable (000 §4's ``beta 2^(L-l)``, or ``beta`` times the level
+inner product's weight: see :mod:`~keras_multilevel.optimizers.inner_product`)
+and the coupling term with
 
     delta g_l = R grad H_{l+1}(theta_{l+1}) - grad (L_l + beta_l ||.||^2)(theta_{l,0}),
 
@@ -18,13 +20,23 @@ gradient correction, 001 §3), ``delta g = 0``.
 import tensorflow as tf
 
 
+def _per_variable(regularization, variables):
+    """One Tikhonov weight per variable from one number or a list."""
+    return regularization if isinstance(regularization, (list, tuple)) else [regularization] * len(variables)
+
+
 def level_gradient(model, data, regularization=0.0):
-    """Returns ``(loss, y_pred, grad (L_l + beta_l ||.||^2))`` on ``model`` for one mini-batch.
+    """Returns ``(loss, y_pred, grad (L_l + sum_j beta_j ||theta_j||^2))`` on ``model`` for one mini-batch.
+
+    The gradient is the Euclidean one (the exact chain rule, which the
+    transfers' ``R = P^T`` assumes); a level optimizer takes its step with
+    :func:`~keras_multilevel.optimizers.inner_product.riesz` of it.
 
     Args:
         model: a compiled Keras model (one level of the hierarchy).
         data: ``(x, y, sample_weight)``.
-        regularization: the Tikhonov weight ``beta_l`` of this level.
+        regularization: the Tikhonov weight of this level: one number for
+            every variable, or one per trainable variable.
 
     ``loss`` is what Keras reports (the compiled loss plus ``model.losses``),
     without the Tikhonov term, which only shifts the gradient.
@@ -35,9 +47,27 @@ def level_gradient(model, data, regularization=0.0):
         y_pred = model(x, training=True)
         loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
     gradients = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    if regularization:
-        gradients = [g + (2.0 * regularization) * v for g, v in zip(gradients, variables)]
+    gradients = [
+        g + (2.0 * beta) * v if beta else g for g, v, beta in zip(gradients, variables, _per_variable(regularization, variables))
+    ]
     return loss, y_pred, gradients
+
+
+def level_objective(model, data, shift=None, regularization=0.0):
+    """``H_l(theta)`` itself (000 eq 9) on one mini-batch: loss, Tikhonov and coupling terms, no gradient.
+
+    What the cycle's acceptance test compares before and after a coarse
+    correction. ``shift`` is the coupling ``delta g_l`` (``None`` on the
+    finest level); ``regularization`` as for :func:`level_gradient`.
+    """
+    x, y, sample_weight = data
+    variables = model.trainable_variables
+    y_pred = model(x, training=True)
+    value = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
+    terms = [beta * tf.reduce_sum(tf.square(v)) for v, beta in zip(variables, _per_variable(regularization, variables)) if beta]
+    if shift is not None:
+        terms += [tf.reduce_sum(d * v) for d, v in zip(shift, variables)]
+    return tf.add_n([value, *[tf.cast(term, value.dtype) for term in terms]])
 
 
 def add_coupling(gradients, coupling):
@@ -55,8 +85,3 @@ def tau_correction(coarse_gradient, restricted_gradient):
     is ``delta g = -tau``.
     """
     return [c - r for c, r in zip(coarse_gradient, restricted_gradient)]
-
-
-def level_regularization(beta, level_index):
-    """Tikhonov weight on level ``i`` (0 = finest): ``beta 2^i`` (000 §4, ``2^(L-l)``)."""
-    return beta * 2.0**level_index

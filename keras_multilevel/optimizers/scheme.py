@@ -25,6 +25,9 @@ schemes of the papers; they differ only in these constants:
   with the weights (``m_c = Pi m``) and corrected on the way up,
   ``m <- m + alpha_m P (m_c - Pi m)`` (002 eq 36, §6.1.2). ``None`` lets every
   level keep its own optimizer state from cycle to cycle, as in 000.
+* ``correction_test``: accept a prolongated correction only if it does not
+  raise the level's objective (the cycle's safeguard; a correction that is not
+  finite is always discarded).
 
 Presets: ``"mgopt"`` (000 Algorithm 1: gamma 1, m 1, one batch for the whole
 cycle, alpha_p 1, no momentum transfer) and ``"fas"`` (002 Algorithm 2:
@@ -39,8 +42,10 @@ import dataclasses
 import numpy as np
 
 PRESETS = {
-    "mgopt": {"tau_scale": 1.0, "tau_batches": 1, "fresh_batches": False, "correction_scale": 1.0, "momentum_scale": None},
-    "fas": {"tau_scale": 1.0, "tau_batches": 2, "fresh_batches": True, "correction_scale": 1.0, "momentum_scale": 1.0},
+    "mgopt": {"tau_scale": 1.0, "tau_batches": 1, "fresh_batches": False, "correction_scale": 1.0,
+              "momentum_scale": None, "correction_test": False},
+    "fas": {"tau_scale": 1.0, "tau_batches": 2, "fresh_batches": True, "correction_scale": 1.0,
+            "momentum_scale": 1.0, "correction_test": False},
 }
 
 
@@ -54,6 +59,7 @@ class CycleScheme:
     fresh_batches: bool
     correction_scale: float
     momentum_scale: float | None
+    correction_test: bool
 
     @classmethod
     def create(cls, name="mgopt", **overrides):
@@ -61,7 +67,7 @@ class CycleScheme:
 
         Raises ``ValueError`` for an unknown preset or a constant out of range:
         ``tau_scale`` in ``[0, 1]``, ``tau_batches`` an integer ``>= 1``,
-        ``fresh_batches`` a bool,
+        ``fresh_batches`` and ``correction_test`` bools,
         ``correction_scale`` in ``(0, 1]``, ``momentum_scale`` in ``[0, 1]``.
         """
         if name not in PRESETS:
@@ -79,8 +85,9 @@ class CycleScheme:
                 "each batch is split into m minibatches."
             )
         values["tau_batches"] = int(batches)
-        if not isinstance(values["fresh_batches"], bool):
-            raise ValueError(f"`fresh_batches` must be True or False, got {values['fresh_batches']!r}.")
+        for flag in ("fresh_batches", "correction_test"):
+            if not isinstance(values[flag], bool):
+                raise ValueError(f"`{flag}` must be True or False, got {values[flag]!r}.")
         return cls(name=name, **values)
 
     @property

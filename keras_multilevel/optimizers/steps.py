@@ -145,7 +145,11 @@ def _count(value, spec, minimum):
     return value
 
 
-def work_units(steps, relative_costs, layout=None, coupled=True):
+FORWARD_COST = 1.0 / 3.0
+"""Cost of a loss evaluation (a forward pass) per gradient: a backward pass costs about two forwards."""
+
+
+def work_units(steps, relative_costs, layout=None, coupled=True, tested=False):
     """Cost of one V-cycle in fine gradient evaluations (000 eq 10, 002 §8).
 
     Counts exactly the gradients that :func:`~keras_multilevel.optimizers.cycle.v_cycle`
@@ -179,6 +183,8 @@ def work_units(steps, relative_costs, layout=None, coupled=True):
         layout: the cycle's :class:`~keras_multilevel.optimizers.scheme.MinibatchLayout`;
             ``None`` is one minibatch shared by the whole cycle.
         coupled: whether the tau-correction is used (``gamma > 0``).
+        tested: whether each coarse correction passes the acceptance test,
+            two loss evaluations of the level above it, each :data:`FORWARD_COST`.
     """
     if len(relative_costs) != steps.levels:
         raise ValueError(f"Need {steps.levels} relative costs, got {len(relative_costs)}.")
@@ -193,4 +199,6 @@ def work_units(steps, relative_costs, layout=None, coupled=True):
             total += (smoothing + m - reused) * cost + m * coarse_cost
         else:
             total += smoothing * cost + coarse_cost
+        if tested:
+            total += 2 * FORWARD_COST * cost
     return total
