@@ -28,7 +28,7 @@ test: install
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: install
-	$(BIN)/keras-multilevel bench circles --out benchmarks/results
+	$(BIN)/keras-multilevel bench circles --out out/bench/circles
 
 clean:
 	rm -rf $(VENV) build out *.egg-info

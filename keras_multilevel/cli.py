@@ -106,7 +106,7 @@ def build_parser():
     bench = commands.add_parser("bench", help="reproducible benchmarks")
     suites = bench.add_subparsers(dest="suite", required=True, metavar="SUITE")
     circles = suites.add_parser("circles", help="paper 000 Table 1 (co-centric circles)")
-    _add_comparison_arguments(circles, blocks=2048, levels=[1, 2, 4, 6, 8], budget=300.0, out="benchmarks/results/circles")
+    _add_comparison_arguments(circles, blocks=2048, levels=[1, 2, 4, 6, 8], budget=300.0, out="out/bench/circles")
     circles.set_defaults(func=lambda args: _compare(args, "Paper 000 Table 1, co-centric circles"))
 
     from keras_multilevel_datasets import cli as datasets_cli

@@ -196,7 +196,7 @@ def plot(runs, path, title):
         loss_axis.set_xlabel(xlabel)
         loss_axis.set_ylabel("training loss (solid)")
         accuracy_axis.set_ylabel("validation accuracy (dashed)")
-        accuracy_axis.set_ylim(0.4, 1.01)
+        accuracy_axis.set_ylim(0.0, 1.01)
         loss_axis.legend(loc="center right")
     figure.suptitle(title)
     figure.tight_layout()

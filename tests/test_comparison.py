@@ -19,7 +19,9 @@ def test_a_run_records_one_entry_per_cycle_and_stops_on_budget(small_data):
     assert run.work_units[-1] >= 20.0 > run.work_units[-2]
     assert len(run.loss) == len(run.val_accuracy) == len(run.seconds) == run.cycles
     assert np.all(np.diff(run.seconds) > 0)
-    assert run.seconds[0] == pytest.approx(run.seconds_per_cycle)
+    # The time a user waits: the first cycle's tracing is in it.
+    assert run.seconds[0] == pytest.approx(run.seconds_per_cycle + run.trace_seconds)
+    np.testing.assert_allclose(run.seconds, np.cumsum(run.durations))
 
 
 def test_a_run_stops_at_the_target_accuracy(small_data):
@@ -47,6 +49,7 @@ def test_demo_command_writes_table_and_plot(tmp_path, capsys):
     assert code == 0
     assert "| 2 | `[(1),{2}]` |" in (tmp_path / "table.md").read_text()
     assert (tmp_path / "convergence.png").exists()
+    assert (tmp_path / "decision_boundary.png").stat().st_size > 1000
     assert "wrote" in capsys.readouterr().out
 
 
