@@ -6,6 +6,12 @@ Studies (``--study``):
   1, 2, 4, 6 and 8 levels (the set-ups of 000 §4.1) at 2,048 blocks.
 * ``table2``: 000 Table 2, the six 8-level step set-ups.
 * ``fig5``: 000 Fig 5, the cost for 256 to 2,048 blocks, one level and 6 levels.
+* ``coarse_steps``: 8 levels at 2,048 blocks with larger steps on the coarse
+  levels (``learning_rate_divisor`` eta = 1, 1/sqrt 2, 1/2: level ``i`` uses
+  the learning rate times ``eta^-i``), with and without the acceptance test on
+  coarse corrections, against one level. Paper 000's Euclidean gradients
+  amount to eta = 1/2 in the L2(0, T) inner product (a block's Euclidean
+  gradient is ``h_i`` times its L2 one, and ``h_i`` doubles per level).
 * ``digits``: 000 Table 1's MNIST row on the closest real image set a package
   ships (MNIST cannot be downloaded here and no registry package ships it):
   scikit-learn's 8x8 digits (1,797 images; 1,297 to train, 500 to validate,
@@ -143,7 +149,9 @@ def cost_table(groups, label, baseline_key, target):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--study", choices=["table1", "table2", "fig5", "sensitivity", "digits"], required=True)
+    parser.add_argument(
+        "--study", choices=["table1", "table2", "fig5", "sensitivity", "digits", "coarse_steps"], required=True
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--blocks", type=int, default=2048)
     parser.add_argument("--learning-rate", type=float, default=0.1)
@@ -170,6 +178,16 @@ def main(argv=None):
         groups = rows_by(results, lambda r: r["levels"])
         lines = ["# Paper 000 Table 1, MNIST row, on scikit-learn's 8x8 digits\n",
                  header.replace("of width 3", "of width 10"), *cost_table(groups, "L", 1, args.target)]
+    elif args.study == "coarse_steps":
+        setups = [(1, 1.0, False)] + [(8, eta, test) for eta in (1.0, 0.5**0.5, 0.5) for test in (False, True)]
+        for levels, eta, test in setups:
+            for seed in args.seeds:
+                results.append(train(args, levels, seed, steps=None if levels == 1 else LEVEL_SETUPS[8],
+                                     learning_rate_divisor=eta, correction_test=test))
+        groups = rows_by(results, lambda r: f"{r['levels']}, eta {r['learning_rate_divisor']:.3f}, "
+                                            f"test {'on' if r['correction_test'] else 'off'}")
+        lines = ["# Larger coarse steps and the acceptance test (8 levels), co-centric circles\n", header,
+                 *cost_table(groups, "L, eta, test", next(iter(groups)), args.target)]
     elif args.study in ("table1", "table2"):
         setups = LEVEL_SETUPS.items() if args.study == "table1" else [(8, steps) for steps in TABLE2_SETUPS]
         if args.study == "table2":

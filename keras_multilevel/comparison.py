@@ -80,6 +80,7 @@ def train_circles(
     seed=0,
     jit_compile=False,
     progress=None,
+    **options,
 ):
     """Trains the 000 §4 circles ResNet with ``levels`` levels by full-batch V-cycles.
 
@@ -94,6 +95,8 @@ def train_circles(
         budget: stop after this many work units at the latest.
         seed: seed of the initial weights (the same for every configuration).
         progress: optional callable ``progress(run)`` called after each cycle.
+        **options: further arguments of :class:`MultilevelOptimizer`
+            (``learning_rate_divisor``, ``correction_test``, ...).
     """
     (x, y), (x_val, y_val) = data
     keras.utils.set_random_seed(seed)
@@ -103,6 +106,7 @@ def train_circles(
         smoother=keras.optimizers.SGD(learning_rate),
         steps=steps,
         regularization=regularization,
+        **options,
     )
     model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=jit_compile)
     run = Run(levels, str(optimizer.steps), optimizer.cycle_work_units, model=model)

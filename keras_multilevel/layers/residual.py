@@ -101,11 +101,10 @@ class ResidualStack(keras.layers.Layer):
     def _kernel_shape(self, input_shape):
         raise NotImplementedError
 
-    def _linear(self, state, kernel):
+    @staticmethod
+    def _linear(state, kernel):
+        """The block's linear map ``W_k y`` (a function of the state and one block's kernel only)."""
         raise NotImplementedError
-
-    def _set_linear_config(self):
-        """Restores what :meth:`_linear_config` returned on a bare instance (see :func:`_traced_euler`)."""
 
     def _block_initializer(self):
         initializer = self.kernel_initializer
@@ -146,24 +145,10 @@ class ResidualStack(keras.layers.Layer):
         step_size = ops.convert_to_tensor(self.step_size, dtype=inputs.dtype)
         unroll = math.gcd(self.blocks, BLOCKS_PER_ITERATION)
         if not (tf.inside_function() and getattr(_sharing, "enabled", False)):
-            return _euler(self, unroll, inputs, kernel, bias, step_size)
-        return _traced_euler(self._euler_key(unroll, inputs))(inputs, kernel, bias, step_size)
-
-    def _euler_key(self, unroll, inputs):
-        """What fixes the traced loop: the kind of block, its activation, ``unroll``, every shape but ``K``."""
-        return (
-            type(self),
-            self._linear_config(),
-            self.activation,
-            unroll,
-            inputs.dtype.name,
-            tuple(inputs.shape),
-            tuple(self.kernel.shape[1:]),
-        )
-
-    def _linear_config(self):
-        """What else ``_linear`` depends on (a convolution's kernel size)."""
-        return ()
+            return _euler(self._linear, self.activation, unroll, inputs, kernel, bias, step_size)
+        # What fixes the traced loop: the block's map, its activation, ``unroll``, every shape but ``K``.
+        key = (self._linear, self.activation, unroll, inputs.dtype.name, tuple(inputs.shape), tuple(kernel.shape[1:]))
+        return _traced_euler(*key)(inputs, kernel, bias, step_size)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -182,7 +167,7 @@ class ResidualStack(keras.layers.Layer):
         return config
 
 
-def _euler(layer, unroll, inputs, kernel, bias, step_size):
+def _euler(linear, activation, unroll, inputs, kernel, bias, step_size):
     """``K`` forward Euler steps ``y <- y + h sigma(W_k y + b_k)``, ``unroll`` per loop iteration (000 eq 5)."""
     kernels = tf.reshape(kernel, (-1, unroll, *kernel.shape[1:]))
     biases = tf.reshape(bias, (-1, unroll, *bias.shape[1:]))
@@ -190,7 +175,7 @@ def _euler(layer, unroll, inputs, kernel, bias, step_size):
     def euler_steps(state, chunk):
         chunk_kernels, chunk_biases = chunk
         for k in range(unroll):
-            state = state + step_size * layer.activation(layer._linear(state, chunk_kernels[k]) + chunk_biases[k])
+            state = state + step_size * activation(linear(state, chunk_kernels[k]) + chunk_biases[k])
         return state
 
     states = tf.scan(euler_steps, (kernels, biases), initializer=inputs)
@@ -198,22 +183,20 @@ def _euler(layer, unroll, inputs, kernel, bias, step_size):
 
 
 @functools.lru_cache(maxsize=None)
-def _traced_euler(key):
-    """The shared ``tf.function`` of :func:`_euler` for stacks with this key (any ``K``).
+def _traced_euler(linear, activation, unroll, dtype, input_shape, kernel_shape):
+    """The shared ``tf.function`` of :func:`_euler` for stacks with these arguments (any ``K``).
 
     The batch size stays in the key, so the loop's state has static shapes.
     """
-    layer_class, linear_config, activation, unroll, dtype, input_shape, kernel_shape = key
-    template = layer_class.__new__(layer_class)  # only `_linear` and `activation` are used
-    template.activation = activation
-    template._set_linear_config(*linear_config)
     signature = [
         tf.TensorSpec(input_shape, dtype),
         tf.TensorSpec((None, *kernel_shape), dtype),
         tf.TensorSpec((None, kernel_shape[-1]), dtype),
         tf.TensorSpec((), dtype),
     ]
-    return tf.function(functools.partial(_euler, template, unroll), input_signature=signature, autograph=False)
+    return tf.function(
+        functools.partial(_euler, linear, activation, unroll), input_signature=signature, autograph=False
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_multilevel")
@@ -232,7 +215,8 @@ class DenseResidualStack(ResidualStack):
         width = input_shape[-1]
         return (width, width)
 
-    def _linear(self, state, kernel):
+    @staticmethod
+    def _linear(state, kernel):
         return ops.matmul(state, kernel)
 
 
@@ -270,14 +254,9 @@ class ConvResidualStack(ResidualStack):
         channels = input_shape[-1]
         return (*self.kernel_size, channels, channels)
 
-    def _linear(self, state, kernel):
+    @staticmethod
+    def _linear(state, kernel):
         return ops.conv(state, kernel, strides=1, padding="same")
-
-    def _linear_config(self):
-        return (self.kernel_size,)
-
-    def _set_linear_config(self, kernel_size):
-        self.kernel_size = kernel_size
 
     def get_config(self):
         config = super().get_config()
