@@ -97,9 +97,11 @@ def test_gradient_in_the_level_inner_product_represents_the_derivative():
     assert represented == pytest.approx(sum(np.sum(a * b) for a, b in zip(g, u)))
 
 
-def test_bad_inner_product_is_refused():
+def test_bad_inner_product_and_correction_test_are_refused():
     with pytest.raises(ValueError, match="`inner_product` must be 'l2'"):
         kml.MultilevelOptimizer(levels=2, inner_product="sobolev")
+    with pytest.raises(ValueError, match="`correction_test` must be True or False"):
+        kml.MultilevelOptimizer(levels=2, correction_test="yes")
 
 
 # -- the source problem --------------------------------------------------------------

@@ -157,6 +157,10 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
         for variable, value in zip(variables, values):
             variable.assign(value)
 
+    def add_if(condition, variables, values):
+        for variable, value in zip(variables, values):
+            variable.assign_add(tf.where(condition, value, tf.zeros_like(value)))
+
     def prolongated_correction(transfer, coarse_values, start, scale):
         correction = transfer.prolong([value - begin for value, begin in zip(coarse_values, start)])
         return correction if scale == 1.0 else [scale * value for value in correction]
@@ -166,8 +170,7 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
         variables = hierarchy[index].variables
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(value)) for value in correction])
         if not scheme.correction_test:
-            for variable, value in zip(variables, correction):
-                variable.assign_add(tf.where(finite, value, tf.zeros_like(value)))
+            add_if(finite, variables, correction)
             return finite
         batch = data[index][layout.tau[index][0]]
         before = objective[index](batch, shift)
@@ -214,10 +217,8 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
         accept = accepted(index, correction, shift)
         if momenta is not None:
             fine_momenta, coarse_momenta, momentum_start = momenta
-            for variable, value in zip(
-                fine_momenta, prolongated_correction(transfer, coarse_momenta, momentum_start, scheme.momentum_scale)
-            ):
-                variable.assign_add(tf.where(accept, value, tf.zeros_like(value)))
+            add_if(accept, fine_momenta,
+                   prolongated_correction(transfer, coarse_momenta, momentum_start, scheme.momentum_scale))
         smooth(index, steps.pre[index], steps.post[index], None, shift)
 
     loss, y_pred, initial = evaluate[0](data[0][layout.smoothing[0][0]])

@@ -25,6 +25,13 @@ def _per_variable(regularization, variables):
     return regularization if isinstance(regularization, (list, tuple)) else [regularization] * len(variables)
 
 
+def _loss(model, data):
+    """The loss Keras reports for one mini-batch (compiled loss plus ``model.losses``) and the prediction."""
+    x, y, sample_weight = data
+    y_pred = model(x, training=True)
+    return model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight), y_pred
+
+
 def level_gradient(model, data, regularization=0.0):
     """Returns ``(loss, y_pred, grad (L_l + sum_j beta_j ||theta_j||^2))`` on ``model`` for one mini-batch.
 
@@ -41,11 +48,9 @@ def level_gradient(model, data, regularization=0.0):
     ``loss`` is what Keras reports (the compiled loss plus ``model.losses``),
     without the Tikhonov term, which only shifts the gradient.
     """
-    x, y, sample_weight = data
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
-        y_pred = model(x, training=True)
-        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
+        loss, y_pred = _loss(model, data)
     gradients = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     gradients = [
         g + (2.0 * beta) * v if beta else g for g, v, beta in zip(gradients, variables, _per_variable(regularization, variables))
@@ -60,10 +65,8 @@ def level_objective(model, data, shift=None, regularization=0.0):
     correction. ``shift`` is the coupling ``delta g_l`` (``None`` on the
     finest level); ``regularization`` as for :func:`level_gradient`.
     """
-    x, y, sample_weight = data
     variables = model.trainable_variables
-    y_pred = model(x, training=True)
-    value = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
+    value, _ = _loss(model, data)
     terms = [beta * tf.reduce_sum(tf.square(v)) for v, beta in zip(variables, _per_variable(regularization, variables)) if beta]
     if shift is not None:
         terms += [tf.reduce_sum(d * v) for d, v in zip(shift, variables)]
