@@ -103,8 +103,8 @@ def digits_data(seed):
 
 def train(args, levels, seed, **kwargs):
     data = digits_data(seed) if args.study == "digits" else comparison.circles_data(seed=seed)
-    settings = {"blocks": args.blocks, "learning_rate": args.learning_rate,
-                "regularization": args.regularization, **kwargs}
+    settings = {"blocks": args.blocks, "learning_rate": args.learning_rate, "regularization": args.regularization,
+                "learning_rate_divisor": args.learning_rate_divisor, **kwargs}
     run = comparison.train_circles(levels, data, target_accuracy=args.target, budget=args.budget, seed=seed, **settings)
     result = record(run, args.target)
     result.update(seed=seed, **{key: value for key, value in settings.items() if key != "steps"})
@@ -156,6 +156,8 @@ def main(argv=None):
     parser.add_argument("--blocks", type=int, default=2048)
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--regularization", type=float, default=1e-4)
+    parser.add_argument("--learning-rate-divisor", type=float, default=1.0,
+                        help="eta: level i steps with the learning rate / eta^i (coarse_steps sets its own)")
     parser.add_argument("--target", type=float, default=0.99, help="validation accuracy that stops a run")
     parser.add_argument("--budget", type=float, default=300.0, help="work units at most per run")
     parser.add_argument("--out", default="benchmarks/results/depth")
@@ -167,7 +169,8 @@ def main(argv=None):
     results, lines = [], []
     header = (
         f"Command: `{command}`\n\n{args.blocks} residual blocks of width 3 (T = 1), full-batch gradient descent, "
-        f"learning rate {args.learning_rate}, Tikhonov beta {args.regularization}, L2(0, T) level inner products; "
+        f"learning rate {args.learning_rate} (divided by {args.learning_rate_divisor:.3f}^i on level i), "
+        f"Tikhonov beta {args.regularization}, L2(0, T) level inner products; "
         f"stop at validation accuracy {args.target:g} or {args.budget:g} work units; seeds {args.seeds}. "
         "Cells: median [min-max] over seeds. Times include tracing.\n"
     )
@@ -217,8 +220,9 @@ def main(argv=None):
                         results.append(train(args, levels, seed, learning_rate=rate, regularization=beta,
                                              steps=None if levels == 1 else LEVEL_SETUPS[8]))
         lines = ["# Paper 000 §4.1 sensitivity study, co-centric circles\n",
-                 header.replace(f"learning rate {args.learning_rate}, Tikhonov beta {args.regularization}",
-                                "learning rate and Tikhonov beta as in each row"),
+                 header.replace(f"learning rate {args.learning_rate} (divided by {args.learning_rate_divisor:.3f}^i on "
+                               f"level i), Tikhonov beta {args.regularization}",
+                               "learning rate and Tikhonov beta as in each row"),
                  f"| beta | learning rate | U to {args.target:g}, 1 level | U to {args.target:g}, 8 levels "
                  "| ratio of medians | s, 1 level | s, 8 levels | ratio of medians (time) |",
                  "|" + "---|" * 8]
@@ -260,6 +264,10 @@ def main(argv=None):
             (u1, s1, r1), (u8, s8, r8) = best[1], best[8]
             lines.append(f"| {beta:g} | {r1:g}, {u1:.1f}, {s1:.1f} | {r8:g}, {u8:.1f}, {s8:.1f} | {u1 / u8:.2f} | {s1 / s8:.2f} |")
     name = args.study if args.blocks == 2048 or args.study == "fig5" else f"{args.study}_k{args.blocks}"
+    if args.learning_rate != 0.1 and args.study != "sensitivity":
+        name += f"_lr{args.learning_rate:g}"
+    if args.learning_rate_divisor != 1.0:
+        name += f"_eta{args.learning_rate_divisor:.3f}"
     (out / f"{name}.json").write_text(json.dumps(results, indent=1))
     _report.write(lines, out / f"{name}.md")
 
