@@ -98,6 +98,11 @@ def _mean(gradient_lists):
     return [tf.add_n(list(parts)) / count for parts in zip(*gradient_lists)]
 
 
+def _gradient_only(model, data, regularization):
+    """The gradient of :func:`~keras_multilevel.optimizers.objective.level_gradient` alone."""
+    return level_gradient(model, data, regularization)[2]
+
+
 def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regularization, inner_products):
     """Runs one V-cycle and updates the finest level's weights.
 
@@ -124,9 +129,14 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
     last = len(hierarchy) - 1
     # Inside a graph, each level's gradient is one traced function called as
     # often as the cycle needs it, rather than traced again at every call; the
-    # tau-correction is added outside it, so each level is traced once.
+    # tau-correction is added outside it, so each level is traced once. The
+    # functions are not inlined, and every call uses all their outputs (the
+    # gradient alone, but for the report at the start), so TensorFlow optimizes
+    # each once instead of a specialized copy per call: with 8 levels that was
+    # most of the first cycle's start-up time.
+    start = functools.partial(level_gradient, hierarchy[0].model, regularization=regularization[0])
     evaluate = [
-        functools.partial(level_gradient, level.model, regularization=beta)
+        functools.partial(_gradient_only, level.model, regularization=beta)
         for level, beta in zip(hierarchy, regularization)
     ]
     objective = [
@@ -134,8 +144,6 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
         for level, beta in zip(hierarchy, regularization)
     ]
     if tf.inside_function():
-        # Not inlined: each level's graph is optimized once, not once per call
-        # (most of the first cycle's start-up time with 8 levels otherwise).
         evaluate, objective = (
             [tf.function(function, experimental_attributes={"_noinline": True}) for function in functions]
             for functions in (evaluate, objective)
@@ -143,7 +151,7 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
     data = level_data(hierarchy, minibatches)
 
     def gradient(index, batch, shift):
-        return add_coupling(evaluate[index](data[index][batch])[2], shift)
+        return add_coupling(evaluate[index](data[index][batch]), shift)
 
     def smooth(index, first_step, count_steps, received, shift):
         """Steps ``first_step, ...`` of the level; step 0 uses the received gradient, if given."""
@@ -206,12 +214,12 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
                 received if reuse and j == 0 else gradient(index, batch, shift)
                 for j, batch in enumerate(tau_batches)
             ]
-            coarse_gradients = [evaluate[index + 1](data[index + 1][batch])[2] for batch in tau_batches]
+            coarse_gradients = [evaluate[index + 1](data[index + 1][batch]) for batch in tau_batches]
             tau = tau_correction(_mean(coarse_gradients), transfer.restrict_gradient(_mean(fine_gradients)))
             coarse_shift = [-scheme.tau_scale * t for t in tau]
             cycle(index + 1, add_coupling(coarse_gradients[0], coarse_shift), coarse_shift)
         else:
-            cycle(index + 1, evaluate[index + 1](data[index + 1][tau_batches[0]])[2], None)
+            cycle(index + 1, evaluate[index + 1](data[index + 1][tau_batches[0]]), None)
 
         correction = prolongated_correction(transfer, coarse.variables, start, scheme.correction_scale)
         accept = accepted(index, correction, shift)
@@ -221,6 +229,6 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
                    prolongated_correction(transfer, coarse_momenta, momentum_start, scheme.momentum_scale))
         smooth(index, steps.pre[index], steps.post[index], None, shift)
 
-    loss, y_pred, initial = evaluate[0](data[0][layout.smoothing[0][0]])
+    loss, y_pred, initial = start(data[0][layout.smoothing[0][0]])
     cycle(0, initial, None)
     return loss, y_pred
