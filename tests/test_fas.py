@@ -295,12 +295,22 @@ def test_threshold_outside_minus_one_one(threshold):
         kml.hierarchy.WidthCoarsening(threshold=threshold)
 
 
-def test_a_batch_smaller_than_the_minibatches_of_a_cycle_is_refused():
-    model = compiled(dense_network(), 2, tau_batches=4)
-    assert model.optimizer.minibatches == 5  # one fine smoothing step, 4 tau minibatches
-    x, y = regression(4)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="fewer samples than the 5 minibatches of a cycle"):
-        model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+def test_a_short_last_batch_trains():
+    """100 examples in batches of 24 leave a last batch of 4 for a cycle of 12 minibatches: it just trains."""
+    model = compiled(dense_network(), 2, steps="[4,{4}]", tau_batches=4)
+    assert model.optimizer.minibatches == 12
+    x, y = regression(100)
+    history = model.fit(x, y, batch_size=24, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert model.optimizer.iterations.numpy() == 2 * 5
+
+
+def test_split_batch_takes_every_parts_th_row_and_goes_round_a_short_batch():
+    x = np.arange(10, dtype="float32")[:, None]
+    parts = [part[0].numpy()[:, 0].tolist() for part in cycle.split_batch((x, x, None), 4)]
+    assert parts == [[0, 4, 8], [1, 5, 9], [2, 6], [3, 7]]
+    short = [part[0].numpy()[:, 0].tolist() for part in cycle.split_batch((x[:3], x[:3], None), 5)]
+    assert short == [[0], [1], [2], [0], [1]]
 
 
 @pytest.mark.parametrize(

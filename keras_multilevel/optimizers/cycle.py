@@ -53,21 +53,23 @@ def split_batch(data, parts):
     """Splits a batch ``(x, y, sample_weight)`` into ``parts`` minibatches (rows ``j::parts``).
 
     The minibatches of one cycle (002 §6.1.1) drawn from one Keras batch;
-    sizes differ by at most one when ``parts`` does not divide the batch.
+    sizes differ by at most one when ``parts`` does not divide the batch. A
+    batch with fewer rows than ``parts`` (the short last batch of an epoch)
+    gives one-row minibatches that go round its rows: minibatch ``j`` is row
+    ``j mod size``.
     """
     if parts == 1:
         return [data]
     size = tf.shape(tf.nest.flatten(data[0])[0])[0]
-    check = tf.debugging.assert_greater_equal(
-        size, parts,
-        message=f"A batch has fewer samples than the {parts} minibatches of a cycle: it cannot be "
-        f"split. Use a batch size that is a multiple of MultilevelOptimizer.minibatches ({parts}).",
-    )
-    with tf.control_dependencies([check]):
-        return [
-            tf.nest.map_structure(lambda tensor, j=j: None if tensor is None else tensor[j::parts], data)
-            for j in range(parts)
-        ]
+
+    def rows(j):
+        count = tf.maximum(1, (size - j + parts - 1) // parts)
+        return (j + parts * tf.range(count)) % size
+
+    return [
+        tf.nest.map_structure(lambda tensor, j=j: None if tensor is None else tf.gather(tensor, rows(j)), data)
+        for j in range(parts)
+    ]
 
 
 def momentum_slots(optimizer, variables):
