@@ -339,3 +339,18 @@ def test_a_custom_train_step_is_refused_not_silently_single_level():
     model.compile(optimizer=kml.MultilevelOptimizer(levels=2), loss="mse")
     with pytest.raises(RuntimeError, match="overrides train_step"):
         model.fit(*circles(), verbose=0)
+
+
+def test_the_tensorboard_callback_logs_a_multilevel_run(tmp_path):
+    """TensorBoard comes with the package and records the V-cycles' loss and work units."""
+    model = compiled(3)
+    x, y = circles()
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[keras.callbacks.TensorBoard(log_dir=str(tmp_path))])
+    events = list((tmp_path / "train").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(tmp_path / "train"))
+    accumulator.Reload()
+    tags = set(accumulator.Tags()["tensors"]) | set(accumulator.Tags()["scalars"])
+    assert {"epoch_loss", "epoch_work_units"} <= tags
