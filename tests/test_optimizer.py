@@ -354,3 +354,22 @@ def test_the_tensorboard_callback_logs_a_multilevel_run(tmp_path):
     accumulator.Reload()
     tags = set(accumulator.Tags()["tensors"]) | set(accumulator.Tags()["scalars"])
     assert {"epoch_loss", "epoch_work_units"} <= tags
+
+
+def test_a_learning_rate_schedule_runs_on_every_level_divided_by_its_divisor(tmp_path):
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=1, decay_rate=0.5)
+    model = compiled(2, smoother=keras.optimizers.SGD(schedule), learning_rate_divisor=4.0, steps="[(1),{2}]")
+    fine, coarse = model.optimizer._smoothers
+    assert float(fine.learning_rate) == pytest.approx(0.1)
+    assert float(coarse.learning_rate) == pytest.approx(0.1 / 4)
+    x, y = circles()
+    model.train_on_batch(x, y)
+    # One fine step and two coarse steps: each level at its own step count.
+    assert float(fine.learning_rate) == pytest.approx(0.1 * 0.5)
+    assert float(coarse.learning_rate) == pytest.approx(0.1 / 4 * 0.5**2)
+    path = tmp_path / "scheduled.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert float(loaded.optimizer._smoothers[1].learning_rate) == pytest.approx(0.1 / 4 * 0.5**2)
+    for got, expected in zip(loaded.trainable_variables, model.trainable_variables):
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())

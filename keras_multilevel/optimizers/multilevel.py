@@ -42,8 +42,36 @@ def _learning_rate_divisors(divisor, levels):
     )
 
 
-def _clone_optimizer(optimizer):
-    return optimizer.__class__.from_config(optimizer.get_config())
+@keras.saving.register_keras_serializable(package="keras_multilevel")
+class DividedSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A coarse level's learning-rate schedule: the smoother's, divided by the level's divisor (002 §6.1.4).
+
+    Each level optimizer evaluates it at its own step count.
+    """
+
+    def __init__(self, schedule, divisor):
+        if isinstance(schedule, dict):
+            schedule = keras.optimizers.schedules.deserialize(schedule)
+        self.schedule = schedule
+        self.divisor = float(divisor)
+
+    def __call__(self, step):
+        return self.schedule(step) / self.divisor
+
+    def get_config(self):
+        return {"schedule": keras.optimizers.schedules.serialize(self.schedule), "divisor": self.divisor}
+
+
+def _level_optimizer(smoother, divisor):
+    """A copy of ``smoother`` with its own state; a learning-rate schedule is divided by ``divisor``."""
+    config = smoother.get_config()
+    if isinstance(smoother._learning_rate, keras.optimizers.schedules.LearningRateSchedule) and divisor != 1.0:
+        config["learning_rate"] = DividedSchedule(smoother._learning_rate, divisor)
+    return smoother.__class__.from_config(config)
+
+
+def _has_schedule(optimizer):
+    return isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule)
 
 
 @keras.saving.register_keras_serializable(package="keras_multilevel")
@@ -84,7 +112,9 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             ``smoother`` (with work units counted).
         smoother: the level optimizer, any Keras optimizer (or its name); each
             level gets its own copy and state. Paper 000 uses ``SGD(0.1)``,
-            002 ``SGD(0.01, momentum=0.9)``.
+            002 ``SGD(0.01, momentum=0.9)``. Its learning rate may be a
+            ``LearningRateSchedule``: level ``i`` then follows it divided by
+            its ``learning_rate_divisor``, at its own step count.
         steps: level-optimizer steps per level, finest first, in 000's
             notation (``"[(1),1,1,2,2,{2}]"``, ``"[4,{4}]"``) or as a list;
             ``None`` is the set-up of 000 §4.1. See :class:`CycleSteps`.
@@ -192,14 +222,6 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         )
         strategy = get_coarsening(coarsening, interpolation)
         divisors = _learning_rate_divisors(learning_rate_divisor, levels)
-        if any(d != 1.0 for d in divisors) and isinstance(
-            smoother._learning_rate, keras.optimizers.schedules.LearningRateSchedule
-        ):
-            raise ValueError(
-                "`learning_rate_divisor` divides a constant learning rate; the smoother has a "
-                "LearningRateSchedule. Use a constant learning rate (and a callback to change it), "
-                "or learning_rate_divisor=1."
-            )
         super().__init__(learning_rate=0.0, name=name)
         self.levels = levels
         self.smoother = smoother
@@ -261,10 +283,11 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             self.hierarchy = Hierarchy.from_model(self._model_ref(), self.levels, coarsening=self.coarsening)
         finally:
             _building.active = False
-        self._smoothers = [_clone_optimizer(self.smoother) for _ in self.hierarchy]
+        self._smoothers = [_level_optimizer(self.smoother, divisor) for divisor in self._divisors]
         for level, smoother in zip(self.hierarchy, self._smoothers):
             smoother.build(level.variables)
-        self.learning_rate = float(self.smoother.learning_rate)  # divided per level
+        if not _has_schedule(self.smoother):
+            self.learning_rate = float(self.smoother.learning_rate)  # divided per level
         self._inner_products = [inner_product_weights(level.model, self.inner_product) for level in self.hierarchy]
         self._regularization = [
             tikhonov_weights(self.regularization, weights, index, self.inner_product)
