@@ -373,3 +373,17 @@ def test_a_learning_rate_schedule_runs_on_every_level_divided_by_its_divisor(tmp
     assert float(loaded.optimizer._smoothers[1].learning_rate) == pytest.approx(0.1 / 4 * 0.5**2)
     for got, expected in zip(loaded.trainable_variables, model.trainable_variables):
         np.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
+@pytest.mark.parametrize(
+    "option", [{"use_ema": True}, {"gradient_accumulation_steps": 2}, {"loss_scale_factor": 128.0}]
+)
+def test_smoother_options_the_cycle_cannot_honour_are_refused(option):
+    (name,) = option
+    with pytest.raises(ValueError, match=f"The smoother's `{name}` is not supported"):
+        kml.MultilevelOptimizer(levels=2, smoother=keras.optimizers.SGD(0.1, **option))
+
+
+def test_from_config_fills_what_a_partial_config_leaves_out():
+    optimizer = kml.MultilevelOptimizer.from_config({"levels": 3})
+    assert optimizer.levels == 3 and isinstance(optimizer.smoother, keras.optimizers.SGD)

@@ -70,6 +70,27 @@ def _level_optimizer(smoother, divisor):
     return smoother.__class__.from_config(config)
 
 
+# Smoother options a V-cycle cannot honour: each level step must be one step of
+# the level's own objective, and the fine weights are the cycle's result.
+# Each entry: the option, whether a value of it is harmless, and why others are refused.
+_UNSUPPORTED = (
+    ("use_ema", lambda value: not value, "the averaged weights would never replace the cycle's fine weights"),
+    ("gradient_accumulation_steps", lambda value: value in (None, 1),
+     "a level step must move the weights, not accumulate gradients"),
+    ("loss_scale_factor", lambda value: value in (None, 1.0), "the cycle computes its gradients from the unscaled loss"),
+)
+
+
+def _check_smoother_options(smoother):
+    """Refuses smoother options the V-cycle would silently ignore (clipping and weight decay are honoured)."""
+    for name, harmless, reason in _UNSUPPORTED:
+        if not harmless(getattr(smoother, name, None)):
+            raise ValueError(
+                f"The smoother's `{name}` is not supported by MultilevelOptimizer: {reason}. "
+                f"Create the smoother without `{name}`."
+            )
+
+
 def _has_schedule(optimizer):
     return isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule)
 
@@ -208,6 +229,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         smoother = keras.optimizers.get(smoother)
         if isinstance(smoother, MultilevelOptimizer):
             raise ValueError("`smoother` must be a single-level Keras optimizer, not a MultilevelOptimizer.")
+        _check_smoother_options(smoother)
         if isinstance(regularization, bool) or not isinstance(regularization, (int, float)) or regularization < 0:
             raise ValueError(f"`regularization` must be a number >= 0, got {regularization!r}.")
         cycle_steps = CycleSteps.parse(steps, levels)
@@ -430,7 +452,8 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         # A copy: Keras' deserialize edits the dict it is given.
-        config["smoother"] = keras.optimizers.deserialize(dict(config["smoother"]), custom_objects=custom_objects)
+        if isinstance(config.get("smoother"), dict):
+            config["smoother"] = keras.optimizers.deserialize(dict(config["smoother"]), custom_objects=custom_objects)
         if config.get("schedule"):
             config["steps"] = None  # a schedule has no V-cycle steps
         return cls(**config)
