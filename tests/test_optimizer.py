@@ -387,3 +387,10 @@ def test_smoother_options_the_cycle_cannot_honour_are_refused(option):
 def test_from_config_fills_what_a_partial_config_leaves_out():
     optimizer = kml.MultilevelOptimizer.from_config({"levels": 3})
     assert optimizer.levels == 3 and isinstance(optimizer.smoother, keras.optimizers.SGD)
+
+
+def test_keras_optimizer_arguments_are_sent_to_the_smoother():
+    with pytest.raises(ValueError, match="`clipnorm` is an argument of the level optimizer"):
+        kml.MultilevelOptimizer(levels=2, clipnorm=1.0)
+    with pytest.raises(TypeError, match="unexpected argument `levles`"):
+        kml.MultilevelOptimizer(levles=2)

@@ -91,6 +91,23 @@ def _check_smoother_options(smoother):
             )
 
 
+_SMOOTHER_ARGUMENTS = (
+    "learning_rate", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "use_ema", "ema_momentum",
+    "ema_overwrite_frequency", "loss_scale_factor", "gradient_accumulation_steps",
+)
+
+
+def _refuse_base_arguments(kwargs):
+    """Keras' optimizer arguments belong to the smoother, which takes every step; anything else is unknown."""
+    for key in kwargs:
+        if key in _SMOOTHER_ARGUMENTS:
+            raise ValueError(
+                f"`{key}` is an argument of the level optimizer, which takes every step of the cycle: "
+                f"pass it to the smoother, e.g. MultilevelOptimizer(smoother=keras.optimizers.SGD(..., {key}=...))."
+            )
+        raise TypeError(f"MultilevelOptimizer got an unexpected argument `{key}`.")
+
+
 def _has_schedule(optimizer):
     return isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule)
 
@@ -217,7 +234,9 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         schedule=None,
         inner_product="l2",
         name="multilevel",
+        **kwargs,
     ):
+        _refuse_base_arguments(kwargs)
         levels = check_levels(levels)
         if schedule is not None:
             schedule = check_schedule(schedule, levels)
