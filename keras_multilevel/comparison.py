@@ -180,13 +180,20 @@ def table(runs, target_accuracy):
     return "\n".join(lines) + "\n"
 
 
-def plot(runs, path, title):
-    """Saves loss (solid) and validation accuracy (dashed) against work units (as 000 Figure 4)
-    and against seconds, tracing included."""
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no screen needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot(runs, path, title):
+    """Saves loss (solid) and validation accuracy (dashed) against work units (as 000 Figure 4)
+    and against seconds, tracing included."""
+    plt = _pyplot()
 
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for loss_axis, xlabel, abscissa in (
@@ -210,10 +217,7 @@ def plot(runs, path, title):
 
 def plot_decision_boundaries(runs, data, path):
     """Saves each trained network's predicted class over the plane, with the validation points."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     _, (x_val, y_val) = data
     grid = np.linspace(-3.2, 3.2, 161, dtype="float32")

@@ -65,7 +65,7 @@ class DividedSchedule(keras.optimizers.schedules.LearningRateSchedule):
 def _level_optimizer(smoother, divisor):
     """A copy of ``smoother`` with its own state; a learning-rate schedule is divided by ``divisor``."""
     config = smoother.get_config()
-    if isinstance(smoother._learning_rate, keras.optimizers.schedules.LearningRateSchedule) and divisor != 1.0:
+    if _has_schedule(smoother) and divisor != 1.0:
         config["learning_rate"] = DividedSchedule(smoother._learning_rate, divisor)
     return smoother.__class__.from_config(config)
 
