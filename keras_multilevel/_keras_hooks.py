@@ -6,7 +6,10 @@ keras_multilevel``, two methods of Keras' trainer are wrapped where they are
 defined (which keeps Keras' own "is compile overridden?" checks true):
 
 * ``Trainer.compile``: after Keras' compile, a ``MultilevelOptimizer`` is
-  attached to the model; a model that cannot be coarsened fails here.
+  attached to the model; a model that cannot be coarsened fails here. If
+  Keras wrapped it in a ``LossScaleOptimizer`` (a ``mixed_float16`` model),
+  the wrapper is taken off again and the levels scale their losses
+  themselves (:mod:`keras_multilevel.optimizers.loss_scale`).
 * ``TensorFlowTrainer.train_step``: when the model's optimizer is a
   ``MultilevelOptimizer``, the step is one V-cycle
   (``optimizer.train_step(model, data)``); otherwise Keras' step runs
@@ -38,6 +41,10 @@ def _wrap_compile(compile_method):
     @functools.wraps(compile_method)
     def compile(self, *args, **kwargs):
         compile_method(self, *args, **kwargs)
+        wrapped = getattr(self.optimizer, "inner_optimizer", None)
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) and isinstance(wrapped, MultilevelOptimizer):
+            wrapped.take_loss_scaling(self.optimizer)
+            self.optimizer = wrapped
         if isinstance(self.optimizer, MultilevelOptimizer):
             self.optimizer.attach(self)
 

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from keras_multilevel.optimizers.cycle import level_data
 from keras_multilevel.optimizers.inner_product import riesz
+from keras_multilevel.optimizers.loss_scale import apply_step, loss_scale
 from keras_multilevel.optimizers.objective import level_gradient
 
 
@@ -84,8 +85,10 @@ def coarse_to_fine_step(hierarchy, smoothers, schedule, iteration, data, regular
             if index < last:
                 ready = [tf.cond(tf.equal(iteration, starts[phase]), prolong, lambda: tf.constant(False))]
             with tf.control_dependencies(ready):
-                loss, y_pred, gradients = level_gradient(level.model, batches[index], regularization[index])
-            smoothers[index].apply(riesz(gradients, inner_products[index]), level.variables)
+                loss, y_pred, gradients = level_gradient(
+                    level.model, batches[index], regularization[index], loss_scale(smoothers[index])
+                )
+            apply_step(smoothers[index], riesz(gradients, inner_products[index]), level.variables)
             for finer in reversed(range(index)):
                 y_pred = hierarchy[finer].transfer.prolong_data(y_pred)
             return loss, y_pred, tf.constant(index)

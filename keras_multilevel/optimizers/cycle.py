@@ -46,6 +46,7 @@ import tensorflow as tf
 
 from keras_multilevel.hierarchy.hierarchy import restrict_level
 from keras_multilevel.optimizers.inner_product import riesz
+from keras_multilevel.optimizers.loss_scale import apply_step, loss_scale
 from keras_multilevel.optimizers.objective import add_coupling, level_gradient, level_objective, tau_correction
 
 
@@ -76,8 +77,10 @@ def momentum_slots(optimizer, variables):
     """The optimizer's momentum variable of each of ``variables``, or ``None`` if it keeps none.
 
     SGD with ``momentum > 0`` keeps ``momentums``; Adam and its relatives keep
-    their first moments in ``_momentums``.
+    their first moments in ``_momentums``; a loss-scaling wrapper keeps
+    them in its inner optimizer.
     """
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
     slots = getattr(optimizer, "momentums", None) or getattr(optimizer, "_momentums", None)
     if not slots:
         return None
@@ -100,9 +103,14 @@ def _mean(gradient_lists):
     return [tf.add_n(list(parts)) / count for parts in zip(*gradient_lists)]
 
 
-def _gradient_only(model, data, regularization):
-    """The gradient of :func:`~keras_multilevel.optimizers.objective.level_gradient` alone."""
-    return level_gradient(model, data, regularization)[2]
+def _gradient_only(model, regularization, optimizer):
+    """``data -> gradient`` of :func:`~keras_multilevel.optimizers.objective.level_gradient` alone,
+    with the level optimizer's loss scale (read when called: it is a variable)."""
+
+    def gradient(data):
+        return level_gradient(model, data, regularization, loss_scale(optimizer))[2]
+
+    return gradient
 
 
 def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regularization, inner_products):
@@ -136,10 +144,11 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
     # gradient alone, but for the report at the start), so TensorFlow optimizes
     # each once instead of a specialized copy per call: with 8 levels that was
     # most of the first cycle's start-up time.
-    start = functools.partial(level_gradient, hierarchy[0].model, regularization=regularization[0])
+    start = functools.partial(
+        level_gradient, hierarchy[0].model, regularization=regularization[0], loss_scale=loss_scale(smoothers[0])
+    )
     evaluate = [
-        functools.partial(_gradient_only, level.model, regularization=beta)
-        for level, beta in zip(hierarchy, regularization)
+        _gradient_only(level.model, beta, smoother) for level, beta, smoother in zip(hierarchy, regularization, smoothers)
     ]
     objective = [
         functools.partial(level_objective, level.model, regularization=beta)
@@ -161,7 +170,7 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
         own = layout.smoothing[index]
         for step in range(first_step, first_step + count_steps):
             grads = received if step == 0 and received is not None else gradient(index, own[step % len(own)], shift)
-            smoothers[index].apply(riesz(grads, inner_products[index]), variables)
+            apply_step(smoothers[index], riesz(grads, inner_products[index]), variables)
 
     def assign(variables, values):
         for variable, value in zip(variables, values):

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from keras_multilevel.hierarchy.hierarchy import Hierarchy, check_levels, get_coarsening
 from keras_multilevel.layers.residual import shared_depth_traces
+from keras_multilevel.optimizers import loss_scale
 from keras_multilevel.optimizers.coarse_to_fine import check_schedule, coarse_to_fine_step
 from keras_multilevel.optimizers.cycle import split_batch, v_cycle
 from keras_multilevel.optimizers.inner_product import check_inner_product, inner_product_weights, tikhonov_weights
@@ -285,6 +286,22 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         # Keras' saving walks an optimizer's attributes).
         self._model_ref = lambda: None
         self._smoothers = []
+        self._loss_scaling = None  # a LossScaleOptimizer's settings, for mixed_float16 models
+
+    def take_loss_scaling(self, wrapper):
+        """Takes over the loss scaling of the ``LossScaleOptimizer`` that wraps this optimizer.
+
+        ``model.compile`` wraps the optimizer of a ``mixed_float16`` model in
+        one; a V-cycle scales each level's loss instead, with a scale of its
+        own (:mod:`~keras_multilevel.optimizers.loss_scale`). Called by
+        ``compile`` before :meth:`attach`.
+        """
+        if self.hierarchy is not None and self._loss_scaling is None:
+            raise ValueError(
+                "This MultilevelOptimizer has already built its levels without loss scaling; "
+                "create a new one for a mixed_float16 model."
+            )
+        self._loss_scaling = loss_scale.settings_of(wrapper)
 
     @property
     def minibatches(self):
@@ -324,7 +341,9 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             self.hierarchy = Hierarchy.from_model(self._model_ref(), self.levels, coarsening=self.coarsening)
         finally:
             _building.active = False
-        self._smoothers = [_level_optimizer(self.smoother, divisor) for divisor in self._divisors]
+        self._smoothers = [
+            loss_scale.wrap(_level_optimizer(self.smoother, divisor), self._loss_scaling) for divisor in self._divisors
+        ]
         for level, smoother in zip(self.hierarchy, self._smoothers):
             smoother.build(level.variables)
         if not _has_schedule(self.smoother):

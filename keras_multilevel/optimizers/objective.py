@@ -32,7 +32,7 @@ def _loss(model, data):
     return model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight), y_pred
 
 
-def level_gradient(model, data, regularization=0.0):
+def level_gradient(model, data, regularization=0.0, loss_scale=None):
     """Returns ``(loss, y_pred, grad (L_l + sum_j beta_j ||theta_j||^2))`` on ``model`` for one mini-batch.
 
     The gradient is the Euclidean one (the exact chain rule, which the
@@ -44,6 +44,10 @@ def level_gradient(model, data, regularization=0.0):
         data: ``(x, y, sample_weight)``.
         regularization: the Tikhonov weight of this level: one number for
             every variable, or one per trainable variable.
+        loss_scale: ``None``, or the scale ``S`` of a ``mixed_float16``
+            level (:mod:`~keras_multilevel.optimizers.loss_scale`): the
+            gradient of ``S L_l`` is taken, so that small float16 gradients do
+            not underflow, and divided by ``S``.
 
     ``loss`` is what Keras reports (the compiled loss plus ``model.losses``),
     without the Tikhonov term, which only shifts the gradient.
@@ -51,7 +55,10 @@ def level_gradient(model, data, regularization=0.0):
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
         loss, y_pred = _loss(model, data)
-    gradients = tape.gradient(loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        scaled = loss if loss_scale is None else loss * tf.cast(loss_scale, loss.dtype)
+    gradients = tape.gradient(scaled, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    if loss_scale is not None:
+        gradients = [g / tf.cast(loss_scale, g.dtype) for g in gradients]
     gradients = [
         g + (2.0 * beta) * v if beta else g for g, v, beta in zip(gradients, variables, _per_variable(regularization, variables))
     ]
