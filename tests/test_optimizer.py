@@ -394,3 +394,55 @@ def test_keras_optimizer_arguments_are_sent_to_the_smoother():
         kml.MultilevelOptimizer(levels=2, clipnorm=1.0)
     with pytest.raises(TypeError, match="unexpected argument `levles`"):
         kml.MultilevelOptimizer(levles=2)
+
+
+_REPLICAS_SCRIPT = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras, numpy as np
+import keras_multilevel as kml
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+x = np.random.default_rng(0).normal(size=(24, 6)).astype("float32")
+y = x[:, :3] ** 2
+
+
+def model_and_optimizer():
+    model = kml.models.feedforward_network((6,), 3, hidden=(8,))
+    return model, kml.MultilevelOptimizer(levels=2, scheme="fas", coarsening="width")
+
+
+with strategy.scope():  # the standard pattern: refused at compile
+    model, optimizer = model_and_optimizer()
+    try:
+        model.compile(optimizer=optimizer, loss="mse")
+        print("compiled in scope")
+    except ValueError as error:
+        print("compile refused:", error)
+model, optimizer = model_and_optimizer()  # compiled on one device, fit replicated
+model.compile(optimizer=optimizer, loss="mse")
+with strategy.scope():
+    try:
+        model.fit(x, y, batch_size=24, epochs=1, verbose=0)
+        print("fit in scope")
+    except ValueError as error:
+        print("fit refused:", error)
+"""
+
+
+def test_data_parallel_training_is_refused_with_what_to_do(tmp_path):
+    """Two replicas of a MirroredStrategy: a clear refusal at compile (and at fit), never wrong counters."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "replicas.py"
+    script.write_text(_REPLICAS_SCRIPT)
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("compile refused: MultilevelOptimizer cannot train data-parallel (2 replicas") for line in lines), result.stdout
+    fit = [line for line in lines if line.startswith("fit")]
+    assert fit and fit[0].startswith("fit refused:") and "outside `strategy.scope()`" in fit[0], result.stdout

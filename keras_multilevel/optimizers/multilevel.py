@@ -82,6 +82,18 @@ _UNSUPPORTED = (
 )
 
 
+def _refuse_replicas(replicas):
+    """Data-parallel training is refused: the V-cycle does not reduce across replicas."""
+    if replicas > 1:
+        raise ValueError(
+            f"MultilevelOptimizer cannot train data-parallel ({replicas} replicas of a tf.distribute strategy): "
+            "a V-cycle's tau-corrections, transfers and level steps would each need a reduction across "
+            "replicas, which it does not do, and the loss, work units and iterations it logs would be per "
+            "replica. Train on one device: build, compile and fit the model outside `strategy.scope()` "
+            "(or use tf.distribute.OneDeviceStrategy)."
+        )
+
+
 def _check_smoother_options(smoother):
     """Refuses smoother options the V-cycle would silently ignore (clipping and weight decay are honoured)."""
     for name, harmless, reason in _UNSUPPORTED:
@@ -320,6 +332,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         attached = self._model_ref()
         if getattr(_building, "active", False):
             return
+        _refuse_replicas(tf.distribute.get_strategy().num_replicas_in_sync)
         if attached is model:
             if self.hierarchy is not None:
                 self._compile_levels()  # a re-compile may change the loss or metrics
@@ -376,6 +389,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
     def train_step(self, model, data):
         """One V-cycle on one batch: what ``model.train_step(data)`` runs."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        _refuse_replicas(tf.distribute.get_replica_context().num_replicas_in_sync)
         if self._model_ref() is not model or self.hierarchy is None:
             with tf.init_scope():
                 if not model.built:  # a Sequential model without an Input
