@@ -111,14 +111,14 @@ def _cli(*arguments):
 
 
 def test_cli_generate_resume_show_and_errors(tmp_path, capsys):
-    from keras_multilevel.cli import main
+    from keras_multilevel_cli import main
 
     out = tmp_path / "data"
     result = _cli("generate", "poisson", "--resolution", "6", "--samples", "120", "--workers", "2", "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "120 samples generated (0 kept" in result.stdout and "samples/s" in result.stdout.splitlines()[-1]
     assert "sample/s" in result.stderr  # the tqdm bar
-    # the rest in-process: same entry point (keras_multilevel.cli.main), without a TensorFlow start-up each
+    # the rest in-process: same entry point (keras_multilevel_cli.main), without a TensorFlow start-up each
     assert main(["datasets", "generate", "poisson", "--resolution", "6", "--samples", "120", "--out", str(out),
                  "--quiet"]) == 0
     assert "0 samples generated (120 kept" in capsys.readouterr().out
