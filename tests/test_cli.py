@@ -40,7 +40,7 @@ for command in {commands!r}:
         parser.parse_args([*command.split(), "--help"])
     except SystemExit:
         pass
-parser.parse_args(["datasets", "generate", "poisson"])
+parser.parse_args(["datasets", "generate", "poisson", "--data-dir", "somewhere"])
 print(json.dumps([name for name in {HEAVY!r} if name in sys.modules]), file=sys.stderr)
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
@@ -59,8 +59,18 @@ def test_version_is_the_installed_package_version():
 def test_help_shows_the_defaults():
     generate = _command("datasets", "generate", "--help").stdout
     assert "(default: 32)" in generate and "(default: 1)" in generate  # --resolution, --workers
-    assert "(default: None)" not in generate
+    assert "TFDS' data folder" in generate and "(default: None)" not in generate
     assert "(default: 1,8)" in _command("demo", "--help").stdout
+
+
+def test_every_data_folder_option_is_named_data_dir():
+    folders = {}
+    for path, parser in _sub_commands(cli.build_parser()):
+        for action in parser._actions:
+            if "data" in action.dest:
+                folders.setdefault(tuple(action.option_strings), []).append(" ".join(path))
+    assert set(folders) == {("--data-dir",)}
+    assert sorted(folders[("--data-dir",)]) == ["datasets generate", "datasets show", "zoo evaluate", "zoo train"]
 
 
 def test_zoo_list_of_a_folder_without_presets_fails_with_one_line(tmp_path, capsys):
