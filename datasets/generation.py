@@ -63,7 +63,7 @@ def plan(samples, shard_size=SHARD_SIZE):
     return [(start, min(start + shard_size, samples)) for start in range(0, samples, shard_size)]
 
 
-def check_out(root, argument="out"):
+def check_out(root, argument="root"):
     """Creates ``root`` if needed and checks that it can be written (a ValueError names ``argument``)."""
     root = pathlib.Path(root)
     try:

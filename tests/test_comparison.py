@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from keras_multilevel import cli, comparison
+import keras_multilevel_cli as cli
+from keras_multilevel import comparison
 
 
 @pytest.fixture(scope="module")

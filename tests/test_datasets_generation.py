@@ -131,7 +131,7 @@ def _mpiexec():
 def test_two_mpi_ranks_produce_the_serial_data_set_byte_for_byte(tmp_path):
     """2 ranks, each with 2 worker processes (shards 0, 2, 4 on rank 0), against one serial process."""
     command = [str(_mpiexec()), "-n", "2", str(BIN / "keras-multilevel"), "datasets", "generate", "darcy",
-               "--resolution", "6", "--samples", "450", "--seed", "5", "--workers", "2", "--out", str(tmp_path / "mpi"),
+               "--resolution", "6", "--samples", "450", "--seed", "5", "--workers", "2", "--data-dir", str(tmp_path / "mpi"),
                "--quiet"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -179,12 +179,12 @@ def test_an_unwritable_output_directory_is_a_clear_error_and_loses_nothing(tmp_p
     before = _files(report.directory)
     blocked = tmp_path / "file"
     blocked.write_text("not a directory")
-    with pytest.raises(ValueError, match="`out` must be a writable directory"):
+    with pytest.raises(ValueError, match="`root` must be a writable directory"):
         generation.generate("poisson", 6, 10, root=blocked / "sub", progress=False)
     if os.geteuid() != 0:  # root can write anywhere
         read_only = tmp_path / "read-only"
         read_only.mkdir()
         read_only.chmod(0o500)
-        with pytest.raises(ValueError, match="`out` must be a writable directory"):
+        with pytest.raises(ValueError, match="`root` must be a writable directory"):
             generation.generate("poisson", 6, 10, root=read_only, progress=False)
     assert _files(report.directory) == before

@@ -1,5 +1,6 @@
 """kml.datasets.load / the TFDS builders (paper 002 §8) and the `keras-multilevel datasets` command."""
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -105,39 +106,42 @@ def test_load_into_an_unwritable_place_is_a_value_error(tmp_path):
         datasets.load("poisson", 8, data_dir=blocked / "sub", samples=10)
 
 
-def _cli(*arguments):
+def _cli(*arguments, env=None):
     return subprocess.run([str(BIN / "keras-multilevel"), "datasets", *arguments], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=env)
 
 
-def test_cli_generate_resume_show_and_errors(tmp_path, capsys):
-    from keras_multilevel.cli import main
+def test_cli_generate_resume_show_and_errors(tmp_path, capsys, monkeypatch):
+    from keras_multilevel_cli import main
 
     out = tmp_path / "data"
-    result = _cli("generate", "poisson", "--resolution", "6", "--samples", "120", "--workers", "2", "--out", str(out))
+    # No --data-dir: the data go to TFDS' data folder, the one kml.datasets.load reads by default.
+    result = _cli("generate", "poisson", "--resolution", "6", "--samples", "120", "--workers", "2",
+                  env={**os.environ, "TFDS_DATA_DIR": str(out)})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "120 samples generated (0 kept" in result.stdout and "samples/s" in result.stdout.splitlines()[-1]
+    assert "read it with kml.datasets.load('poisson', resolution=6, split='train', samples=120)" in result.stdout
     assert "sample/s" in result.stderr  # the tqdm bar
-    # the rest in-process: same entry point (keras_multilevel.cli.main), without a TensorFlow start-up each
-    assert main(["datasets", "generate", "poisson", "--resolution", "6", "--samples", "120", "--out", str(out),
+    # the rest in-process: same entry point (keras_multilevel_cli.main), without a TensorFlow start-up each
+    assert main(["datasets", "generate", "poisson", "--resolution", "6", "--samples", "120", "--data-dir", str(out),
                  "--quiet"]) == 0
     assert "0 samples generated (120 kept" in capsys.readouterr().out
     loaded = datasets.load("poisson", 6, "test", out, samples=120, batch_size=None)
     assert sum(1 for _ in loaded) == 12
 
-    png = tmp_path / "look.png"
-    assert main(["datasets", "show", "poisson", "--resolution", "6", "--samples", "120", "--data-dir", str(out),
-                 "--png", str(png)]) == 0
+    monkeypatch.chdir(tmp_path)  # the PNG goes to the current folder by default
+    assert main(["datasets", "show", "poisson", "--resolution", "6", "--samples", "120", "--data-dir", str(out)]) == 0
+    png = tmp_path / "poisson_n6.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     for arguments, text in [
-        (("generate", "heat", "--out", str(out)), "NAME must be one of ['darcy', 'poisson']"),
-        (("generate", "poisson", "--resolution", "3", "--out", str(out)), "`resolution` (--resolution) must be an integer >= 4"),
-        (("generate", "poisson", "--resolution", "x", "--out", str(out)), "got 'x'"),
-        (("generate", "poisson", "--samples", "0", "--out", str(out)), "`samples` (--samples) must be a positive integer"),
-        (("generate", "poisson", "--workers", "0", "--out", str(out)), "`workers` (--workers) must be a positive integer"),
-        (("generate", "poisson", "--seed", "1.5", "--out", str(out)), "`seed` (--seed) must be a non-negative integer"),
-        (("generate", "poisson", "--out", str(png / "x")), "`out` (--out) must be a writable directory"),
+        (("generate", "heat", "--data-dir", str(out)), "NAME must be one of ['darcy', 'poisson']"),
+        (("generate", "poisson", "--resolution", "3", "--data-dir", str(out)), "`resolution` (--resolution) must be an integer >= 4"),
+        (("generate", "poisson", "--resolution", "x", "--data-dir", str(out)), "got 'x'"),
+        (("generate", "poisson", "--samples", "0", "--data-dir", str(out)), "`samples` (--samples) must be a positive integer"),
+        (("generate", "poisson", "--workers", "0", "--data-dir", str(out)), "`workers` (--workers) must be a positive integer"),
+        (("generate", "poisson", "--seed", "1.5", "--data-dir", str(out)), "`seed` (--seed) must be a non-negative integer"),
+        (("generate", "poisson", "--data-dir", str(png / "x")), "`data_dir` (--data-dir) must be a writable directory"),
         (("show", "poisson", "--split", "dev", "--data-dir", str(out)), "`split` (--split) must be one of"),
         (("show", "poisson", "--data-dir", str(png / "x")), "`data_dir` (--data-dir) must be a writable directory"),
         (("show", "poisson", "--count", "0", "--data-dir", str(out)), "`count` (--count) must be a positive integer"),

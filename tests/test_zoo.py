@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import keras_multilevel as kml
-from keras_multilevel import cli, zoo
+import keras_multilevel_cli as cli
+from keras_multilevel import zoo
 
 NAME = "poisson_unet_n8"
 RECIPE = {

@@ -1,8 +1,8 @@
-"""The ``keras-multilevel`` command line: long jobs behind one entry point.
+"""The ``demo`` and ``bench circles`` commands: single-level against multilevel training.
 
-``demo`` and ``bench circles`` compare single-level and multilevel training
-(:mod:`keras_multilevel.comparison`); ``datasets`` is registered by the
-dataset package. Every sub-command sets ``func``, which returns an exit code.
+Both train the co-centric circles networks of :mod:`keras_multilevel.comparison`
+for each number of levels and write a table and plots; the library (and
+TensorFlow) is imported only when one of them runs.
 """
 
 import argparse
@@ -86,42 +86,20 @@ def _add_comparison_arguments(parser, blocks, levels, budget, out):
     )
     parser.add_argument("--budget", type=_positive_float, default=budget, help="work units per configuration")
     parser.add_argument("--target", type=_positive_float, default=0.99, help="validation accuracy that stops a run")
-    parser.add_argument("--learning-rate", type=_positive_float, default=0.1)
+    parser.add_argument("--learning-rate", type=_positive_float, default=0.1, help="of full-batch gradient descent")
     parser.add_argument("--regularization", type=float, default=1e-4, help="Tikhonov beta")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=out, help="folder for table.md and convergence.png")
+    parser.add_argument("--seed", type=int, default=0, help="of the data and the initial weights")
+    parser.add_argument("--out", default=out, help="folder for table.md, convergence.png and decision_boundary.png")
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="keras-multilevel",
-        description="Multilevel training for Keras: demo, benchmarks, PDE datasets, model zoo.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def register(commands):
+    """Adds the ``demo`` and ``bench`` commands to an argparse sub-parsers object."""
     demo = commands.add_parser("demo", help="single-level vs multilevel training on co-centric circles (under a minute)")
-    _add_comparison_arguments(demo, blocks=2048, levels=[1, 8], budget=150.0, out="out/demo")
+    _add_comparison_arguments(demo, blocks=2048, levels="1,8", budget=150.0, out="out/demo")
     demo.set_defaults(func=lambda args: _compare(args, "Co-centric circles: single-level vs multilevel (demo)"))
 
     bench = commands.add_parser("bench", help="reproducible benchmarks")
     suites = bench.add_subparsers(dest="suite", required=True, metavar="SUITE")
     circles = suites.add_parser("circles", help="paper 000 Table 1 (co-centric circles)")
-    _add_comparison_arguments(circles, blocks=2048, levels=[1, 2, 4, 6, 8], budget=300.0, out="out/bench/circles")
+    _add_comparison_arguments(circles, blocks=2048, levels="1,2,4,6,8", budget=300.0, out="out/bench/circles")
     circles.set_defaults(func=lambda args: _compare(args, "Paper 000 Table 1, co-centric circles"))
-
-    from keras_multilevel_datasets import cli as datasets_cli
-
-    datasets_cli.register(commands)
-    from keras_multilevel import zoo_cli
-
-    zoo_cli.register(commands)
-    return parser
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,8 +4,10 @@
 retrains it from its recipe; both compare the result with the preset's card
 (:mod:`keras_multilevel.zoo`). A bad argument prints an error naming it and
 exits with status 2; ``train`` exits with 1 when the retrained model misses
-the card's tolerance, and every command exits with 1 on a preset whose files
-fail their sha256 check.
+the card's tolerance, every command exits with 1 on a preset whose files
+fail their sha256 check, and ``list`` exits with 1 when ``--presets`` holds
+no preset. ``keras_multilevel`` (and TensorFlow) is imported only when a
+command runs.
 """
 
 import sys
@@ -30,13 +32,15 @@ def register(commands):
     evaluate.add_argument("--samples", type=int, default=200, help="fresh examples to generate and measure (>= 3)")
     evaluate.add_argument("--seed", type=int, default=777, help="generation seed (not the training data's)")
     evaluate.add_argument("--resolution", type=int, default=None, help="M = N * 2^k (default: the preset's N)")
-    evaluate.add_argument("--data-dir", default=None, help="where to generate the data (default: a temporary folder)")
+    evaluate.add_argument("--data-dir", default=None, help="folder of the data (default: a temporary folder)")
     evaluate.set_defaults(func=_evaluate)
 
     train = actions.add_parser("train", help="retrain a preset from its recipe and compare it with its card")
     train.add_argument("name", help="preset name, e.g. poisson_unet_n32")
-    train.add_argument("--out", default="retrained", help="folder for the new preset folder (default: retrained)")
-    train.add_argument("--data-dir", default=None, help="folder of the training data (default: TFDS')")
+    train.add_argument("--out", default="retrained", help="folder for the new preset folder")
+    train.add_argument(
+        "--data-dir", default=None, help="folder of the training data (default: TFDS' data folder, as kml.datasets.load)"
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=_train)
 
@@ -68,6 +72,14 @@ def _run(action):
 def _list(args):
     from keras_multilevel import zoo
 
+    if not zoo.names(args.presets):
+        folder = zoo.store.PRESETS if args.presets is None else args.presets
+        print(
+            f"keras-multilevel zoo: error: no presets in {folder} (a preset is a folder with a metadata.json, "
+            "as kml.zoo.create writes); check --presets.",
+            file=sys.stderr,
+        )
+        return 1
     print(zoo.table(args.presets))
     return 0
 

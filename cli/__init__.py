@@ -1,0 +1,86 @@
+"""The ``keras-multilevel`` command line: long jobs behind one entry point.
+
+Installed as ``keras_multilevel_cli`` (the repository's top-level ``cli/``
+folder), outside the ``keras_multilevel`` package on purpose: importing that
+package starts TensorFlow (seconds), and parsing arguments, ``--help`` and
+``--version`` must not wait for it. Each sub-command imports TensorFlow,
+Keras and the library inside the function that runs it (its ``func``, which
+returns an exit code). The sub-commands:
+
+- ``demo``, ``bench circles`` (:mod:`.comparison`): single- vs multilevel training,
+- ``datasets`` (registered by :mod:`keras_multilevel_datasets.cli`),
+- ``zoo`` (:mod:`.zoo`).
+
+Every command that reads or writes PDE data takes the folder as
+``--data-dir``, by default TFDS' data folder, the one
+``kml.datasets.load`` uses.
+"""
+
+import argparse
+import importlib.metadata
+import os
+import sys
+
+# The Keras backends keras_multilevel runs on (keras_multilevel._env refuses the others at import).
+BACKENDS = ("tensorflow",)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default in ``--help``, except ``None`` and ``False`` (the help text says what they mean)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose help shows defaults; its sub-parsers are ``Parser`` s too."""
+
+    def __init__(self, *args, formatter_class=HelpFormatter, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+
+def build_parser():
+    """The parser of every sub-command (imports neither TensorFlow nor Keras)."""
+    from keras_multilevel_datasets import cli as datasets_cli
+
+    from . import comparison, zoo
+
+    parser = Parser(
+        prog="keras-multilevel",
+        description="Multilevel training for Keras: demo, benchmarks, PDE datasets, model zoo.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {importlib.metadata.version('keras-multilevel')}"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    comparison.register(commands)
+    datasets_cli.register(commands)
+    zoo.register(commands)
+    return parser
+
+
+def check_backend():
+    """``None`` when ``KERAS_BACKEND`` is unset or supported, else the one-line error to print."""
+    backend = os.environ.get("KERAS_BACKEND")
+    if backend is None or backend in BACKENDS:
+        return None
+    return (
+        f"keras-multilevel: error: KERAS_BACKEND={backend!r} is not supported; keras-multilevel runs on "
+        f"{', '.join(BACKENDS)}: set KERAS_BACKEND=tensorflow or unset it."
+    )
+
+
+def main(argv=None):
+    """Parses ``argv`` (default ``sys.argv[1:]``) and runs the sub-command; returns its exit code.
+
+    A ``KERAS_BACKEND`` other than those in :data:`BACKENDS` exits with 2
+    and a one-line error before anything is imported.
+    """
+    args = build_parser().parse_args(argv)
+    error = check_backend()
+    if error:
+        print(error, file=sys.stderr)
+        return 2
+    return args.func(args)
