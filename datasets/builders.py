@@ -1,8 +1,12 @@
 """TensorFlow Datasets builders ``poisson`` (paper 002 §8.1) and ``darcy`` (002 §8.2).
 
 One builder per problem, one config per resolution: ``n16``, ``n32``,
-``n64`` ship by name; any N >= 4 (and other sizes or seeds) is a config made
-by :func:`config` (named ``n<N>`` or ``n<N>_s<samples>_seed<seed>``). Each
+``n64`` are listed; any N >= 4 (and other sizes or seeds) is a config made
+by :func:`config`, named ``n<N>`` or ``n<N>_s<samples>_seed<seed>``, and
+TFDS finds it by that name too (``tfds.load("poisson/n48")``,
+``tfds.builder("darcy/n8_s30_seed7")``): importing ``keras_multilevel``
+registers both builders. ``as_supervised=True`` gives ``(inputs, target)``
+for Poisson and ``(inputs, pressure)`` for Darcy. Each
 config holds ``samples`` examples with seed ``seed``; examples are indexed
 ``0 .. samples-1`` and the splits are contiguous index ranges: validation
 and test get ``max(1, samples // 10)`` each, train the rest (10,000 →
@@ -26,6 +30,7 @@ at cell centres):
 """
 
 import dataclasses
+import re
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -73,6 +78,21 @@ def split_ranges(samples):
     return ranges
 
 
+_CONFIG_NAME = re.compile(r"^n(\d+)(?:_s(\d+)_seed(\d+))?$")
+
+
+def config_from_name(problem, name):
+    """The config named ``n<N>`` or ``n<N>_s<samples>_seed<seed>`` (:func:`config`'s names), or ``None``."""
+    match = _CONFIG_NAME.match(name)
+    if match is None:
+        return None
+    resolution, samples, seed = match.groups()
+    cfg = config(problem, int(resolution), None if samples is None else int(samples), 0 if seed is None else int(seed))
+    if cfg.name != name:  # e.g. "n32_s10000_seed0", whose canonical name is "n32"
+        raise ValueError(f"Config {name!r} of {problem} is called {cfg.name!r}: use that name.")
+    return cfg
+
+
 def config(name, resolution=32, samples=None, seed=0):
     """The config of problem ``name`` for N, samples and seed (validated; ValueErrors name the argument)."""
     problem = problems.get(name)
@@ -106,6 +126,14 @@ class _PDEBuilder(tfds.core.GeneratorBasedBuilder):
     workers = 1
     progress = True
 
+    SUPERVISED_KEYS = None  # (input feature, target feature) for as_supervised=True
+
+    @classmethod
+    def get_builder_config(cls, name, version=None):
+        """A listed config, or any config by :func:`config`'s name (so that TFDS finds every resolution)."""
+        listed = super().get_builder_config(name, version)
+        return listed if listed is not None else config_from_name(cls.PROBLEM, name)
+
     def _features(self, resolution):
         raise NotImplementedError
 
@@ -127,6 +155,7 @@ class _PDEBuilder(tfds.core.GeneratorBasedBuilder):
             features=tfds.features.FeaturesDict(self._features(n)),
             homepage="https://github.com/FEniCS/dolfinx",
             citation=CITATION,
+            supervised_keys=self.SUPERVISED_KEYS,
             disable_shuffling=True,  # records in index order
         )
 
@@ -163,8 +192,9 @@ class Poisson(_PDEBuilder):
     """002 §8.1: -div(κ grad u) = f on the unit square, u = 0 on the boundary (P1, DOLFINx)."""
 
     PROBLEM = "poisson"
+    SUPERVISED_KEYS = ("inputs", "target")
     BUILDER_CONFIGS = [config("poisson", n) for n in NAMED_RESOLUTIONS]
-    DEFAULT_CONFIG_NAME = "n32"
+    DEFAULT_BUILDER_CONFIG_NAME = "n32"  # the attribute TFDS reads
 
     def _features(self, n):
         return {
@@ -189,8 +219,9 @@ class Darcy(_PDEBuilder):
     """002 §8.2: mixed RT/DG0 Darcy flow with log-normal permeability; cell pressures and Q (eq 43)."""
 
     PROBLEM = "darcy"
+    SUPERVISED_KEYS = ("inputs", "pressure")
     BUILDER_CONFIGS = [config("darcy", n) for n in NAMED_RESOLUTIONS]
-    DEFAULT_CONFIG_NAME = "n32"
+    DEFAULT_BUILDER_CONFIG_NAME = "n32"  # the attribute TFDS reads
 
     def _features(self, n):
         return {

@@ -12,6 +12,9 @@ import logging
 
 import numpy as np
 
+# Importing the builders registers them with TFDS: tfds.builder("poisson"), tfds.load("darcy/n48").
+from keras_multilevel_datasets import builders
+
 
 def concentric_circles(samples, seed=0):
     """Samples the co-centric circles problem of paper 000 §4 as its source defines it.
@@ -63,13 +66,9 @@ def builder(name, resolution=32, samples=None, seed=0, data_dir=None):
     ``resolution`` that is not an integer >= 4, ``samples`` < 3 or a ``seed``
     that is not a non-negative integer.
     """
-    from keras_multilevel_datasets import builders
-
     cls, cfg = builders.BUILDERS[_check_name(name)], builders.config(name, resolution, samples, seed)
-    if cfg.name in {named.name for named in cls.BUILDER_CONFIGS}:
-        cfg = cfg.name  # TFDS wants the shipped configs by name
     with _quiet_absl():
-        return cls(config=cfg, data_dir=data_dir)
+        return cls(config=cfg.name, data_dir=data_dir)  # TFDS finds every config by its name
 
 
 @contextlib.contextmanager
