@@ -21,7 +21,8 @@ import importlib.metadata
 import os
 import sys
 
-# The Keras backends keras_multilevel runs on (keras_multilevel._env refuses the others at import).
+# The Keras backends the command line runs on: its commands train and evaluate with the multilevel
+# optimizer, which is TensorFlow code (under other backends only kml.datasets and kml.zoo import).
 BACKENDS = ("tensorflow",)
 
 

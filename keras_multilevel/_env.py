@@ -3,7 +3,8 @@
 Selects the TensorFlow backend and keeps TensorFlow's C++ start-up logging
 (absl's "All log messages before absl::InitializeLog()" and the oneDNN
 notice, which no environment variable silences) out of users' faces. Both
-are defaults: a user's own environment wins.
+are defaults: a user's own environment wins. TensorFlow is imported under
+every backend: the data sets are ``tf.data`` pipelines.
 """
 
 import os
@@ -26,12 +27,3 @@ def _import_tensorflow_quietly():
 
 
 _import_tensorflow_quietly()
-
-import keras  # noqa: E402
-
-if keras.backend.backend() != "tensorflow":
-    raise ImportError(
-        "keras_multilevel runs on the TensorFlow backend, but Keras was started "
-        f"with KERAS_BACKEND={keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow "
-        "before the first `import keras`."
-    )
