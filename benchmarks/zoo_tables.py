@@ -15,7 +15,7 @@ measured at the end of each epoch; the single-level run stops there.
 Usage::
 
     python benchmarks/zoo_tables.py --problem poisson --resolutions 16 32 64 \\
-        --presets keras_multilevel/zoo/presets --out benchmarks/results/zoo
+        --presets zoo --out benchmarks/results/zoo
 """
 
 import argparse
@@ -83,7 +83,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--problem", choices=["poisson", "darcy"], required=True)
     parser.add_argument("--resolutions", type=int, nargs="+", default=[16, 32, 64], choices=sorted(EPOCHS))
-    parser.add_argument("--presets", default="keras_multilevel/zoo/presets")
+    parser.add_argument("--presets", default="zoo")
     parser.add_argument("--out", default="benchmarks/results/zoo")
     args = parser.parse_args(argv)
     out = pathlib.Path(args.out)

@@ -71,8 +71,14 @@ def test_save_load_round_trip_gives_identical_predictions(presets):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     assert loaded.loss == "mse" and isinstance(loaded.optimizer, keras.optimizers.Adam)
     assert not zoo.load(NAME, compile=False, presets_dir=folder).compiled
-    assert zoo.list(folder)[0]["test"] == METRICS and NAME in zoo.table(folder)
+    assert zoo.list_presets(folder)[0]["test"] == METRICS and NAME in zoo.table(folder)
     assert zoo.show(NAME, folder).startswith(f"# {NAME}")
+    # A preset folder by its path, as keras-hub's from_preset(path).
+    by_path = zoo.load(str(folder / NAME), compile=False)
+    np.testing.assert_array_equal(by_path.predict(x, verbose=0), model.predict(x, verbose=0))
+    with pytest.raises(ValueError, match=r"is not a preset folder: it has no metadata.json"):
+        zoo.load(str(folder / "nowhere"))
+    assert not hasattr(zoo, "list")  # no builtin shadowed: kml.zoo.list_presets()
 
 
 def test_load_at_another_resolution(presets):
@@ -172,7 +178,7 @@ def test_train_evaluate_and_retrain_a_recipe(tmp_path, capsys):
 EVALUATION_SAMPLES = 200
 
 
-NO_PRESETS = pytest.param(None, marks=pytest.mark.skip(reason="no presets shipped in keras_multilevel/zoo/presets yet"))
+NO_PRESETS = pytest.param(None, marks=pytest.mark.skip(reason="no presets shipped in zoo/ yet"))
 
 
 @pytest.mark.parametrize("name", zoo.names() or [NO_PRESETS])

@@ -3,12 +3,14 @@
 Each preset (``{problem}_unet_n{N}``, e.g. ``poisson_unet_n32``) is a folder
 of ``config.json``, ``model.weights.h5``, a model card ``README.md`` and
 ``metadata.json`` (recipe, data set, metrics, tolerance, versions, sha256 of
-the other files) under ``keras_multilevel/zoo/presets/``::
+the other files) in the repository's top-level ``zoo/`` folder (installed as
+``keras_multilevel_zoo``)::
 
     import keras_multilevel as kml
 
     print(kml.zoo.table())                          # the presets and their test errors
     model = kml.zoo.load("poisson_unet_n32")        # verified, rebuilt safely, compiled
+    mine = kml.zoo.load("retrained/poisson_unet_n32")   # or a preset folder, keras-hub's from_preset(path)
     coarse = kml.zoo.load("poisson_unet_n32", resolution=16)   # stencils restricted (004 §3.2)
     print(kml.zoo.show("poisson_unet_n32"))         # the card
     kml.zoo.evaluate("poisson_unet_n32")            # errors on freshly generated data
@@ -23,6 +25,7 @@ of the shipped ones (``keras_multilevel.zoo.store.PRESETS``).
 
 from keras_multilevel.zoo.metrics import measure, metrics
 from keras_multilevel.zoo.recipe import check_recipe
-from keras_multilevel.zoo.store import IntegrityError, load, metadata, names, preset_name, save_preset, show, table, verify
-from keras_multilevel.zoo.store import list_presets as list  # noqa: A001  (kml.zoo.list(), like keras-hub)
+from keras_multilevel.zoo.store import (
+    IntegrityError, list_presets, load, metadata, names, preset_name, save_preset, show, table, verify,
+)
 from keras_multilevel.zoo.training import Comparison, compare, create, evaluate, train, train_recipe

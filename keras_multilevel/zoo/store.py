@@ -25,11 +25,12 @@ import platform
 import warnings
 
 import keras
+import keras_multilevel_zoo
 
 from keras_multilevel.zoo import card as cards
 from keras_multilevel.zoo.recipe import check_recipe, dataset_description
 
-PRESETS = pathlib.Path(__file__).parent / "presets"
+PRESETS = pathlib.Path(keras_multilevel_zoo.__file__).parent  # the repository's top-level zoo/, in the wheel
 HASHED = ("config.json", "model.weights.h5", "README.md")
 DEFAULT_TOLERANCE = {"metric": "relative_l2", "relative": 0.25}
 
@@ -201,6 +202,19 @@ def build(config, source):
         ) from None
 
 
+def _locate(preset, presets_dir):
+    """``(name, presets_dir)`` of a preset given by name, or by the path of its folder (keras-hub's ``from_preset(path)``)."""
+    path = pathlib.Path(preset)
+    if presets_dir is None and (path.parent != pathlib.Path(".") or (path / "metadata.json").is_file()):
+        if not (path / "metadata.json").is_file():
+            raise ValueError(
+                f"{path} is not a preset folder: it has no metadata.json. Give a preset name "
+                f"(kml.zoo.names(): {', '.join(names())}) or the folder of one."
+            )
+        return path.resolve().name, path.resolve().parent
+    return str(preset), presets_dir
+
+
 def load(name, resolution=None, compile=True, presets_dir=None):
     """A pretrained model of the zoo, verified, rebuilt safely and ready to use.
 
@@ -209,7 +223,9 @@ def load(name, resolution=None, compile=True, presets_dir=None):
     Keras' safe mode (no code is executed) and the weights are loaded.
 
     Args:
-        name: a preset name, e.g. ``"poisson_unet_n32"`` (see ``kml.zoo.list()``).
+        name: a preset name, e.g. ``"poisson_unet_n32"`` (see ``kml.zoo.list_presets()``),
+            or the path of a preset folder (one written by ``kml.zoo.create``
+            or ``keras-multilevel zoo train``), as keras-hub's ``from_preset(path)``.
         resolution: ``None`` for the preset's own ``N``, or ``M = N * 2^k``:
             the network moved to ``M x M`` inputs with its convolution
             stencils transferred (004 §3.2, :func:`kml.hierarchy.at_resolution`).
@@ -225,6 +241,7 @@ def load(name, resolution=None, compile=True, presets_dir=None):
             rebuilt safely.
         IntegrityError: a file does not match its recorded sha256.
     """
+    name, presets_dir = _locate(name, presets_dir)
     meta = verify(name, presets_dir)
     folder = preset_folder(name, presets_dir)
     model = build(json.loads((folder / "config.json").read_text()), folder / "config.json")
