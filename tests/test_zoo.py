@@ -203,3 +203,37 @@ def test_every_shipped_preset_meets_its_card(name, tmp_path):
         f"{standard_error:.4f}; increase EVALUATION_SAMPLES for the check to mean something."
     )
     assert comparison.passed, str(comparison)
+
+
+def test_a_model_of_ones_own_saved_as_a_preset_loads_by_path_and_has_a_card(tmp_path):
+    """keras-hub's save_to_preset for a model trained outside a recipe: measured metrics, sha256, card, load(path)."""
+    keras.utils.set_random_seed(3)
+    model = kml.models.unet(8, filters=(4, 8))
+    folder = tmp_path / "presets" / "my_poisson_net"
+    meta = zoo.save_to_preset(
+        model, folder, "poisson", samples=40, data_dir=tmp_path / "data",
+        training={"optimizer": "MultilevelOptimizer(levels=2, coarsening='resolution')", "epochs": 0},
+    )
+    assert meta["recipe"] is None and meta["dataset"]["resolution"] == 8 and meta["metrics"]["test"]["examples"] == 4
+    # The metrics are the model's own on the test split.
+    test = kml.datasets.load("poisson", 8, "test", tmp_path / "data", samples=40, batch_size=None)
+    inputs, targets = (np.stack(values) for values in zip(*[(x.numpy(), u.numpy()) for x, u in test]))
+    expected = zoo.metrics(model.predict(inputs, verbose=0), targets)
+    assert meta["metrics"]["test"]["relative_l2"] == pytest.approx(expected["relative_l2"], rel=1e-5)
+    loaded = zoo.load(str(folder))
+    np.testing.assert_array_equal(loaded.predict(inputs, verbose=0), model.predict(inputs, verbose=0))
+    card = zoo.show("my_poisson_net", folder.parent)
+    assert "Trained by its author, not from a recipe" in card and "epochs: 0" in card and "zoo train" not in card.split("## Use")[1]
+    with pytest.raises(ValueError, match="saved without a recipe"):
+        zoo.train("my_poisson_net", tmp_path / "again", presets_dir=folder.parent)
+    with pytest.raises(ValueError, match=r"`problem` must be one of \['poisson', 'darcy'\]"):
+        zoo.save_to_preset(model, tmp_path / "x", "burgers")
+    with pytest.raises(ValueError, match=r"maps \(N, N, 3\) inputs"):
+        zoo.save_to_preset(kml.models.feedforward_network((6,), 3), tmp_path / "x", "poisson")
+
+
+@pytest.mark.parametrize("name", zoo.names() or [NO_PRESETS])
+def test_every_shipped_card_is_written_from_its_metadata(name):
+    metadata = zoo.metadata(name)
+    metadata.pop("files")
+    assert zoo.card.card(metadata) == zoo.show(name)

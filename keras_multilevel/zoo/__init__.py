@@ -28,4 +28,4 @@ from keras_multilevel.zoo.recipe import check_recipe
 from keras_multilevel.zoo.store import (
     IntegrityError, list_presets, load, metadata, names, preset_name, save_preset, show, table, verify,
 )
-from keras_multilevel.zoo.training import Comparison, compare, create, evaluate, train, train_recipe
+from keras_multilevel.zoo.training import Comparison, compare, create, evaluate, save_to_preset, train, train_recipe

@@ -56,34 +56,12 @@ def _optimizer(recipe):
     return f"kml.MultilevelOptimizer({', '.join(arguments)}, smoother=keras.optimizers.{smoother['class_name']}({settings}))"
 
 
-def card(metadata):
-    """The markdown model card of a preset from its metadata (everything but ``files``)."""
-    recipe, dataset, metrics = metadata["recipe"], metadata["dataset"], metadata["metrics"]
-    name, n = metadata["name"], metadata["resolution"]
-    output, inputs, symbol = PROBLEMS[metadata["problem"]]
-    tolerance = metadata["tolerance"]
-    bound = metrics["test"][tolerance["metric"]] * (1 + tolerance["relative"])
+def _recipe_sections(metadata):
+    """Architecture and Training of a preset made from a recipe (:func:`keras_multilevel.zoo.create`)."""
+    recipe, dataset, training, n = metadata["recipe"], metadata["dataset"], metadata["training"], metadata["resolution"]
     architecture = "".join(f", {key}={value!r}" for key, value in recipe["architecture"].items())
-    training = metadata["training"]
     splits = " / ".join(f"{size:,}" for size in dataset["splits"].values())
-    rows = "\n".join(
-        f"| {split} | {values['examples']:,} | {values['l2']:.4e} | {values['relative_l2']:.4f} "
-        f"(± {values['relative_l2_std']:.4f}) | {values['linf']:.4e} |"
-        for split, values in metrics.items()
-    )
-    coarser = f'\ncoarse = kml.zoo.load("{name}", resolution={n // 2})   # N/2: stencils restricted (K_H = R K_h P)' if n % 2 == 0 else ""
-    return f"""# {name}
-
-A U-Net surrogate of a PDE solver: from {inputs} on the {n}×{n} grid of cell centres, it predicts
-{output}, at the same {n}×{n} points. Data set: {PAPER_002}, regenerated with FEniCSx
-(`kml.datasets.load("{dataset['name']}", resolution={n})`).
-
-- **Input** `(batch, {n}, {n}, 3)`: channel 0 the coefficient ({symbol}),
-  channels 1 and 2 the `x` and `y` coordinates of the cell centres (row = y, column = x).
-- **Output** `(batch, {n}, {n}, 1)`: the prediction of `{metadata["target"]}` (the data set's target).
-- **Task**: {metadata["task"]}, {metadata["parameter_count"]:,} parameters.
-
-## Architecture
+    return f"""## Architecture
 
 `kml.models.unet({n}{architecture})`: stride-1 same-padded convolutions on
 each grid, 2×2 average pooling down and nearest-neighbour upsampling up with skip connections,
@@ -100,7 +78,57 @@ move to another resolution (004 §3.2).
 - {recipe['epochs']} epochs of batches of {recipe['batch_size']}, seed {recipe['seed']}: {training['work_units']:,.0f} work units
   (fine gradient evaluations, 000 eq 10) in {training['wall_time_s']:,.0f} s.
 
-The full recipe is `recipe` in `metadata.json`.
+The full recipe is `recipe` in `metadata.json`."""
+
+
+def _own_sections(metadata):
+    """Architecture and Training of a model its author trained (:func:`keras_multilevel.zoo.save_to_preset`)."""
+    dataset, n = metadata["dataset"], metadata["resolution"]
+    splits = " / ".join(f"{size:,}" for size in dataset["splits"].values())
+    said = "".join(f"\n- {key}: {value}" for key, value in metadata["training"].items()) or "\n- (nothing recorded)"
+    return f"""## Architecture
+
+A Keras model of {metadata["parameter_count"]:,} parameters; `config.json` holds it.
+
+## Training
+
+Trained by its author, not from a recipe (`kml.zoo.save_to_preset`): it cannot be retrained with
+`keras-multilevel zoo train`. Data: `{dataset['name']}` at N = {n}, {dataset['samples']:,} examples generated
+with seed {dataset['seed']} (train / validation / test = {splits}), target `{dataset['target']}`.
+What its author recorded of the training:
+{said}"""
+
+
+def card(metadata):
+    """The markdown model card of a preset from its metadata (everything but ``files``)."""
+    dataset, metrics = metadata["dataset"], metadata["metrics"]
+    name, n = metadata["name"], metadata["resolution"]
+    output, inputs, symbol = PROBLEMS[metadata["problem"]]
+    tolerance = metadata["tolerance"]
+    bound = metrics["test"][tolerance["metric"]] * (1 + tolerance["relative"])
+    sections = _recipe_sections(metadata) if metadata["recipe"] is not None else _own_sections(metadata)
+    retrain = (
+        f"keras-multilevel zoo train {name} --out retrained/               # the recipe again, compared with this card\n"
+        if metadata["recipe"] is not None else ""
+    )
+    rows = "\n".join(
+        f"| {split} | {values['examples']:,} | {values['l2']:.4e} | {values['relative_l2']:.4f} "
+        f"(± {values['relative_l2_std']:.4f}) | {values['linf']:.4e} |"
+        for split, values in metrics.items()
+    )
+    coarser = f'\ncoarse = kml.zoo.load("{name}", resolution={n // 2})   # N/2: stencils restricted (K_H = R K_h P)' if n % 2 == 0 else ""
+    return f"""# {name}
+
+A {"U-Net " if metadata["recipe"] is not None else ""}surrogate of a PDE solver: from {inputs} on the {n}×{n} grid of cell centres, it predicts
+{output}, at the same {n}×{n} points. Data set: {PAPER_002}, regenerated with FEniCSx
+(`kml.datasets.load("{dataset['name']}", resolution={n})`).
+
+- **Input** `(batch, {n}, {n}, 3)`: channel 0 the coefficient ({symbol}),
+  channels 1 and 2 the `x` and `y` coordinates of the cell centres (row = y, column = x).
+- **Output** `(batch, {n}, {n}, 1)`: the prediction of `{metadata["target"]}` (the data set's target).
+- **Task**: {metadata["task"]}, {metadata["parameter_count"]:,} parameters.
+
+{sections}
 
 ## Metrics
 
@@ -138,8 +166,7 @@ resolution instead.
 ```sh
 keras-multilevel zoo show {name}
 keras-multilevel zoo evaluate {name} --samples 200 --seed 777    # fresh data, never seen in training
-keras-multilevel zoo train {name} --out retrained/               # the recipe again, compared with this card
-```
+{retrain}```
 
 ## Files
 

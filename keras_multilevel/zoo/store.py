@@ -69,16 +69,21 @@ def _versions():
     }
 
 
-def save_preset(model, folder, recipe, record, metrics, tolerance=None):
+def save_preset(model, folder, recipe, record, metrics, tolerance=None, dataset=None):
     """Writes ``model`` as a preset folder (created if missing) and returns its metadata.
 
     Args:
         model: the trained Keras model.
         folder: the preset folder, conventionally ``<presets>/<preset_name(problem, N)>``;
             its name is the preset's name.
-        recipe: the training recipe (:mod:`keras_multilevel.zoo.recipe`).
+        recipe: the training recipe (:mod:`keras_multilevel.zoo.recipe`), or
+            ``None`` for a model trained otherwise (it cannot be retrained;
+            ``dataset`` then says what it was trained on).
         record: the training record of :func:`~keras_multilevel.zoo.training.train_recipe`
-            (``wall_time_s``, ``work_units``, ``epochs``).
+            (``wall_time_s``, ``work_units``, ``epochs``), or, without a recipe,
+            what its author says of the training (JSON).
+        dataset: the data set description (:func:`~keras_multilevel.zoo.recipe.dataset_description`),
+            only without a recipe.
         metrics: ``{"validation": {...}, "test": {...}}``, each of
             :func:`keras_multilevel.zoo.metrics.metrics` on that split.
         tolerance: ``{"metric": name, "relative": r}``: a retrained model or a fresh
@@ -88,7 +93,14 @@ def save_preset(model, folder, recipe, record, metrics, tolerance=None):
     Returns:
         The metadata dict written to ``metadata.json``.
     """
-    dataset = dataset_description(check_recipe(recipe))
+    if recipe is not None:
+        dataset = dataset_description(check_recipe(recipe))
+    elif dataset is None:
+        raise ValueError("A preset without a `recipe` needs the `dataset` it was trained on.")
+    try:
+        json.dumps(record)
+    except TypeError as error:
+        raise ValueError(f"The training record must be JSON (numbers, strings, lists, dicts): {error}.") from None
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = keras.saving.serialize_keras_object(model)
@@ -98,9 +110,9 @@ def save_preset(model, folder, recipe, record, metrics, tolerance=None):
     metadata = {
         "name": folder.name,
         "task": "regression",
-        "problem": recipe["problem"],
+        "problem": dataset["name"],
         "target": dataset["target"],
-        "resolution": recipe["resolution"],
+        "resolution": dataset["resolution"],
         "parameter_count": model.count_params(),
         "recipe": recipe,
         "dataset": dataset,

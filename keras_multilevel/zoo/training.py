@@ -145,6 +145,50 @@ def create(recipe, presets_dir, data_dir=None, progress=True, tolerance=None, ca
     return store.save_preset(model, folder, recipe, record, measured, tolerance)
 
 
+def save_to_preset(model, folder, problem, *, target=None, samples=None, dataset_seed=0, data_dir=None,
+                   training=None, tolerance=None, batch_size=32):
+    """Writes a model you trained yourself as a preset folder; returns its metadata (keras-hub's ``save_to_preset``).
+
+    The folder gets what a shipped preset has: ``config.json``,
+    ``model.weights.h5``, a model card ``README.md`` and ``metadata.json``
+    with the metrics, data set, versions and the sha256 of the other files;
+    ``kml.zoo.load(folder)`` verifies and loads it. The card's metrics are
+    measured here on the validation and test splits of the data set the
+    model was trained on (``problem`` at the model's input resolution,
+    ``samples`` examples generated with ``dataset_seed``; generated if
+    missing from ``data_dir``). Without a recipe the preset cannot be
+    retrained by ``keras-multilevel zoo train``; for that, train with
+    :func:`create`.
+
+    Args:
+        model: a Keras model from ``(N, N, 3)`` inputs to ``N x N`` values
+            (such as ``kml.models.unet(N)``), built from standard or
+            registered layers (presets are rebuilt in Keras' safe mode).
+        folder: the preset folder; its name is the preset's name.
+        problem: ``"poisson"`` or ``"darcy"``.
+        target: the data set's target (default: its first, Darcy's ``"pressure"``).
+        samples: examples in the data set (default 10,000), ``dataset_seed``: its generation seed.
+        training: what the card says of the training, JSON, e.g.
+            ``{"optimizer": "MultilevelOptimizer(levels=3, ...)", "epochs": 20}``.
+        tolerance: see :func:`~keras_multilevel.zoo.store.save_preset`.
+        batch_size: batches in which the metrics are measured.
+    """
+    from keras_multilevel import datasets
+
+    if problem not in datasets.NAMES:
+        raise ValueError(f"`problem` must be one of {list(datasets.NAMES)}, got {problem!r}.")
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 3:
+        raise ValueError(
+            f"A PDE preset maps (N, N, 3) inputs (coefficient, x, y) to N x N values; the model's input "
+            f"shape is {shape[1:]}."
+        )
+    description = {"problem": problem, "resolution": shape[1], "samples": samples, "dataset_seed": dataset_seed, "target": target}
+    dataset = dataset_description(description)
+    measured = {split: measure(model, _data(dataset, split, data_dir, batch_size)) for split in SPLITS[1:]}
+    return store.save_preset(model, folder, None, dict(training or {}), measured, tolerance, dataset=dataset)
+
+
 @dataclasses.dataclass(frozen=True)
 class Comparison:
     """A test metric measured again against the value of a preset's card and its tolerance."""
@@ -192,6 +236,11 @@ def train(name, out_dir, data_dir=None, progress=True, presets_dir=None):
         (``comparison.passed`` when within the card's tolerance).
     """
     shipped = store.metadata(name, presets_dir)
+    if shipped["recipe"] is None:
+        raise ValueError(
+            f"Preset {name!r} was saved without a recipe (kml.zoo.save_to_preset): it cannot be retrained. "
+            "Presets made by kml.zoo.create(recipe, ...) can."
+        )
     retrained = create(shipped["recipe"], out_dir, data_dir, progress, shipped["tolerance"])
     return retrained, compare(shipped, retrained["metrics"]["test"])
 
