@@ -1,23 +1,23 @@
 """How ``MultilevelOptimizer`` takes over ``model.compile`` and ``model.fit``.
 
 A Keras optimizer only ever sees one gradient; a V-cycle needs the batch, to
-evaluate gradients of the coarse models too. So, on ``import
-keras_multilevel``, two methods of Keras' trainer are wrapped where they are
-defined (which keeps Keras' own "is compile overridden?" checks true):
+evaluate gradients of the coarse models too. The seam is as narrow as Keras
+allows: one method of Keras' trainer is wrapped on ``import keras_multilevel``
+where it is defined (which keeps Keras' own "is compile overridden?" checks
+true), and acts only for models compiled with a ``MultilevelOptimizer``:
 
 * ``Trainer.compile``: after Keras' compile, a ``MultilevelOptimizer`` is
-  attached to the model; a model that cannot be coarsened fails here. If
-  Keras wrapped it in a ``LossScaleOptimizer`` (a ``mixed_float16`` model),
-  the wrapper is taken off again and the levels scale their losses
-  themselves (:mod:`keras_multilevel.optimizers.loss_scale`).
-* ``TensorFlowTrainer.train_step``: when the model's optimizer is a
-  ``MultilevelOptimizer``, the step is one V-cycle
-  (``optimizer.train_step(model, data)``); otherwise Keras' step runs
-  unchanged.
+  attached to the model (a model that cannot be coarsened fails here) and
+  the model, this one model, gets the optimizer's V-cycle as its
+  ``train_step`` (an attribute of the instance, which Keras' train function
+  calls). Compiling it again with another optimizer takes that away. If
+  Keras wrapped the optimizer in a ``LossScaleOptimizer`` (a
+  ``mixed_float16`` model), the wrapper is taken off again and the levels
+  scale their losses themselves (:mod:`keras_multilevel.optimizers.loss_scale`).
 
-A model class that overrides ``train_step`` itself is not wrapped; its call to
-``optimizer.apply_gradients`` raises a clear error instead of silently
-training on one level.
+No other model's ``train_step`` changes. A model class that overrides
+``train_step`` itself keeps it; its call to ``optimizer.apply_gradients``
+raises a clear error instead of silently training on one level.
 """
 
 import functools
@@ -41,31 +41,22 @@ def _wrap_compile(compile_method):
     @functools.wraps(compile_method)
     def compile(self, *args, **kwargs):
         compile_method(self, *args, **kwargs)
+        self.__dict__.pop("train_step", None)  # a V-cycle step of an earlier compile
         wrapped = getattr(self.optimizer, "inner_optimizer", None)
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) and isinstance(wrapped, MultilevelOptimizer):
             wrapped.take_loss_scaling(self.optimizer)
             self.optimizer = wrapped
         if isinstance(self.optimizer, MultilevelOptimizer):
             self.optimizer.attach(self)
+            drives = self.optimizer._model_ref() is self  # not a coarse clone being built
+            if drives and type(self).train_step is TensorFlowTrainer.train_step:  # a class's own train_step stays
+                self.train_step = functools.partial(self.optimizer.train_step, self)
 
     compile._keras_multilevel_original = compile_method
     return compile
 
 
-def _wrap_train_step(train_step_method):
-    @functools.wraps(train_step_method)
-    def train_step(self, data):
-        if isinstance(getattr(self, "optimizer", None), MultilevelOptimizer):
-            return self.optimizer.train_step(self, data)
-        return train_step_method(self, data)
-
-    train_step._keras_multilevel_original = train_step_method
-    return train_step
-
-
 def install():
-    """Wraps Keras' compile and train_step once (idempotent)."""
+    """Wraps Keras' compile once (idempotent)."""
     if not hasattr(Trainer.compile, "_keras_multilevel_original"):
         Trainer.compile = _wrap_compile(Trainer.compile)
-    if not hasattr(TensorFlowTrainer.train_step, "_keras_multilevel_original"):
-        TensorFlowTrainer.train_step = _wrap_train_step(TensorFlowTrainer.train_step)

@@ -446,3 +446,27 @@ def test_data_parallel_training_is_refused_with_what_to_do(tmp_path):
     assert any(line.startswith("compile refused: MultilevelOptimizer cannot train data-parallel (2 replicas") for line in lines), result.stdout
     fit = [line for line in lines if line.startswith("fit")]
     assert fit and fit[0].startswith("fit refused:") and "outside `strategy.scope()`" in fit[0], result.stdout
+
+
+def test_only_models_compiled_with_the_optimizer_get_the_v_cycle_step():
+    """The seam: Keras' train_step is not patched; a model compiled with a MultilevelOptimizer gets the
+    V-cycle as its own train_step, and loses it when compiled again with another optimizer."""
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    assert not hasattr(TensorFlowTrainer.train_step, "_keras_multilevel_original")
+    x = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
+    y = x[:, :3] ** 2
+    model = kml.models.feedforward_network((6,), 3, hidden=(8,))
+    model.compile(optimizer=kml.MultilevelOptimizer(levels=2, scheme="fas", coarsening="width"), loss="mse")
+    assert "train_step" in model.__dict__
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert float(model.optimizer.work_units.numpy()) == pytest.approx(model.optimizer.cycle_work_units)
+    plain = kml.models.feedforward_network((6,), 3, hidden=(8,))
+    plain.compile(optimizer="sgd", loss="mse")
+    assert "train_step" not in plain.__dict__
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    assert "train_step" not in model.__dict__
+    before = [v.numpy() for v in model.trainable_variables]
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)  # Keras' own step: one SGD step
+    assert model.optimizer.iterations.numpy() == 1
+    assert any(not np.array_equal(v.numpy(), b) for v, b in zip(model.trainable_variables, before))
