@@ -77,6 +77,22 @@ def test_larger_stencils_round_trip_within_the_range_of_the_restriction(size):
     np.testing.assert_allclose(back, coarse, atol=1e-12)
 
 
+def test_prolongation_keeps_derivative_stencils_and_turns_averages_into_checkerboards():
+    """Why 2N fails on trained networks (issue 11): G+ of 004 §3.2 maps the 5-point Laplacian to
+    twice itself, but a 3x3 average to a checkerboard, so no smoothness of the coarse stencil helps.
+
+    A fine 3x3 stencil spans half the coarse one's physical support: a coarse stencil with weight
+    away from its centre can only come from a fine one with large, alternating far entries.
+    """
+    matrix = stencils.prolongation_matrix(3, "constant")
+    laplacian = np.array([0, 1, 0, 1, -4, 1, 0, 1, 0.0])
+    np.testing.assert_allclose(matrix @ laplacian, 2 * laplacian, atol=1e-12)
+    average = np.full(9, 1 / 9)
+    checkerboard = np.array([4, -2, 4, -2, 1, -2, 4, -2, 4]) / 9
+    np.testing.assert_allclose(matrix @ average, checkerboard, atol=1e-12)
+    np.testing.assert_allclose(stencils.restriction_matrix(3, "constant") @ checkerboard, average, atol=1e-12)
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="height and width must be even"):
         stencils.restrict_image(np.zeros((1, 5, 4, 1)))
