@@ -71,15 +71,6 @@ def record(run, target):
     }
 
 
-def spread(values, digits=0):
-    """``median [min-max]`` of the values, or "-" with the count reached if some run did not get there."""
-    got = [v for v in values if v is not None]
-    if len(got) < len(values):
-        return f"- ({len(got)}/{len(values)} reached)"
-    text = f"{{:.{digits}f}}"
-    return f"{text.format(np.median(got))} [{text.format(min(got))}-{text.format(max(got))}]"
-
-
 def at(records, threshold, key):
     return [None if r["reached"][str(threshold)] is None else r["reached"][str(threshold)][key] for r in records]
 
@@ -136,13 +127,13 @@ def cost_table(groups, label, baseline_key, target):
         units, seconds = median(at(records, target, "work_units")), median(at(records, target, "seconds"))
         lines.append(
             f"| {key} | `{records[0]['steps']}` | {records[0]['cycle_work_units']:.2f} "
-            f"| {spread(at(records, target, 'cycles'))} | {spread(at(records, target, 'work_units'), 1)} "
+            f"| {_report.spread(at(records, target, 'cycles'), '.0f')} | {_report.spread(at(records, target, 'work_units'), '.1f')} "
             f"| {'-' if None in (units, base_units) else f'{base_units / units:.2f}'} "
-            f"| {spread(at(records, target, 'seconds'), 1)} "
+            f"| {_report.spread(at(records, target, 'seconds'), '.1f')} "
             f"| {'-' if None in (seconds, base_seconds) else f'{base_seconds / seconds:.2f}'} "
-            f"| {spread(at(records, 0.95, 'work_units'), 1)} | {spread(at(records, 0.98, 'work_units'), 1)} "
-            f"| {spread([r['best_accuracy'] for r in records], 3)} "
-            f"| {spread([r['trace_seconds'] for r in records], 1)} | {spread([r['seconds_per_cycle'] for r in records], 3)} |"
+            f"| {_report.spread(at(records, 0.95, 'work_units'), '.1f')} | {_report.spread(at(records, 0.98, 'work_units'), '.1f')} "
+            f"| {_report.spread([r['best_accuracy'] for r in records], '.3f')} "
+            f"| {_report.spread([r['trace_seconds'] for r in records], '.1f')} | {_report.spread([r['seconds_per_cycle'] for r in records], '.3f')} |"
         )
     return lines
 
@@ -236,9 +227,9 @@ def main(argv=None):
                 ratio = None if None in (u1, u8) else u1 / u8
                 ratios.append(ratio)
                 lines.append(
-                    f"| {beta:g} | {rate:g} | {spread(at(one, args.target, 'work_units'), 1)} "
-                    f"| {spread(at(eight, args.target, 'work_units'), 1)} | {'-' if ratio is None else f'{ratio:.2f}'} "
-                    f"| {spread(at(one, args.target, 'seconds'), 1)} | {spread(at(eight, args.target, 'seconds'), 1)} "
+                    f"| {beta:g} | {rate:g} | {_report.spread(at(one, args.target, 'work_units'), '.1f')} "
+                    f"| {_report.spread(at(eight, args.target, 'work_units'), '.1f')} | {'-' if ratio is None else f'{ratio:.2f}'} "
+                    f"| {_report.spread(at(one, args.target, 'seconds'), '.1f')} | {_report.spread(at(eight, args.target, 'seconds'), '.1f')} "
                     f"| {'-' if None in (s1, s8) else f'{s1 / s8:.2f}'} |"
                 )
         got = [r for r in ratios if r is not None]

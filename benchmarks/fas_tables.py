@@ -12,7 +12,7 @@ network, and records the training wall time (evaluations untimed). Writes a
 markdown table of the best losses (as the paper's tables), the time per work
 unit against plain ``model.fit``, and a plot of the validation curves.
 
-Settings (002 §8): SGD learning rate 0.01, momentum 0.9, minibatch 200.
+Settings (002 §8): SGD learning rate 0.01 (``--learning-rate``), momentum 0.9, minibatch 200.
 Poisson (§8.1): 4 smoothing steps per level, re-matching every 50 cycles,
 learning rate divided by sqrt 2 per level. Darcy (§8.2-8.3): 2 smoothing
 steps, re-matching every 10 cycles, weight decay 1e-6 (as Tikhonov
@@ -95,6 +95,7 @@ class Validation(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         work_units = float(logs.get("work_units", (epoch + 1) * self.params["steps"]))
         self.record["work_units"].append(work_units)
+        self.record["paper_work_units"].append(work_units * self.record["paper_cycle_work_units"] / self.record["cycle_work_units"])
         self.record["train_seconds"].append(self.record["train_seconds"][-1] + elapsed if self.record["train_seconds"] else elapsed)
         self.record["train_l2"].append(float(logs["loss"]))
         networks = [("", self.model)]
@@ -109,18 +110,27 @@ class Validation(keras.callbacks.Callback):
         self.started = time.perf_counter()
 
 
-def train(levels, network_args, settings, data, work_units, every, seed):
+def paper_cycle_work_units(optimizer):
+    """The optimizer's V-cycle charged as 002 §8 charges it: level ``i`` costs ``4^-i`` of the finest."""
+    paper_costs = [4.0**-index for index in range(len(optimizer.hierarchy))]
+    scheme = optimizer.scheme
+    return kml.optimizers.work_units(
+        optimizer.steps, paper_costs, optimizer.layout, coupled=scheme.tau_scale > 0, tested=scheme.correction_test
+    )
+
+
+def train(levels, network_args, settings, data, work_units, every, seed, learning_rate=0.01):
     """One run; returns its record."""
     (x, y), validation = data
     keras.utils.set_random_seed(seed)
     model = kml.models.feedforward_network(x.shape[1:], y.shape[1], **network_args)
     if levels == 1:
-        optimizer = keras.optimizers.SGD(0.01, momentum=0.9, weight_decay=settings["weight_decay"] or None)
+        optimizer = keras.optimizers.SGD(learning_rate, momentum=0.9, weight_decay=settings["weight_decay"] or None)
     else:
         steps = settings["steps"]
         optimizer = kml.MultilevelOptimizer(
             levels=levels,
-            smoother=keras.optimizers.SGD(0.01, momentum=0.9),
+            smoother=keras.optimizers.SGD(learning_rate, momentum=0.9),
             steps=[steps] * (levels - 1) + [steps],
             scheme="fas",
             coarsening=kml.hierarchy.WidthCoarsening(rematch_every=settings["rematch_every"]),
@@ -142,8 +152,9 @@ def train(levels, network_args, settings, data, work_units, every, seed):
         .batch(batch, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
-    record = {k: [] for k in ("work_units", "train_seconds", "train_l2", "val_l2", "val_linf", "aux_val_l2", "aux_val_linf")}
-    record.update(levels=levels, cycle_work_units=cycle_units, steps_per_epoch=steps_per_epoch)
+    record = {k: [] for k in ("work_units", "paper_work_units", "train_seconds", "train_l2", "val_l2", "val_linf", "aux_val_l2", "aux_val_linf")}
+    record.update(levels=levels, cycle_work_units=cycle_units, steps_per_epoch=steps_per_epoch,
+                  paper_cycle_work_units=paper_cycle_work_units(model.optimizer) if multilevel else 1.0)
     if multilevel:
         record["hierarchy"] = str(model.optimizer.hierarchy)
     model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=0, callbacks=[Validation(*validation, record)])
@@ -199,7 +210,12 @@ def plot(records, path, title):
             (line,) = axis.plot(record["work_units"], record[key], label=label)
             if record["aux_" + key]:
                 axis.plot(record["work_units"], record["aux_" + key], "--", color=line.get_color(), label=label + " (aux)")
-    for axis, name in zip(axes, ("validation L2", "validation L∞")):
+    finish_plot(figure, axes, title, path)
+
+
+def finish_plot(figure, axes, title, path, names=("validation L2", "validation L∞")):
+    """Labels the two panels (validation L2 and L∞ against work units, log scale) and writes the figure."""
+    for axis, name in zip(axes, names):
         axis.set_xlabel("work units")
         axis.set_ylabel(name)
         axis.set_yscale("log")
@@ -219,6 +235,7 @@ def main(argv=None):
     parser.add_argument("--every", type=float, default=100, help="work units between validations")
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--learning-rate", type=float, default=0.01, help="the finest level's (002 §8: 0.01); outputs get the suffix _lr<value> otherwise")
     parser.add_argument(
         "--stable", action="store_true",
         help="use the §8.3 stability settings (gamma 0.125, alpha_m 0.2, eta 2 sqrt 2 for three levels) "
@@ -234,13 +251,13 @@ def main(argv=None):
     records = []
     for levels in args.levels:
         started = time.perf_counter()
-        records.append(train(levels, settings["networks"][args.network], settings, (train_data, validation), args.work_units, args.every, args.seed))
+        records.append(train(levels, settings["networks"][args.network], settings, (train_data, validation), args.work_units, args.every, args.seed, args.learning_rate))
         print(f"levels={levels}: {time.perf_counter() - started:.0f} s, best val L2 {min(records[-1]['val_l2']):.3e}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"{args.problem}_{args.network}" + ("_stable" if args.stable else "")
+    stem = f"{args.problem}_{args.network}" + ("_stable" if args.stable else "") + (f"_lr{args.learning_rate:g}" if args.learning_rate != 0.01 else "")
     title = f"{args.problem.capitalize()} N={args.resolution}, {args.network} network: SGD vs width FAS (paper 002)" + (
         ", §8.3 stability settings" if args.stable else ""
-    )
+    ) + (f", learning rate {args.learning_rate:g}" if args.learning_rate != 0.01 else "")
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/fas_tables.py", *(argv if argv is not None else sys.argv[1:])])
     (args.out / f"{stem}.md").write_text(table(records, command, title) + "\n")
     (args.out / f"{stem}.json").write_text(json.dumps(records, indent=1))
