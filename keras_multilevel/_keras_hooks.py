@@ -48,8 +48,8 @@ def _wrap_compile(compile_method):
             self.optimizer = wrapped
         if isinstance(self.optimizer, MultilevelOptimizer):
             self.optimizer.attach(self)
-            drives = self.optimizer._model_ref() is self  # not a coarse clone being built
-            if drives and type(self).train_step is TensorFlowTrainer.train_step:  # a class's own train_step stays
+            # Not for a coarse clone being built; a model class's own train_step stays.
+            if self.optimizer.drives(self) and type(self).train_step is TensorFlowTrainer.train_step:
                 self.train_step = functools.partial(self.optimizer.train_step, self)
 
     compile._keras_multilevel_original = compile_method

@@ -63,7 +63,7 @@ def write_inputs(path, data, network_args, seed):
 
 def run_mtnn(args, settings, inputs, levels, seed):
     """One MTNN run in its own environment; returns its record."""
-    rates = [0.01 / divisor for divisor in settings["divisor"](levels)]
+    rates = [args.learning_rate / divisor for divisor in settings["divisor"](levels)]
     scheme = settings["scheme"]
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         command = [
@@ -85,7 +85,7 @@ def table(results, command, title, seeds):
         "",
         f"Command: `{command}`",
         "",
-        f"Median [min-max] over seeds {', '.join(map(str, seeds))}; each seed gives both codes the same initial "
+        f"Median [min-max] over seeds {', '.join(map(str, seeds))}; each seed gives every run the same initial "
         "weights and data. Best validation L2 (mean squared error per grid point) and L∞ (largest absolute error) "
         "within the budget; work units spent, and the same cycles charged as 002 §8 does (coarse level i costs 4^-i); "
         "training seconds per work unit, validation excluded, tracing included (ours traces in its first cycle).",
@@ -129,11 +129,14 @@ def main(argv=None):
     parser.add_argument("--work-units", type=float, default=10_000)
     parser.add_argument("--every", type=float, default=100, help="work units between validations")
     parser.add_argument("--resolution", type=int, default=32)
-    parser.add_argument("--mtnn-python", required=True, help="the Python of an environment with PyTorch")
-    parser.add_argument("--mtnn", required=True, help="folder of an LLNL/MTNN checkout")
+    parser.add_argument("--learning-rate", type=float, default=0.01, help="the finest level's (002 §8: 0.01)")
+    parser.add_argument("--mtnn-python", help="the Python of an environment with PyTorch (needed with --codes MTNN)")
+    parser.add_argument("--mtnn", help="folder of an LLNL/MTNN checkout (needed with --codes MTNN)")
     parser.add_argument("--codes", nargs="+", default=["keras-multilevel", "MTNN"], choices=["keras-multilevel", "MTNN"])
     parser.add_argument("--out", type=pathlib.Path, required=True)
     args = parser.parse_args(argv)
+    if "MTNN" in args.codes and not (args.mtnn_python and args.mtnn):
+        parser.error("--codes MTNN needs --mtnn-python and --mtnn")
     settings = fas_tables.SETTINGS[args.problem]
     network_args = settings["networks"]["dense"]
     data = (
@@ -151,13 +154,20 @@ def main(argv=None):
                     if code == "MTNN":
                         record = run_mtnn(args, settings, inputs, levels, seed)
                     else:
-                        record = fas_tables.train(levels, network_args, settings, data, args.work_units, args.every, seed)
+                        record = fas_tables.train(
+                            levels, network_args, settings, data, args.work_units, args.every, seed, args.learning_rate
+                        )
                     results[(code, levels)].append(record)
                     print(f"seed {seed}, {code}, {levels} levels: {time.perf_counter() - started:.0f} s, "
                           f"best val L2 {min(record['val_l2']):.3e}, L∞ {min(record['val_linf']):.3f}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"{args.problem}_dense_mtnn"
-    title = f"{args.problem.capitalize()} N={args.resolution}, dense network: keras-multilevel and MTNN (002's code), SGD and width FAS"
+    stem = f"{args.problem}_dense_" + ("mtnn" if "MTNN" in args.codes else "seeds") + (
+        f"_lr{args.learning_rate:g}" if args.learning_rate != 0.01 else ""
+    )
+    title = (
+        f"{args.problem.capitalize()} N={args.resolution}, dense network: {' and '.join(args.codes)}, SGD and width FAS, "
+        f"learning rate {args.learning_rate:g}"
+    )
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/peers/fas_against_mtnn.py", *(argv if argv is not None else sys.argv[1:])])
     lines = table(results, command, title, args.seeds)
     (args.out / f"{stem}.json").write_text(json.dumps({f"{code} {levels}": records for (code, levels), records in results.items()}, indent=1))

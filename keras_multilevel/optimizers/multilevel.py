@@ -322,6 +322,10 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
 
     # -- the model this optimizer drives -----------------------------------
 
+    def drives(self, model):
+        """Whether this optimizer is attached to ``model`` (by its ``compile``)."""
+        return self._model_ref() is model
+
     def attach(self, model):
         """Binds the optimizer to ``model`` (done by ``model.compile``).
 
