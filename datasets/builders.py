@@ -18,8 +18,8 @@ Features (grids N×N, convention of :mod:`.fem`: row = y, column = x, values
 at cell centres):
 
 ``poisson``
-    ``inputs`` float32 (N, N, 3): channels κ, x, y (f is the same for every
-    example and not a channel, as in the paper's 3×32×32 input);
+    ``inputs`` float32 (N, N, 3): channels κ, x, y (f, the same for every
+    example, is left out: a deviation from 002, see ``datasets/README.md``);
     ``target`` float32 (N, N): the P1 solution u at the cell centres;
     ``parameters`` float64 (5,): the sampled (k_x, k_y, a_x, a_y, α);
     ``index`` int64.
