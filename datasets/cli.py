@@ -117,7 +117,7 @@ def _generate(args):
     print(f"read it with {_load_call(args, samples, problem.default_samples)}")
     print(
         f"{report.generated} samples generated ({report.kept} kept from an earlier run) in {report.seconds:.2f} s "
-        f"with {args.workers} worker(s) x {size} rank(s): {report.samples_per_second:.1f} samples/s"
+        f"with {report.workers} worker(s) x {size} rank(s): {report.samples_per_second:.1f} samples/s"
     )
     return 0
 

@@ -47,6 +47,7 @@ class Report:
     kept: int  # examples found complete on disk
     regenerated_shards: list  # corrupt shards that were replaced
     seconds: float
+    workers: int  # processes per rank, after capping at the CPUs this process may use
 
     @property
     def samples_per_second(self):
@@ -78,14 +79,86 @@ def check_out(root, argument="root"):
     return root
 
 
-def validate(name, resolution, samples, seed, workers):
-    """Checks every argument of :func:`generate`; returns the problem."""
+def validate(name, resolution, samples, seed, workers, shard_size=SHARD_SIZE):
+    """Checks every argument of :func:`generate`, and that the run fits in memory; returns the problem.
+
+    A run that would need more memory than the machine has available
+    (:func:`memory_needed` against :func:`available_memory`, with ``workers``
+    capped at :func:`usable_cpus` as :func:`generate` does) is a ValueError
+    that says how much it needs and which resolution or worker count fits.
+    """
     problem = problems.get(name)
     problems.check_resolution(resolution)
     problems.check_positive(samples, "samples")
     problems.check_seed(seed)
     problems.check_positive(workers, "workers")
+    _check_memory(problem, resolution, samples, min(workers, usable_cpus()), shard_size)
     return problem
+
+
+# The rest of generation.memory_needed's model (the N² term is Problem.solver_bytes_per_cell):
+PROCESS_BYTES = 256 * 2**20  # Python, NumPy and DOLFINx in a worker (peak RSS 111 MB before a solver)
+TENSORFLOW_BYTES = 768 * 2**20  # the calling process also holds TensorFlow and writes the records (640 MB)
+SHARD_COPIES = 3  # a shard's examples, its .npy serialization and the checksummed file contents
+
+
+def memory_needed(problem, resolution, samples, workers, shard_size=SHARD_SIZE):
+    """Estimated peak memory in bytes of generating ``samples`` examples of ``problem`` at N on ``workers`` processes.
+
+    Each process holds one solver (``problem.solver_bytes_per_cell`` per
+    cell of the N×N mesh, measured), ``SHARD_COPIES`` copies of the shard it
+    is writing (up to ``shard_size`` examples) and the interpreter with
+    DOLFINx (``PROCESS_BYTES``); the calling process holds TensorFlow on top
+    (``TENSORFLOW_BYTES``). Python integers throughout: any N gives a number.
+    """
+    per_process = (
+        PROCESS_BYTES
+        + problem.solver_bytes_per_cell * resolution * resolution
+        + SHARD_COPIES * min(shard_size, samples) * problem.record_bytes(resolution)
+    )
+    return TENSORFLOW_BYTES + workers * per_process
+
+
+def available_memory():
+    """Bytes of memory a new run can use: ``MemAvailable`` of /proc/meminfo on Linux, the physical memory elsewhere."""
+    if sys.platform.startswith("linux"):
+        with open("/proc/meminfo") as meminfo:
+            return next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def usable_cpus():
+    """The number of CPUs this process may run on (its affinity mask where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _gigabytes(count):
+    return f"{count / 1e9:.3g} GB"
+
+
+def _check_memory(problem, resolution, samples, workers, shard_size):
+    needed, available = memory_needed(problem, resolution, samples, workers, shard_size), available_memory()
+    if needed <= available:
+        return
+    how = (f"the solver, {problem.solver_bytes_per_cell / 1e3:.3g} kB per cell of the N×N mesh, and the shard being "
+           f"written, in each of {workers} worker(s), plus TensorFlow")
+    per_worker = memory_needed(problem, resolution, samples, 1, shard_size) - TENSORFLOW_BYTES
+    if workers > 1 and TENSORFLOW_BYTES + per_worker <= available:
+        raise ValueError(
+            f"`workers` {workers} would need about {_gigabytes(needed)} of memory for {problem.name} at N = "
+            f"{resolution} ({how}), but {_gigabytes(available)} is available: use at most "
+            f"{(available - TENSORFLOW_BYTES) // per_worker} workers."
+        )
+    low, high = 0, resolution  # the largest N that fits: memory_needed grows with N
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if memory_needed(problem, middle, samples, 1, shard_size) <= available else (low, middle - 1)
+    advice = (f"use a resolution of at most {low} on this machine" if low >= problems.MIN_RESOLUTION
+              else "free memory first")
+    raise ValueError(
+        f"`resolution` {resolution} would need about {_gigabytes(needed)} of memory for {problem.name} ({how}), "
+        f"but {_gigabytes(available)} is available: {advice}."
+    )
 
 
 def _mpi_world():
@@ -238,13 +311,18 @@ def generate(
         resolution: N >= 4, the N×N mesh and grid.
         samples: number of examples, a positive integer.
         seed: non-negative integer; example i depends only on (seed, name, N, i).
-        workers: worker processes on this machine (per MPI rank under mpirun).
+        workers: worker processes on this machine (per MPI rank under mpirun);
+            more than :func:`usable_cpus` are capped at it, with a warning.
         root: output folder (shards go to :func:`raw_directory`).
         progress: show a tqdm progress bar (rank 0 only).
         use_mpi: under mpirun, share the shards among the ranks (collective:
             every rank must call it); False generates everything here.
     """
-    problem = validate(name, resolution, samples, seed, workers)
+    problem = validate(name, resolution, samples, seed, workers, shard_size)
+    if workers > usable_cpus():
+        print(f"warning: {workers} workers asked for, but this process may run on {usable_cpus()} CPUs: "
+              f"using {usable_cpus()}", file=sys.stderr)
+        workers = usable_cpus()
     root = check_out(root)
     directory = raw_directory(root, name, resolution, seed)
     directory.mkdir(parents=True, exist_ok=True)
@@ -275,7 +353,7 @@ def generate(
         corrupt = sum(comm.allgather(corrupt), [])
         comm.Barrier()
     seconds = time.perf_counter() - begin
-    return Report(directory, samples, count, samples - count, corrupt, seconds)
+    return Report(directory, samples, count, samples - count, corrupt, seconds, workers)
 
 
 def read_examples(name, resolution, seed, samples, start, stop, root, shard_size=SHARD_SIZE):

@@ -100,6 +100,8 @@ def prepare(name, resolution=32, samples=None, seed=0, data_dir=None, workers=1,
     if not prepared:
         from keras_multilevel_datasets import generation
 
+        cfg = dataset_builder.builder_config
+        generation.validate(name, cfg.resolution, cfg.samples, cfg.seed, workers)  # fits in memory, before any folder
         generation.check_out(dataset_builder.data_dir_root, "data_dir")
         dataset_builder.workers, dataset_builder.progress = workers, progress
         import tensorflow_datasets as tfds
