@@ -30,7 +30,10 @@ at cell centres):
 """
 
 import dataclasses
+import pathlib
 import re
+import shutil
+import sys
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -181,6 +184,27 @@ class _PDEBuilder(tfds.core.GeneratorBasedBuilder):
             self.PROBLEM, cfg.resolution, cfg.seed, cfg.samples, start, stop, self.data_dir_root
         ):
             yield int(record["index"]), self._example(record, coordinates)
+
+
+def version_folder(name, cfg, data_dir=None):
+    """TFDS' folder of a config's records, ``<data_dir>/<name>/<config>/<version>``, found without reading it.
+
+    ``data_dir`` None is TFDS' default folder (``$TFDS_DATA_DIR``, else
+    ``~/tensorflow_datasets``), as for the builders.
+    """
+    root = pathlib.Path(tfds.core.constants.DATA_DIR if data_dir is None else data_dir).expanduser()
+    return root / name / cfg.name / str(_PDEBuilder.VERSION)
+
+
+def remove_interrupted_writes(folder):
+    """Deletes the ``incomplete.*`` folders TFDS leaves in a data set's folder when a run dies while writing.
+
+    Call it holding the folder's lock (:mod:`.locks`): then no other run is
+    writing them. Prints one line per folder removed.
+    """
+    for leftover in sorted(pathlib.Path(folder).glob(tfds.core.constants.INCOMPLETE_PREFIX + "*")):
+        shutil.rmtree(leftover)
+        print(f"removed {leftover}, records left half-written by an interrupted run", file=sys.stderr)
 
 
 def _inputs(field, coordinates):

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import threading
@@ -34,6 +35,7 @@ import numpy as np
 from . import problems, shards
 
 SHARD_SIZE = 100
+WORKER_LOG = ".worker-"  # stderr of worker k: .worker-<k>.log-<host>-<pid of the run>
 _MPI_ENVIRONMENT = ("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_", "MPI_LOCALRANKID", "MPI_LOCALNRANKS")
 
 
@@ -241,7 +243,7 @@ def _produce_in_workers(problem, resolution, seed, directory, ranges, workers, o
     for worker in range(1, workers):
         if not queue:
             break
-        errors = open(directory / f".worker-{os.getpid()}-{worker}.log", "w+")
+        errors = open(directory / shards.owned_name(f"{WORKER_LOG}{worker}.log"), "w+")
         process = subprocess.Popen(
             [sys.executable, "-m", f"{__package__}.generation"],
             stdin=subprocess.PIPE,
@@ -328,7 +330,8 @@ def generate(
     directory.mkdir(parents=True, exist_ok=True)
     comm, rank, size = _mpi_world() if use_mpi else (None, 0, 1)
     begin = time.perf_counter()
-    shards.remove_stale_temporaries(directory)
+    shards.remove_orphans(directory, f".*{shards.SUFFIX}{shards.TEMPORARY}")  # killed writers' temporary files
+    shards.remove_orphans(directory, f"{WORKER_LOG}*.log")  # the logs of killed runs' workers
     ranges = plan(samples, shard_size)
     mine = ranges[rank::size]
     todo, corrupt = _todo(problem, directory, resolution, mine)
@@ -356,6 +359,11 @@ def generate(
     return Report(directory, samples, count, samples - count, corrupt, seconds, workers)
 
 
+def saved_examples(directory, samples, shard_size=SHARD_SIZE):
+    """How many of examples ``0 .. samples-1`` are in shard files of ``directory`` (present, not verified)."""
+    return sum(stop - start for start, stop in plan(samples, shard_size) if (directory / shards.name(start, stop)).exists())
+
+
 def read_examples(name, resolution, seed, samples, start, stop, root, shard_size=SHARD_SIZE):
     """Yields the verified records ``start <= index < stop`` of a ``samples``-example set, in index order."""
     problem = problems.get(name)
@@ -374,8 +382,11 @@ def _worker_main():
     stdin: a JSON job line, then one ``start stop`` line per shard to make,
     EOF when there is none left. stdout: ``progress <n>`` at most every 0.2 s
     (each line wakes a reader thread in the parent, which competes for the
-    GIL with worker 0) and ``done`` after each shard is written.
+    GIL with worker 0) and ``done`` after each shard is written. A worker
+    ignores SIGINT (the parent, which gets it too, kills its workers) and
+    exits silently once its parent is gone (its stdout pipe broken).
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the whole group: the parent stops the workers
     job = json.loads(sys.stdin.readline())
     problem = problems.get(job["name"])
     pending, last = 0, time.monotonic()
@@ -402,7 +413,10 @@ def _worker_main():
             start, stop = map(int, line.split())
             yield start, stop
 
-    _produce(problem, job["resolution"], job["seed"], pathlib.Path(job["directory"]), assigned(), on_sample, on_shard)
+    try:
+        _produce(problem, job["resolution"], job["seed"], pathlib.Path(job["directory"]), assigned(), on_sample, on_shard)
+    except BrokenPipeError:  # the parent is gone (killed): its shards are for the next run; end without a word
+        os._exit(1)
 
 
 if __name__ == "__main__":
