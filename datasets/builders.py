@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from . import fem_grid, generation, problems
+from . import fem_grid, generation, integrity, locks, problems
 
 CITATION = """@article{ponce2022multilevel,
   title   = {Multilevel-in-Layer Training for Deep Neural Network Regression},
@@ -140,6 +140,21 @@ class _PDEBuilder(tfds.core.GeneratorBasedBuilder):
     def _features(self, resolution):
         raise NotImplementedError
 
+    def download_and_prepare(self, *args, **kwargs):
+        """TFDS' ``download_and_prepare`` holding the data set's lock, then seals the records (:mod:`.integrity`).
+
+        Holding the lock (:mod:`.locks`; :class:`~.locks.Busy` if another run
+        has it), it first removes the ``incomplete.*`` folders of killed runs.
+        Records without a manifest (just written, or by an older version) are
+        read back and sealed.
+        """
+        folder = pathlib.Path(self.data_dir)
+        with locks.holding(folder.parent):
+            _remove_interrupted_writes(folder.parent)
+            super().download_and_prepare(*args, **kwargs)
+            if not (folder / integrity.MANIFEST).exists():
+                integrity.seal(folder, split_sizes(self.builder_config.samples))
+
     def _log_download_bytes(self):
         # TFDS prints download sizes here; nothing is downloaded, say what is computed.
         if self.progress:
@@ -196,7 +211,7 @@ def version_folder(name, cfg, data_dir=None):
     return root / name / cfg.name / str(_PDEBuilder.VERSION)
 
 
-def remove_interrupted_writes(folder):
+def _remove_interrupted_writes(folder):
     """Deletes the ``incomplete.*`` folders TFDS leaves in a data set's folder when a run dies while writing.
 
     Call it holding the folder's lock (:mod:`.locks`): then no other run is

@@ -98,8 +98,7 @@ def prepare(name, resolution=32, samples=None, seed=0, data_dir=None, workers=1,
     (``keras_multilevel_datasets.integrity``); damaged ones are rewritten,
     with a warning line saying what was wrong. The data set's folder is
     locked while it is written: a second run raises
-    ``keras_multilevel_datasets.locks.Busy`` naming the first. Folders that an
-    interrupted run left half-written are removed first (with a message).
+    ``keras_multilevel_datasets.locks.Busy`` naming the first.
     """
     from keras_multilevel_datasets import generation, integrity, locks, problems
 
@@ -117,7 +116,6 @@ def prepare(name, resolution=32, samples=None, seed=0, data_dir=None, workers=1,
                 return builder(name, resolution, samples, seed, data_dir)
             print(f"warning: {damage}; rewriting the records", file=sys.stderr)
             shutil.rmtree(folder)
-        builders.remove_interrupted_writes(folder.parent)
         dataset_builder = builder(name, resolution, samples, seed, data_dir)
         dataset_builder.workers, dataset_builder.progress = workers, progress
         import tensorflow_datasets as tfds
@@ -125,10 +123,9 @@ def prepare(name, resolution=32, samples=None, seed=0, data_dir=None, workers=1,
         tfds.display_progress_bar(False)
         try:
             with _quiet_absl():
-                dataset_builder.download_and_prepare()
+                dataset_builder.download_and_prepare()  # removes killed runs' leftovers, seals the records
         finally:
             tfds.display_progress_bar(True)
-        integrity.seal(folder, builders.split_sizes(cfg.samples))
     return dataset_builder
 
 

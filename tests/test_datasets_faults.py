@@ -242,3 +242,14 @@ def test_records_are_byte_reproducible_whatever_the_process_and_workers(tmp_path
     assert _files(_folder(tmp_path, 6, 30)) == original
     record = next(iter(datasets.load("poisson", 6, "test", tmp_path, samples=30, batch_size=None)))
     assert np.all(np.isfinite(record[1].numpy()))
+
+
+def test_tfds_own_download_and_prepare_locks_and_seals_too(tmp_path, small):
+    import tensorflow_datasets as tfds
+
+    _, original = small
+    builder = tfds.builder("poisson/n6_s30_seed0", data_dir=tmp_path)
+    builder.progress = False
+    builder.download_and_prepare()
+    assert integrity.check(_folder(tmp_path, 6, 30)) is None
+    assert _files(_folder(tmp_path, 6, 30)) == original
