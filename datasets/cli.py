@@ -22,7 +22,7 @@ import pathlib
 import signal
 import sys
 
-from . import problems
+from . import locks, problems
 
 BUSY = 75  # exit status when another run holds the data set (EX_TEMPFAIL: try again later)
 
@@ -100,7 +100,7 @@ def _list(args):
 def _generate(args):
     from keras_multilevel import datasets
 
-    from . import builders, generation, integrity, locks
+    from . import builders, generation, integrity
 
     try:
         problem = problems.get(args.name)
@@ -179,9 +179,7 @@ def _signals_raise():
 
 @contextlib.contextmanager
 def _locked_on_every_rank(comm, rank, folder):
-    """Holds the data set's lock (:mod:`.locks`) for a run; under MPI rank 0 holds it and every rank learns if it could not."""
-    from . import locks
-
+    """Holds the data set's lock (:mod:`.locks`) for a run; under MPI rank 0 holds it, and every rank learns if not."""
     if comm is None:
         with locks.holding(folder):
             yield

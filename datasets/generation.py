@@ -151,10 +151,13 @@ def _check_memory(problem, resolution, samples, workers, shard_size):
             f"{resolution} ({how}), but {_gigabytes(available)} is available: use at most "
             f"{(available - TENSORFLOW_BYTES) // per_worker} workers."
         )
-    low, high = 0, resolution  # the largest N that fits: memory_needed grows with N
+    low, high = 0, resolution  # bisection for the largest N that fits: memory_needed grows with N
     while low < high:
         middle = (low + high + 1) // 2
-        low, high = (middle, high) if memory_needed(problem, middle, samples, 1, shard_size) <= available else (low, middle - 1)
+        if memory_needed(problem, middle, samples, 1, shard_size) <= available:
+            low = middle
+        else:
+            high = middle - 1
     advice = (f"use a resolution of at most {low} on this machine" if low >= problems.MIN_RESOLUTION
               else "free memory first")
     raise ValueError(
@@ -361,7 +364,8 @@ def generate(
 
 def saved_examples(directory, samples, shard_size=SHARD_SIZE):
     """How many of examples ``0 .. samples-1`` are in shard files of ``directory`` (present, not verified)."""
-    return sum(stop - start for start, stop in plan(samples, shard_size) if (directory / shards.name(start, stop)).exists())
+    ranges = plan(samples, shard_size)
+    return sum(stop - start for start, stop in ranges if (directory / shards.name(start, stop)).exists())
 
 
 def read_examples(name, resolution, seed, samples, start, stop, root, shard_size=SHARD_SIZE):

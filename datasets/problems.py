@@ -41,7 +41,7 @@ class Problem:
 
     def record_bytes(self, resolution):
         """Bytes of one stored example, computed in Python integers (no NumPy overflow for huge N)."""
-        other = sum(np.dtype(dtype).itemsize * int(np.prod(shape, dtype=np.int64)) for _, dtype, shape in self.other_fields)
+        other = sum(np.dtype(dtype).itemsize * int(np.prod(shape)) for _, dtype, shape in self.other_fields)
         return 8 + 4 * resolution * resolution * len(self.grid_fields) + other
 
     def make_solver(self, resolution):
