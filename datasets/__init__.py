@@ -10,6 +10,7 @@ Installed as ``keras_multilevel_datasets`` (the repository's top-level
 - :mod:`.shards` atomic, checksummed shard files,
 - :mod:`.generation` sharded, resumable generation over processes and MPI ranks,
 - :mod:`.builders` the TensorFlow Datasets builders ``poisson`` and ``darcy``,
+- :mod:`.integrity` checksums of the TFDS records, :mod:`.locks` one run per data set,
 - :mod:`.plots` pictures of examples, :mod:`.cli` the ``datasets`` command.
 
 Nothing here imports dolfinx or TensorFlow at package import time.

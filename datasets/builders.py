@@ -18,8 +18,8 @@ Features (grids N×N, convention of :mod:`.fem`: row = y, column = x, values
 at cell centres):
 
 ``poisson``
-    ``inputs`` float32 (N, N, 3): channels κ, x, y (f is the same for every
-    example and not a channel, as in the paper's 3×32×32 input);
+    ``inputs`` float32 (N, N, 3): channels κ, x, y (f, the same for every
+    example, is left out: a deviation from 002, see ``datasets/README.md``);
     ``target`` float32 (N, N): the P1 solution u at the cell centres;
     ``parameters`` float64 (5,): the sampled (k_x, k_y, a_x, a_y, α);
     ``index`` int64.
@@ -30,13 +30,16 @@ at cell centres):
 """
 
 import dataclasses
+import pathlib
 import re
+import shutil
+import sys
 
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from . import fem_grid, generation, problems
+from . import fem_grid, generation, integrity, locks, problems
 
 CITATION = """@article{ponce2022multilevel,
   title   = {Multilevel-in-Layer Training for Deep Neural Network Regression},
@@ -137,6 +140,21 @@ class _PDEBuilder(tfds.core.GeneratorBasedBuilder):
     def _features(self, resolution):
         raise NotImplementedError
 
+    def download_and_prepare(self, *args, **kwargs):
+        """TFDS' ``download_and_prepare`` holding the data set's lock, then seals the records (:mod:`.integrity`).
+
+        Holding the lock (:mod:`.locks`; :class:`~.locks.Busy` if another run
+        has it), it first removes the ``incomplete.*`` folders of killed runs.
+        Records without a manifest (just written, or by an older version) are
+        read back and sealed.
+        """
+        folder = pathlib.Path(self.data_dir)
+        with locks.holding(folder.parent):
+            _remove_interrupted_writes(folder.parent)
+            super().download_and_prepare(*args, **kwargs)
+            if not (folder / integrity.MANIFEST).exists():
+                integrity.seal(folder, split_sizes(self.builder_config.samples))
+
     def _log_download_bytes(self):
         # TFDS prints download sizes here; nothing is downloaded, say what is computed.
         if self.progress:
@@ -181,6 +199,27 @@ class _PDEBuilder(tfds.core.GeneratorBasedBuilder):
             self.PROBLEM, cfg.resolution, cfg.seed, cfg.samples, start, stop, self.data_dir_root
         ):
             yield int(record["index"]), self._example(record, coordinates)
+
+
+def version_folder(name, cfg, data_dir=None):
+    """TFDS' folder of a config's records, ``<data_dir>/<name>/<config>/<version>``, found without reading it.
+
+    ``data_dir`` None is TFDS' default folder (``$TFDS_DATA_DIR``, else
+    ``~/tensorflow_datasets``), as for the builders.
+    """
+    root = pathlib.Path(tfds.core.constants.DATA_DIR if data_dir is None else data_dir).expanduser()
+    return root / name / cfg.name / str(_PDEBuilder.VERSION)
+
+
+def _remove_interrupted_writes(folder):
+    """Deletes the ``incomplete.*`` folders TFDS leaves in a data set's folder when a run dies while writing.
+
+    Call it holding the folder's lock (:mod:`.locks`): then no other run is
+    writing them. Prints one line per folder removed.
+    """
+    for leftover in sorted(pathlib.Path(folder).glob(tfds.core.constants.INCOMPLETE_PREFIX + "*")):
+        shutil.rmtree(leftover)
+        print(f"removed {leftover}, records left half-written by an interrupted run", file=sys.stderr)
 
 
 def _inputs(field, coordinates):

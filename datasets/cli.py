@@ -9,15 +9,22 @@ if they are missing. Both take the folder as ``--data-dir``, by default
 TFDS' data folder (``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``), the
 one ``kml.datasets.load`` uses when ``data_dir`` is None: data made by
 either is found by the other. Arguments are checked by the same validators
-as the Python API; a bad one prints an error naming it and what is allowed,
-and the command exits with status 2. TensorFlow is imported only when a
-command runs.
+as the Python API; a bad one (or a run too large for the memory) prints an
+error naming it and what is allowed, and the command exits with status 2.
+Other exit statuses of ``generate``: 75 when another run holds the data set
+(:mod:`.locks`), 130 / 143 on SIGINT / SIGTERM (one line saying what is
+saved and how to resume), 1 when freshly written records do not read back.
+TensorFlow is imported only when a command runs.
 """
 
+import contextlib
 import pathlib
+import signal
 import sys
 
-from . import problems
+from . import locks, problems
+
+BUSY = 75  # exit status when another run holds the data set (EX_TEMPFAIL: try again later)
 
 
 def _integer_or_text(text):
@@ -93,33 +100,101 @@ def _list(args):
 def _generate(args):
     from keras_multilevel import datasets
 
-    from . import generation
+    from . import builders, generation, integrity
 
     try:
         problem = problems.get(args.name)
         samples = problem.default_samples if args.samples is None else args.samples
         generation.validate(args.name, args.resolution, samples, args.seed, args.workers)
-        # TFDS resolves the folder (its default when --data-dir is not given), as for kml.datasets.load.
-        root = datasets.builder(args.name, args.resolution, samples, args.seed, args.data_dir).data_dir_root
-        generation.check_out(root, "data_dir")
+        # TFDS' folder (its default when --data-dir is not given), as for kml.datasets.load.
+        folder = builders.version_folder(args.name, builders.config(args.name, args.resolution, samples, args.seed),
+                                         args.data_dir)
+        root = generation.check_out(folder.parents[2], "data_dir")
     except ValueError as error:
         return _fail(error)
-    report = generation.generate(
-        args.name, args.resolution, samples, seed=args.seed, workers=args.workers, root=root, progress=not args.quiet
-    )
-    _, rank, size = generation._mpi_world()
-    if rank != 0:
+    comm, rank, size = generation._mpi_world()
+    try:
+        with _signals_raise(), _locked_on_every_rank(comm, rank, folder.parent):
+            # Verified records need no shards (raw/ may have been deleted): nothing to generate.
+            complete = folder.exists() and integrity.check(folder) is None if rank == 0 else None
+            if comm is not None:
+                complete = comm.bcast(complete)
+            report = None if complete else generation.generate(
+                args.name, args.resolution, samples, seed=args.seed, workers=args.workers, root=root,
+                progress=not args.quiet
+            )
+            if rank != 0:
+                return 0
+            prepared = datasets.prepare(args.name, args.resolution, samples, args.seed, root, workers=1, progress=False)
+    except locks.Busy as error:
+        print(f"keras-multilevel datasets: error: {error}", file=sys.stderr)
+        return BUSY
+    except integrity.Damaged as error:
+        print(f"keras-multilevel datasets: error: {error}; run the same command again to rewrite them",
+              file=sys.stderr)
+        return 1
+    except Interrupted as stop:
+        directory = generation.raw_directory(root, args.name, args.resolution, args.seed)
+        kept = generation.saved_examples(directory, samples)
+        records = "; the TFDS records were not finished" if kept == samples else ""
+        print(f"keras-multilevel datasets: interrupted by {stop.name}: {kept} of {samples} examples are saved in "
+              f"{directory}{records}; run the same command again to resume", file=sys.stderr)
+        return 128 + stop.signum
+    print(f"TFDS data set: {prepared.data_dir} (sha256 of its checksums: {integrity.digest(folder)})")
+    print(f"read it with {_load_call(args, samples, problem.default_samples)}")
+    if report is None:
+        print(f"0 samples generated ({samples} kept: the TFDS records are complete and verified)")
         return 0
-    prepared = datasets.prepare(args.name, args.resolution, samples, args.seed, root, workers=1, progress=False)
     for message in report.regenerated_shards:
         print(f"regenerated corrupt shard {message}")
-    print(f"TFDS data set: {prepared.data_dir}")
-    print(f"read it with {_load_call(args, samples, problem.default_samples)}")
     print(
         f"{report.generated} samples generated ({report.kept} kept from an earlier run) in {report.seconds:.2f} s "
-        f"with {args.workers} worker(s) x {size} rank(s): {report.samples_per_second:.1f} samples/s"
+        f"with {report.workers} worker(s) x {size} rank(s): {report.samples_per_second:.1f} samples/s"
     )
     return 0
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM during ``generate`` (a BaseException, like KeyboardInterrupt: nothing should catch it)."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum, self.name = signum, signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """Turns SIGINT and SIGTERM into :class:`Interrupted` while the block runs (handlers restored after)."""
+
+    def interrupt(signum, frame):
+        raise Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _locked_on_every_rank(comm, rank, folder):
+    """Holds the data set's lock (:mod:`.locks`) for a run; under MPI rank 0 holds it, and every rank learns if not."""
+    if comm is None:
+        with locks.holding(folder):
+            yield
+        return
+    with contextlib.ExitStack() as stack:
+        refusal = None
+        if rank == 0:
+            try:
+                stack.enter_context(locks.holding(folder))
+            except locks.Busy as error:
+                refusal = str(error)
+        refusal = comm.bcast(refusal)
+        if refusal is not None:
+            raise locks.Busy(refusal)
+        yield
 
 
 def _load_call(args, samples, default_samples):

@@ -12,10 +12,20 @@ cell values.
 
 ``dolfinx_solver`` must be imported before ``dolfinx``/``petsc4py`` (it loads
 the PETSc build of the ``dolfinx-solver-real`` wheel); this module does so, and
-the problem modules import dolfinx only through it.
+the problem modules import dolfinx only through it. It also sets PETSc's
+``-no_signal_handler`` option (in ``PETSC_OPTIONS``, read when PETSc starts),
+so that a signal ends a run the way Python handles it, not with PETSc's
+``MPI_Abort`` banner.
 """
 
-import dolfinx_solver  # noqa: F401  (must come before dolfinx / petsc4py)
+import os
+
+# PETSc's own signal handlers turn SIGTERM, SIGINT and SIGPIPE into an MPI_Abort banner;
+# without them Python's handlers apply (the command's one-line interrupt message).
+if "-no_signal_handler" not in os.environ.get("PETSC_OPTIONS", ""):
+    os.environ["PETSC_OPTIONS"] = (os.environ.get("PETSC_OPTIONS", "") + " -no_signal_handler").strip()
+
+import dolfinx_solver  # noqa: E402, F401  (must come before dolfinx / petsc4py)
 
 import dolfinx  # noqa: E402
 import dolfinx.fem  # noqa: E402

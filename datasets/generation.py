@@ -24,6 +24,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import threading
@@ -34,6 +35,7 @@ import numpy as np
 from . import problems, shards
 
 SHARD_SIZE = 100
+WORKER_LOG = ".worker-"  # stderr of worker k: .worker-<k>.log-<host>-<pid of the run>
 _MPI_ENVIRONMENT = ("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_", "MPI_LOCALRANKID", "MPI_LOCALNRANKS")
 
 
@@ -47,6 +49,7 @@ class Report:
     kept: int  # examples found complete on disk
     regenerated_shards: list  # corrupt shards that were replaced
     seconds: float
+    workers: int  # processes per rank, after capping at the CPUs this process may use
 
     @property
     def samples_per_second(self):
@@ -78,14 +81,89 @@ def check_out(root, argument="root"):
     return root
 
 
-def validate(name, resolution, samples, seed, workers):
-    """Checks every argument of :func:`generate`; returns the problem."""
+def validate(name, resolution, samples, seed, workers, shard_size=SHARD_SIZE):
+    """Checks every argument of :func:`generate`, and that the run fits in memory; returns the problem.
+
+    A run that would need more memory than the machine has available
+    (:func:`memory_needed` against :func:`available_memory`, with ``workers``
+    capped at :func:`usable_cpus` as :func:`generate` does) is a ValueError
+    that says how much it needs and which resolution or worker count fits.
+    """
     problem = problems.get(name)
     problems.check_resolution(resolution)
     problems.check_positive(samples, "samples")
     problems.check_seed(seed)
     problems.check_positive(workers, "workers")
+    _check_memory(problem, resolution, samples, min(workers, usable_cpus()), shard_size)
     return problem
+
+
+# The rest of generation.memory_needed's model (the N² term is Problem.solver_bytes_per_cell):
+PROCESS_BYTES = 256 * 2**20  # Python, NumPy and DOLFINx in a worker (peak RSS 111 MB before a solver)
+TENSORFLOW_BYTES = 768 * 2**20  # the calling process also holds TensorFlow and writes the records (640 MB)
+SHARD_COPIES = 3  # a shard's examples, its .npy serialization and the checksummed file contents
+
+
+def memory_needed(problem, resolution, samples, workers, shard_size=SHARD_SIZE):
+    """Estimated peak memory in bytes of generating ``samples`` examples of ``problem`` at N on ``workers`` processes.
+
+    Each process holds one solver (``problem.solver_bytes_per_cell`` per
+    cell of the N×N mesh, measured), ``SHARD_COPIES`` copies of the shard it
+    is writing (up to ``shard_size`` examples) and the interpreter with
+    DOLFINx (``PROCESS_BYTES``); the calling process holds TensorFlow on top
+    (``TENSORFLOW_BYTES``). Python integers throughout: any N gives a number.
+    """
+    per_process = (
+        PROCESS_BYTES
+        + problem.solver_bytes_per_cell * resolution * resolution
+        + SHARD_COPIES * min(shard_size, samples) * problem.record_bytes(resolution)
+    )
+    return TENSORFLOW_BYTES + workers * per_process
+
+
+def available_memory():
+    """Bytes of memory a new run can use: ``MemAvailable`` of /proc/meminfo on Linux, the physical memory elsewhere."""
+    if sys.platform.startswith("linux"):
+        with open("/proc/meminfo") as meminfo:
+            return next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def usable_cpus():
+    """The number of CPUs this process may run on (its affinity mask where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _gigabytes(count):
+    return f"{count / 1e9:.3g} GB"
+
+
+def _check_memory(problem, resolution, samples, workers, shard_size):
+    needed, available = memory_needed(problem, resolution, samples, workers, shard_size), available_memory()
+    if needed <= available:
+        return
+    how = (f"the solver, {problem.solver_bytes_per_cell / 1e3:.3g} kB per cell of the N×N mesh, and the shard being "
+           f"written, in each of {workers} worker(s), plus TensorFlow")
+    per_worker = memory_needed(problem, resolution, samples, 1, shard_size) - TENSORFLOW_BYTES
+    if workers > 1 and TENSORFLOW_BYTES + per_worker <= available:
+        raise ValueError(
+            f"`workers` {workers} would need about {_gigabytes(needed)} of memory for {problem.name} at N = "
+            f"{resolution} ({how}), but {_gigabytes(available)} is available: use at most "
+            f"{(available - TENSORFLOW_BYTES) // per_worker} workers."
+        )
+    low, high = 0, resolution  # bisection for the largest N that fits: memory_needed grows with N
+    while low < high:
+        middle = (low + high + 1) // 2
+        if memory_needed(problem, middle, samples, 1, shard_size) <= available:
+            low = middle
+        else:
+            high = middle - 1
+    advice = (f"use a resolution of at most {low} on this machine" if low >= problems.MIN_RESOLUTION
+              else "free memory first")
+    raise ValueError(
+        f"`resolution` {resolution} would need about {_gigabytes(needed)} of memory for {problem.name} ({how}), "
+        f"but {_gigabytes(available)} is available: {advice}."
+    )
 
 
 def _mpi_world():
@@ -168,7 +246,7 @@ def _produce_in_workers(problem, resolution, seed, directory, ranges, workers, o
     for worker in range(1, workers):
         if not queue:
             break
-        errors = open(directory / f".worker-{os.getpid()}-{worker}.log", "w+")
+        errors = open(directory / shards.owned_name(f"{WORKER_LOG}{worker}.log"), "w+")
         process = subprocess.Popen(
             [sys.executable, "-m", f"{__package__}.generation"],
             stdin=subprocess.PIPE,
@@ -238,19 +316,25 @@ def generate(
         resolution: N >= 4, the N×N mesh and grid.
         samples: number of examples, a positive integer.
         seed: non-negative integer; example i depends only on (seed, name, N, i).
-        workers: worker processes on this machine (per MPI rank under mpirun).
+        workers: worker processes on this machine (per MPI rank under mpirun);
+            more than :func:`usable_cpus` are capped at it, with a warning.
         root: output folder (shards go to :func:`raw_directory`).
         progress: show a tqdm progress bar (rank 0 only).
         use_mpi: under mpirun, share the shards among the ranks (collective:
             every rank must call it); False generates everything here.
     """
-    problem = validate(name, resolution, samples, seed, workers)
+    problem = validate(name, resolution, samples, seed, workers, shard_size)
+    if workers > usable_cpus():
+        print(f"warning: {workers} workers asked for, but this process may run on {usable_cpus()} CPUs: "
+              f"using {usable_cpus()}", file=sys.stderr)
+        workers = usable_cpus()
     root = check_out(root)
     directory = raw_directory(root, name, resolution, seed)
     directory.mkdir(parents=True, exist_ok=True)
     comm, rank, size = _mpi_world() if use_mpi else (None, 0, 1)
     begin = time.perf_counter()
-    shards.remove_stale_temporaries(directory)
+    shards.remove_orphans(directory, f".*{shards.SUFFIX}{shards.TEMPORARY}")  # killed writers' temporary files
+    shards.remove_orphans(directory, f"{WORKER_LOG}*.log")  # the logs of killed runs' workers
     ranges = plan(samples, shard_size)
     mine = ranges[rank::size]
     todo, corrupt = _todo(problem, directory, resolution, mine)
@@ -275,7 +359,13 @@ def generate(
         corrupt = sum(comm.allgather(corrupt), [])
         comm.Barrier()
     seconds = time.perf_counter() - begin
-    return Report(directory, samples, count, samples - count, corrupt, seconds)
+    return Report(directory, samples, count, samples - count, corrupt, seconds, workers)
+
+
+def saved_examples(directory, samples, shard_size=SHARD_SIZE):
+    """How many of examples ``0 .. samples-1`` are in shard files of ``directory`` (present, not verified)."""
+    ranges = plan(samples, shard_size)
+    return sum(stop - start for start, stop in ranges if (directory / shards.name(start, stop)).exists())
 
 
 def read_examples(name, resolution, seed, samples, start, stop, root, shard_size=SHARD_SIZE):
@@ -296,8 +386,11 @@ def _worker_main():
     stdin: a JSON job line, then one ``start stop`` line per shard to make,
     EOF when there is none left. stdout: ``progress <n>`` at most every 0.2 s
     (each line wakes a reader thread in the parent, which competes for the
-    GIL with worker 0) and ``done`` after each shard is written.
+    GIL with worker 0) and ``done`` after each shard is written. A worker
+    ignores SIGINT (the parent, which gets it too, kills its workers) and
+    exits silently once its parent is gone (its stdout pipe broken).
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the whole group: the parent stops the workers
     job = json.loads(sys.stdin.readline())
     problem = problems.get(job["name"])
     pending, last = 0, time.monotonic()
@@ -324,7 +417,10 @@ def _worker_main():
             start, stop = map(int, line.split())
             yield start, stop
 
-    _produce(problem, job["resolution"], job["seed"], pathlib.Path(job["directory"]), assigned(), on_sample, on_shard)
+    try:
+        _produce(problem, job["resolution"], job["seed"], pathlib.Path(job["directory"]), assigned(), on_sample, on_shard)
+    except BrokenPipeError:  # the parent is gone (killed): its shards are for the next run; end without a word
+        os._exit(1)
 
 
 if __name__ == "__main__":

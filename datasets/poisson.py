@@ -12,9 +12,9 @@ and parameters ``k_x, k_y ~ U(0.5, 4)``, ``a_x, a_y ~ U(0, 0.5)``,
 square split into two triangles). The forms are compiled once per
 resolution; a sample only changes five ``dolfinx.fem.Constant`` values and
 re-assembles. An example stores ``inputs = [κ, x, y]`` (channels last) and
-``target = u`` on the N×N cell-centre grid of :mod:`.fem`; f is the same for
-every sample, so, as in the paper's ``3 × 32 × 32`` inputs, it is not a
-channel.
+``target = u`` on the N×N cell-centre grid of :mod:`.fem`. f, the same for
+every sample, is not a channel, and the values are at cell centres, not mesh
+points: deviations from 002 listed in ``datasets/README.md``.
 """
 
 import numpy as np

@@ -26,6 +26,11 @@ class Problem:
     grid_fields: tuple  # (N, N) float32 fields
     other_fields: tuple  # (name, numpy dtype, shape) of the non-grid fields
     solver: str  # "module:Class" of the solver, imported lazily (dolfinx)
+    # Peak memory a solver takes per cell of the N×N mesh: the growth of a fresh process'
+    # peak RSS from building the solver and solving one example, measured at N = 512 and
+    # 1024 (Poisson 1.26-1.30 kB, Darcy 3.54 kB; mesh, forms, matrix and its factors),
+    # rounded up. It is the N² term of generation.memory_needed.
+    solver_bytes_per_cell: int
 
     def record_dtype(self, resolution):
         """The structured dtype of one stored example."""
@@ -33,6 +38,11 @@ class Problem:
         fields += [(name, "<f4", (resolution, resolution)) for name in self.grid_fields]
         fields += [(name, dtype, shape) for name, dtype, shape in self.other_fields]
         return np.dtype(fields)
+
+    def record_bytes(self, resolution):
+        """Bytes of one stored example, computed in Python integers (no NumPy overflow for huge N)."""
+        other = sum(np.dtype(dtype).itemsize * int(np.prod(shape)) for _, dtype, shape in self.other_fields)
+        return 8 + 4 * resolution * resolution * len(self.grid_fields) + other
 
     def make_solver(self, resolution):
         """Builds the FEniCSx solver (compiles the forms) for resolution N."""
@@ -55,6 +65,7 @@ PROBLEMS = {
         grid_fields=("kappa", "solution"),
         other_fields=(("parameters", "<f8", (5,)),),
         solver="poisson:PoissonSolver",
+        solver_bytes_per_cell=1_400,
     ),
     "darcy": Problem(
         name="darcy",
@@ -64,6 +75,7 @@ PROBLEMS = {
         grid_fields=("log_permeability", "pressure"),
         other_fields=(("outflow_flux", "<f8", ()),),
         solver="darcy:DarcySolver",
+        solver_bytes_per_cell=3_700,
     ),
 }
 

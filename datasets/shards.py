@@ -21,6 +21,7 @@ import numpy as np
 
 MAGIC = b"KMLSHRD1"
 SUFFIX = ".shard"
+TEMPORARY = ".tmp"  # a shard being written: .<name><TEMPORARY>-<host>-<pid>
 
 
 class CorruptShard(Exception):
@@ -38,7 +39,7 @@ def write(path, records):
     buffer = io.BytesIO()
     np.save(buffer, records, allow_pickle=False)
     payload = buffer.getvalue()
-    temporary = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+    temporary = path.with_name(owned_name(f".{path.name}{TEMPORARY}"))
     with open(temporary, "wb") as file:
         file.write(MAGIC + hashlib.sha256(payload).digest() + payload)
         file.flush()
@@ -51,15 +52,24 @@ def write(path, records):
         os.close(directory)
 
 
-def remove_stale_temporaries(directory):
-    """Deletes the temporary files left by killed writers of this host (their process is gone)."""
-    host = socket.gethostname()
-    for temporary in pathlib.Path(directory).glob(f".*{SUFFIX}.tmp-{host}-*"):
-        pid = int(temporary.name.rsplit("-", 1)[1])
+def owned_name(stem):
+    """``<stem>-<host>-<pid>``: the name of a file that this process, on this host, owns while it runs."""
+    return f"{stem}-{socket.gethostname()}-{os.getpid()}"
+
+
+def remove_orphans(directory, stem_pattern):
+    """Deletes the files ``<stem>-<host>-<pid>`` (:func:`owned_name`) of this host whose process is gone.
+
+    ``stem_pattern`` is a glob of the stems (``".*.shard.tmp"``: the temporary
+    files of killed shard writers; ``".worker-*.log"``: the logs of killed
+    generation workers). Files of other hosts and of live processes are kept.
+    """
+    for orphan in pathlib.Path(directory).glob(f"{stem_pattern}-{socket.gethostname()}-*"):
+        pid = int(orphan.name.rsplit("-", 1)[1])
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            temporary.unlink(missing_ok=True)
+            orphan.unlink(missing_ok=True)
         except PermissionError:
             pass  # alive, another user's
 

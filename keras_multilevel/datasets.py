@@ -9,6 +9,8 @@ this module is their thin public front.
 
 import contextlib
 import logging
+import shutil
+import sys
 
 import numpy as np
 
@@ -90,24 +92,38 @@ def _check_name(name):
 
 
 def prepare(name, resolution=32, samples=None, seed=0, data_dir=None, workers=1, progress=True):
-    """Generates the data set with FEniCSx if it is missing (resumable); returns the prepared builder."""
-    from keras_multilevel_datasets import problems
+    """Generates the data set with FEniCSx if it is missing or damaged (resumable); returns the prepared builder.
+
+    Records on disk are first checked against their checksums
+    (``keras_multilevel_datasets.integrity``); damaged ones are rewritten,
+    with a warning line saying what was wrong. The data set's folder is
+    locked while it is written: a second run raises
+    ``keras_multilevel_datasets.locks.Busy`` naming the first.
+    """
+    from keras_multilevel_datasets import generation, integrity, locks, problems
 
     workers = problems.check_positive(workers, "workers")
-    dataset_builder = builder(name, resolution, samples, seed, data_dir)
-    with _quiet_absl():
-        prepared = dataset_builder.is_prepared()
-    if not prepared:
-        from keras_multilevel_datasets import generation
-
-        generation.check_out(dataset_builder.data_dir_root, "data_dir")
+    cfg = builders.config(_check_name(name), resolution, samples, seed)
+    folder = builders.version_folder(name, cfg, data_dir)
+    if folder.exists() and integrity.check(folder) is None:
+        return builder(name, resolution, samples, seed, data_dir)
+    generation.validate(name, cfg.resolution, cfg.samples, cfg.seed, workers)  # fits in memory, before any folder
+    generation.check_out(folder.parents[2], "data_dir")
+    with locks.holding(folder.parent):
+        if folder.exists():  # checked again under the lock: another run may have written it meanwhile
+            damage = integrity.check(folder)
+            if damage is None:
+                return builder(name, resolution, samples, seed, data_dir)
+            print(f"warning: {damage}; rewriting the records", file=sys.stderr)
+            shutil.rmtree(folder)
+        dataset_builder = builder(name, resolution, samples, seed, data_dir)
         dataset_builder.workers, dataset_builder.progress = workers, progress
         import tensorflow_datasets as tfds
 
         tfds.display_progress_bar(False)
         try:
             with _quiet_absl():
-                dataset_builder.download_and_prepare()
+                dataset_builder.download_and_prepare()  # removes killed runs' leftovers, seals the records
         finally:
             tfds.display_progress_bar(True)
     return dataset_builder

@@ -134,3 +134,18 @@ def test_example_seeds_depend_on_seed_problem_resolution_and_index_only():
     np.testing.assert_array_equal(a, p.rng(0, 32, 5).random(4))
     for other in (p.rng(1, 32, 5), p.rng(0, 16, 5), p.rng(0, 32, 6), problems.get("darcy").rng(0, 32, 5)):
         assert not np.array_equal(a, other.random(4))
+
+
+def test_the_mesh_diagonal_moves_poisson_values_by_about_3_percent_at_n16(monkeypatch):
+    """The README's deviation note (issue 13, item 8): the other diagonal changes u at the centres by ~3 % (rel. L2)."""
+    resolution, problem = 16, problems.get("poisson")
+    right = poisson.PoissonSolver(resolution)
+    monkeypatch.setattr(fem, "unit_square", lambda n, cell_type: dolfinx.mesh.create_unit_square(
+        fem.MPI.COMM_SELF, n, n, dolfinx.mesh.CellType.triangle, diagonal=dolfinx.mesh.DiagonalType.left))
+    left = poisson.PoissonSolver(resolution)
+    changes = []
+    for index in range(20):
+        a = right.example(problem.rng(0, resolution, index))["solution"]
+        b = left.example(problem.rng(0, resolution, index))["solution"]
+        changes.append(np.linalg.norm(a - b) / np.linalg.norm(a))
+    assert 0.02 < np.median(changes) < 0.045

@@ -188,3 +188,58 @@ def test_an_unwritable_output_directory_is_a_clear_error_and_loses_nothing(tmp_p
         with pytest.raises(ValueError, match="`root` must be a writable directory"):
             generation.generate("poisson", 6, 10, root=read_only, progress=False)
     assert _files(report.directory) == before
+
+
+@pytest.mark.parametrize("resolution", [20_000, 10**12])
+def test_a_resolution_too_large_for_memory_is_refused_up_front(tmp_path, capsys, resolution):
+    """Issue 13, item 1: exit 2 with the memory the run needs and the largest N that fits, before any folder."""
+    from keras_multilevel_cli import main
+
+    out = tmp_path / "data"
+    assert main(["datasets", "generate", "poisson", "--resolution", str(resolution), "--data-dir", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert f"`resolution` (--resolution) {resolution} would need about" in error
+    assert "GB of memory" in error and "use a resolution of at most" in error
+    assert not out.exists()
+    with pytest.raises(ValueError, match="would need about"):
+        generation.generate("darcy", resolution, 10, root=out, progress=False)
+    assert not out.exists()
+
+
+def test_too_many_workers_for_memory_is_refused_and_too_many_for_the_cpus_capped(tmp_path, capsys, monkeypatch):
+    problem = problems.get("darcy")
+    one = generation.memory_needed(problem, 8, 20, workers=1)
+    monkeypatch.setattr(generation, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(generation, "available_memory", lambda: one + 1)
+    with pytest.raises(ValueError, match=r"`workers` 3 would need about .* use at most 1 workers"):
+        generation.validate("darcy", 8, 20, 0, workers=3)
+    monkeypatch.undo()
+    report = generation.generate("poisson", 6, 20, root=tmp_path, workers=1000, shard_size=10, progress=False)
+    assert report.workers == generation.usable_cpus() and report.generated == 20
+    assert (f"warning: 1000 workers asked for, but this process may run on {generation.usable_cpus()} CPUs"
+            in capsys.readouterr().err)
+
+
+MEASURE_PEAK = """
+import sys
+from keras_multilevel_datasets import problems
+def peak():  # VmHWM, not ru_maxrss, which a child inherits from the process that forked it
+    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+problem = problems.get(sys.argv[1])
+before = peak()
+problems.make_example(problem, problem.make_solver(int(sys.argv[2])), 0, 0)
+print(before, peak())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+@pytest.mark.parametrize("name", ["poisson", "darcy"])
+def test_the_memory_model_bounds_a_measured_solver(name):
+    """The estimate of memory_needed covers a real worker's peak RSS at N = 256, and its N² term is not idle."""
+    resolution, problem = 256, problems.get(name)
+    result = subprocess.run([sys.executable, "-c", MEASURE_PEAK, name, str(resolution)], capture_output=True,
+                            text=True, timeout=120, check=True)
+    before, peak = map(int, result.stdout.split())
+    solver = problem.solver_bytes_per_cell * resolution**2
+    assert peak <= generation.PROCESS_BYTES + solver
+    assert peak - before >= 0.5 * solver
