@@ -119,8 +119,9 @@ def paper_cycle_work_units(optimizer):
     )
 
 
-def train(levels, network_args, settings, data, work_units, every, seed, learning_rate=0.01):
-    """One run; returns its record."""
+def train(levels, network_args, settings, data, work_units, every, seed, learning_rate=0.01, weighted_projection=False):
+    """One run; returns its record. ``weighted_projection``: the norm-weighted ``P~`` of 002 eq 34
+    (``WidthCoarsening(scaled=True)``, the default of MTNN's examples) instead of ``P`` of eq 32."""
     (x, y), validation = data
     keras.utils.set_random_seed(seed)
     model = kml.models.feedforward_network(x.shape[1:], y.shape[1], **network_args)
@@ -133,7 +134,7 @@ def train(levels, network_args, settings, data, work_units, every, seed, learnin
             smoother=keras.optimizers.SGD(learning_rate, momentum=0.9),
             steps=[steps] * (levels - 1) + [steps],
             scheme="fas",
-            coarsening=kml.hierarchy.WidthCoarsening(rematch_every=settings["rematch_every"]),
+            coarsening=kml.hierarchy.WidthCoarsening(rematch_every=settings["rematch_every"], scaled=weighted_projection),
             tau_batches=settings["tau_batches"],
             learning_rate_divisor=settings["divisor"](levels),
             regularization=settings["weight_decay"] / 2,  # beta ||x||^2 has gradient 2 beta x

@@ -12,6 +12,10 @@ work units under both accountings (``measured``: a level costs its
 parameter count over the finest's, which is what the budget is spent in;
 ``paper``: 002 §8's ``4^-i``) and the training seconds per work unit.
 
+MTNN always builds its operators with the norm-weighted projection (its
+examples' ``weighted_projection=True``, 002 eq 34); ours uses ``P`` of eq 32
+unless ``--weighted-projection`` is given.
+
 L2 here is the mean squared error per grid point, the loss both codes
 train on; MTNN's own validation callback reports the *sum* over the
 ``N^2`` grid points per example (1,024 times this at N = 32). L∞ is the
@@ -130,6 +134,11 @@ def main(argv=None):
     parser.add_argument("--every", type=float, default=100, help="work units between validations")
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=0.01, help="the finest level's (002 §8: 0.01)")
+    parser.add_argument(
+        "--weighted-projection", action="store_true",
+        help="our FAS with the norm-weighted P~ of 002 eq 34 (WidthCoarsening(scaled=True)), as MTNN's runs always use; "
+        "otherwise P of eq 32",
+    )
     parser.add_argument("--mtnn-python", help="the Python of an environment with PyTorch (needed with --codes MTNN)")
     parser.add_argument("--mtnn", help="folder of an LLNL/MTNN checkout (needed with --codes MTNN)")
     parser.add_argument("--codes", nargs="+", default=["keras-multilevel", "MTNN"], choices=["keras-multilevel", "MTNN"])
@@ -155,7 +164,8 @@ def main(argv=None):
                         record = run_mtnn(args, settings, inputs, levels, seed)
                     else:
                         record = fas_tables.train(
-                            levels, network_args, settings, data, args.work_units, args.every, seed, args.learning_rate
+                            levels, network_args, settings, data, args.work_units, args.every, seed, args.learning_rate,
+                            args.weighted_projection,
                         )
                     results[(code, levels)].append(record)
                     print(f"seed {seed}, {code}, {levels} levels: {time.perf_counter() - started:.0f} s, "
@@ -163,10 +173,10 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{args.problem}_dense_" + ("mtnn" if "MTNN" in args.codes else "seeds") + (
         f"_lr{args.learning_rate:g}" if args.learning_rate != 0.01 else ""
-    )
+    ) + ("_weighted" if args.weighted_projection else "")
     title = (
         f"{args.problem.capitalize()} N={args.resolution}, dense network: {' and '.join(args.codes)}, SGD and width FAS, "
-        f"learning rate {args.learning_rate:g}"
+        f"learning rate {args.learning_rate:g}" + (", our P the weighted P~ of eq 34" if args.weighted_projection else "")
     )
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/peers/fas_against_mtnn.py", *(argv if argv is not None else sys.argv[1:])])
     lines = table(results, command, title, args.seeds)
