@@ -227,16 +227,24 @@ def finish_plot(figure, axes, title, path, names=("validation L2", "validation L
     figure.savefig(path, dpi=110)
 
 
+def add_run_arguments(parser):
+    """The options of one run's budget and set-up that :func:`train` takes, shared with ``peers/fas_against_mtnn.py``."""
+    parser.add_argument("--work-units", type=float, default=10_000)
+    parser.add_argument("--every", type=float, default=100, help="work units between validations")
+    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument(
+        "--learning-rate", type=float, default=0.01,
+        help="the finest level's (002 §8: 0.01); other values add _lr<value> to the output names",
+    )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--problem", choices=sorted(SETTINGS), required=True)
     parser.add_argument("--network", choices=("dense", "conv"), default="dense")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3, 4])
-    parser.add_argument("--work-units", type=float, default=10_000)
-    parser.add_argument("--every", type=float, default=100, help="work units between validations")
-    parser.add_argument("--resolution", type=int, default=32)
+    add_run_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--learning-rate", type=float, default=0.01, help="the finest level's (002 §8: 0.01); outputs get the suffix _lr<value> otherwise")
     parser.add_argument(
         "--stable", action="store_true",
         help="use the §8.3 stability settings (gamma 0.125, alpha_m 0.2, eta 2 sqrt 2 for three levels) "

@@ -130,10 +130,7 @@ def main(argv=None):
     parser.add_argument("--problem", choices=sorted(fas_tables.SETTINGS), default="poisson")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--work-units", type=float, default=10_000)
-    parser.add_argument("--every", type=float, default=100, help="work units between validations")
-    parser.add_argument("--resolution", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=0.01, help="the finest level's (002 §8: 0.01)")
+    fas_tables.add_run_arguments(parser)
     parser.add_argument(
         "--weighted-projection", action="store_true",
         help="our FAS with the norm-weighted P~ of 002 eq 34 (WidthCoarsening(scaled=True)), as MTNN's runs always use; "
