@@ -164,15 +164,27 @@ class Interrupted(BaseException):
 
 @contextlib.contextmanager
 def _signals_raise():
-    """Turns SIGINT and SIGTERM into :class:`Interrupted` while the block runs (handlers restored after)."""
+    """Turns SIGINT and SIGTERM into :class:`Interrupted` while the block runs (handlers restored after).
+
+    An exception raised by a signal handler is lost when the signal lands in a
+    garbage-collector callback or a ``__del__`` (Python prints "Exception
+    ignored" and goes on; JAX, when installed, registers such a callback), so
+    the handler also arms a 0.2 s timer whose SIGALRM raises it again; leaving
+    the block (as the exception unwinds it) disarms the timer.
+    """
+    received = []
 
     def interrupt(signum, frame):
-        raise Interrupted(signum)
+        received.append(signum if signum != signal.SIGALRM else received[0])
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        raise Interrupted(received[-1])
 
-    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    signums = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
+    previous = {signum: signal.signal(signum, interrupt) for signum in signums}
     try:
         yield
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
