@@ -48,6 +48,7 @@ from keras_multilevel.hierarchy.hierarchy import restrict_level
 from keras_multilevel.optimizers.inner_product import riesz
 from keras_multilevel.optimizers.loss_scale import apply_step, loss_scale
 from keras_multilevel.optimizers.objective import add_coupling, level_gradient, level_objective, tau_correction
+from keras_multilevel.optimizers.replicas import several_replicas
 
 
 def split_batch(data, parts):
@@ -154,7 +155,9 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
         functools.partial(level_objective, level.model, regularization=beta)
         for level, beta in zip(hierarchy, regularization)
     ]
-    if tf.inside_function():
+    # (Under several replicas a gradient ends in a sum over them, which may not
+    # sit inside a nested function: each call is then traced where it is made.)
+    if tf.inside_function() and not several_replicas():
         evaluate, objective = (
             [tf.function(function, experimental_attributes={"_noinline": True}) for function in functions]
             for functions in (evaluate, objective)

@@ -15,6 +15,8 @@ coupling terms are formed from unscaled gradients.
 
 import keras
 
+from keras_multilevel.optimizers.replicas import replica_share
+
 
 def loss_scale(optimizer):
     """The current scale ``S`` of a level optimizer, or ``None`` if it does not scale its loss."""
@@ -28,8 +30,11 @@ def apply_step(optimizer, gradients, variables):
 
     A loss-scaling optimizer expects the gradient of the scaled loss: it gets
     ``S g`` (exact, ``S`` is a power of two), divides it by ``S`` again,
-    and skips the step (halving ``S``) if it is not finite.
+    and skips the step (halving ``S``) if it is not finite. Under several
+    replicas, ``gradients`` are the whole batch's and each replica passes its
+    share, which the optimizer sums (:mod:`~keras_multilevel.optimizers.replicas`).
     """
+    gradients = replica_share(gradients)
     scale = loss_scale(optimizer)
     if scale is not None:
         gradients = [g * scale for g in gradients]

@@ -19,6 +19,7 @@ from keras_multilevel.optimizers import loss_scale
 from keras_multilevel.optimizers.coarse_to_fine import check_schedule, coarse_to_fine_step
 from keras_multilevel.optimizers.cycle import split_batch, v_cycle
 from keras_multilevel.optimizers.inner_product import check_inner_product, inner_product_weights, tikhonov_weights
+from keras_multilevel.optimizers.replicas import check_distributed, several_replicas
 from keras_multilevel.optimizers.scheme import CycleScheme, minibatch_layout
 from keras_multilevel.optimizers.steps import CycleSteps, work_units
 
@@ -82,18 +83,6 @@ _UNSUPPORTED = (
 )
 
 
-def _refuse_replicas(replicas):
-    """Data-parallel training is refused: the V-cycle does not reduce across replicas."""
-    if replicas > 1:
-        raise ValueError(
-            f"MultilevelOptimizer cannot train data-parallel ({replicas} replicas of a tf.distribute strategy): "
-            "a V-cycle's tau-corrections, transfers and level steps would each need a reduction across "
-            "replicas, which it does not do, and the loss, work units and iterations it logs would be per "
-            "replica. Train on one device: build, compile and fit the model outside `strategy.scope()` "
-            "(or use tf.distribute.OneDeviceStrategy)."
-        )
-
-
 def _check_smoother_options(smoother):
     """Refuses smoother options the V-cycle would silently ignore (clipping and weight decay are honoured)."""
     for name, harmless, reason in _UNSUPPORTED:
@@ -137,6 +126,10 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
     Metrics, validation, callbacks and ``History`` work as usual;
     ``History.history["work_units"]`` records the cumulative cost in fine
     gradient evaluations (000 eq 10, 002 §8) at the end of each epoch.
+
+    Data-parallel training works the usual Keras way (model and optimizer
+    created and compiled in a ``MirroredStrategy``'s scope): the cycle sums
+    every gradient over the replicas (:mod:`~keras_multilevel.optimizers.replicas`).
 
     Two schemes, three coarsenings, and a coarse-to-fine schedule:
 
@@ -336,7 +329,6 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         attached = self._model_ref()
         if getattr(_building, "active", False):
             return
-        _refuse_replicas(tf.distribute.get_strategy().num_replicas_in_sync)
         if attached is model:
             if self.hierarchy is not None:
                 self._compile_levels()  # a re-compile may change the loss or metrics
@@ -364,7 +356,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         for level, smoother in zip(self.hierarchy, self._smoothers):
             smoother.build(level.variables)
         if not _has_schedule(self.smoother):
-            self.learning_rate = float(self.smoother.learning_rate)  # divided per level
+            self.learning_rate = float(keras.ops.convert_to_numpy(self.smoother.learning_rate))  # divided per level
         self._inner_products = [inner_product_weights(level.model, self.inner_product) for level in self.hierarchy]
         self._regularization = [
             tikhonov_weights(self.regularization, weights, index, self.inner_product)
@@ -393,7 +385,6 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
     def train_step(self, model, data):
         """One V-cycle on one batch: what ``model.train_step(data)`` runs."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        _refuse_replicas(tf.distribute.get_replica_context().num_replicas_in_sync)
         if self._model_ref() is not model or self.hierarchy is None:
             with tf.init_scope():
                 if not model.built:  # a Sequential model without an Input
@@ -401,10 +392,21 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
                 self.attach(model)
                 if self.hierarchy is None:
                     self._build_hierarchy()
+        check_distributed(
+            [*self.variables, *(v for level, smoother in zip(self.hierarchy, self._smoothers)
+                                for v in (*level.model.variables, *smoother.variables))],
+            tf.distribute.get_strategy(),
+        )
         if self.hierarchy.rematch_every:
             due = tf.logical_and(self.iterations > 0, self.iterations % self.hierarchy.rematch_every == 0)
             tf.cond(due, self.hierarchy.rematch, lambda: tf.constant(False))
         if self.schedule:
+            if several_replicas():
+                raise ValueError(
+                    "A coarse-to-fine `schedule` cannot train data-parallel: it picks the level to train "
+                    "inside the graph, and TensorFlow does not allow the sum of gradients over replicas "
+                    "inside that choice. Train it on one device, or use V-cycles (no `schedule`)."
+                )
             loss, y_pred, index = coarse_to_fine_step(
                 self.hierarchy, self._smoothers, self.schedule, self.iterations, (x, y, sample_weight),
                 self._regularization, self._inner_products,

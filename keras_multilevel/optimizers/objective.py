@@ -19,6 +19,8 @@ gradient correction, 001 §3), ``delta g = 0``.
 
 import tensorflow as tf
 
+from keras_multilevel.optimizers.replicas import sum_over_replicas
+
 
 def _per_variable(regularization, variables):
     """One Tikhonov weight per variable from one number or a list."""
@@ -50,7 +52,10 @@ def level_gradient(model, data, regularization=0.0, loss_scale=None):
             not underflow, and divided by ``S``.
 
     ``loss`` is what Keras reports (the compiled loss plus ``model.losses``),
-    without the Tikhonov term, which only shifts the gradient.
+    without the Tikhonov term, which only shifts the gradient. Under a
+    strategy with several replicas, loss and gradient are those of the whole
+    batch, the same on every replica (:mod:`~keras_multilevel.optimizers.replicas`);
+    ``y_pred`` is the replica's own.
     """
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
@@ -59,6 +64,7 @@ def level_gradient(model, data, regularization=0.0, loss_scale=None):
     gradients = tape.gradient(scaled, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     if loss_scale is not None:
         gradients = [g / tf.cast(loss_scale, g.dtype) for g in gradients]
+    loss, *gradients = sum_over_replicas([loss, *gradients])
     gradients = [
         g + (2.0 * beta) * v if beta else g for g, v, beta in zip(gradients, variables, _per_variable(regularization, variables))
     ]
@@ -73,7 +79,7 @@ def level_objective(model, data, shift=None, regularization=0.0):
     finest level); ``regularization`` as for :func:`level_gradient`.
     """
     variables = model.trainable_variables
-    value, _ = _loss(model, data)
+    (value,) = sum_over_replicas([_loss(model, data)[0]])
     terms = [beta * tf.reduce_sum(tf.square(v)) for v, beta in zip(variables, _per_variable(regularization, variables)) if beta]
     if shift is not None:
         terms += [tf.reduce_sum(d * v) for d, v in zip(shift, variables)]
