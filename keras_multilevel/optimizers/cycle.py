@@ -257,7 +257,9 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
 
             def take(step=step):
                 if step == 0 and received is not None:
-                    grads, spent = received, 0.0
+                    # Received from outside a tf.cond branch: Keras' all-reduce
+                    # needs every gradient it gets to be made in the branch.
+                    grads, spent = [tf.identity(g) for g in received], 0.0
                 else:
                     grads, spent = direction(index, own[step % len(own)], coupling)
                 apply_step(smoothers[index], riesz(grads, inner_products[index]), variables)
