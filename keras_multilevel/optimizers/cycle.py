@@ -1,4 +1,4 @@
-"""The V-cycle: MG/OPT (000 Algorithm 1) and FAS (002 Algorithm 2, §6) in one routine.
+"""The V-cycle: MG/OPT (000 Algorithm 1), FAS (002 Algorithm 2, §6) and MLSGD (001 Algorithm 4) in one routine.
 
 One routine walks the hierarchy's list of levels (finest first) and works for
 any coarsening, since it only touches a level's model and the
@@ -34,10 +34,20 @@ cycles (001 §3.2.3, RMTR) with the weakest threshold: the level's objective
 on its first tau minibatch may not increase, ``H(x + P e) <= H(x)``;
 otherwise the correction is discarded and the cycle goes on from ``x``.
 
+MLSGD (001 Algorithms 4-5, :mod:`~keras_multilevel.optimizers.mlsgd`) adds,
+by the scheme's constants: before step 2, the recursion test (001 eqs
+3.4-3.5) on the level's gradient, a ``tf.cond`` that skips steps 2-5; on a
+coarse level, the step-size regularization ``lambda/2 ||x_c - Pi x||^2`` in
+its objective (eq 3.2), SVRG directions (§3.3.3), and after each of its steps
+the angle condition (eq 3.3), whose first failure undoes the step and skips
+the rest of that level's phase (Algorithm 5). With a full-gradient
+correction tau is formed on the held data set (§3.3.2).
+
 Gradient evaluations are exactly those counted by
-:func:`~keras_multilevel.optimizers.steps.work_units`: a coarse level's first
+:func:`~keras_multilevel.optimizers.steps.work_units` for a cycle that
+descends to the coarsest level and takes every step (a coarse level's first
 step reuses its gradient at ``Pi x`` on the first tau minibatch, computed for
-tau.
+tau); the cycle returns the work it actually spent.
 """
 
 import collections
