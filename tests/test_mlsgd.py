@@ -292,3 +292,13 @@ def test_config_round_trip():
 def test_bad_values_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         kml.MultilevelOptimizer(levels=2, scheme="mlsgd", **kwargs)
+
+
+def test_the_circles_comparison_of_the_cli_runs_mlsgd():
+    """`keras-multilevel bench circles --scheme mlsgd` trains through comparison.train_circles."""
+    from keras_multilevel import comparison
+
+    data = (circles(64), circles(32, seed=4))
+    run = comparison.train_circles(2, data, blocks=8, budget=10.0, scheme="mlsgd")
+    assert run.work_units[-1] >= 10.0 and len(run.work_units) >= 2
+    assert "mlsgd" in run.model.optimizer.get_config()["scheme"]
