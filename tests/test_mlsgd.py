@@ -302,3 +302,20 @@ def test_the_circles_comparison_of_the_cli_runs_mlsgd():
     run = comparison.train_circles(2, data, blocks=8, budget=10.0, scheme="mlsgd")
     assert run.work_units[-1] >= 10.0 and len(run.work_units) >= 2
     assert "mlsgd" in run.model.optimizer.get_config()["scheme"]
+
+
+def test_xla_compiled_mlsgd_cycle_agrees_with_the_graph(float64):
+    """The data-dependent descent and early stops compile with jit_compile=True to the same numbers."""
+    x, y = circles(32, dtype="float64")
+    results = []
+    for jit_compile in (False, True):
+        keras.utils.set_random_seed(0)
+        model = kml.models.residual_network((2,), outputs=2, width=3, blocks=8)
+        model.compile(optimizer=kml.MultilevelOptimizer(levels=3, scheme="mlsgd", steps="[0/3,0/2,{3}]",
+                                                        gradient_correction="stochastic", step_regularization=1.0),
+                      loss="categorical_crossentropy", jit_compile=jit_compile)
+        history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0).history
+        results.append((weights(model), history["work_units"], history["mlsgd_angle_stops"]))
+    for graph, xla in zip(results[0][0], results[1][0]):
+        np.testing.assert_allclose(xla, graph, rtol=1e-9, atol=1e-12)
+    assert results[0][1:] == results[1][1:]
