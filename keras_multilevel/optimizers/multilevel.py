@@ -234,7 +234,8 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             negative gradient of the level above is undone and ends that
             level's phase (001 eq 3.3, Algorithm 5; the level optimizer's
             state, e.g. momentum, keeps the undone step). Default 0 for
-            ``"mlsgd"``, ``None`` otherwise.
+            ``"mlsgd"``, ``None`` otherwise (as for every constant here,
+            ``None`` keeps the scheme's value: ``-1`` lets every step pass).
         variance_reduction: coarse steps take the SVRG direction
             ``g(x, xi) - g(Pi x, xi) + grad H_c(Pi x)`` (001 §3.3.3), two
             gradients each. Needs a gradient correction. Default ``False``.
