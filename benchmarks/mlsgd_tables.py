@@ -89,7 +89,8 @@ def train(args, seed, levels, rate, **options):
         "final_val_accuracy": rows[-1]["val_accuracy"], "best_val_accuracy": max(r["val_accuracy"] for r in rows),
         "work_units": rows[-1]["work_units"], "seconds": rows[-1]["seconds"],
         "recursion_stops": rows[-1].get("mlsgd_recursion_stops"), "angle_stops": rows[-1].get("mlsgd_angle_stops"),
-        "cycles": int(optimizer.iterations.numpy()), "history": rows,
+        "cycles": int(optimizer.iterations.numpy()),
+        "history": [{key: round(row[key], 4) for key in ("val_accuracy", "work_units", "seconds")} for row in rows],
     }
     outcome = "-" if hit is None else f"{hit['work_units']:.0f} WU, {hit['seconds']:.1f} s"
     print(f"  L={levels} rate={rate} {options} seed={seed}: to target {outcome}; "
@@ -197,7 +198,7 @@ def main(argv=None):
     if not args.render:
         (args.out / "digits.json").write_text(json.dumps(
             {"command": command, "args": {k: str(v) for k, v in vars(args).items()}, "baseline": baseline,
-             "groups": groups}, indent=1))
+             "groups": groups}, separators=(",", ":")))
 
 
 if __name__ == "__main__":
