@@ -62,13 +62,14 @@ def _compare(args, title):
                     budget=args.budget,
                     seed=args.seed,
                     progress=progress,
+                    scheme=args.scheme,
                 )
             )
     command = " ".join(["keras-multilevel", *sys.argv[1:]])
     text = (
         f"# {title}\n\nCommand: `{command}`\n\n{args.blocks} residual blocks of width 3, T = 1, full-batch gradient descent "
         f"(learning rate {args.learning_rate}, gradients in L2(0, T)), Tikhonov beta = {args.regularization}, "
-        f"stop at validation accuracy {args.target} or {args.budget:g} work units.\n\n"
+        f"V-cycle scheme {args.scheme!r}; stop at validation accuracy {args.target} or {args.budget:g} work units.\n\n"
         + comparison.table(runs, args.target)
     )
     (out / "table.md").write_text(text)
@@ -89,6 +90,9 @@ def _add_comparison_arguments(parser, blocks, levels, budget, out):
     parser.add_argument("--learning-rate", type=_positive_float, default=0.1, help="of full-batch gradient descent")
     parser.add_argument("--regularization", type=float, default=1e-4, help="Tikhonov beta")
     parser.add_argument("--seed", type=int, default=0, help="of the data and the initial weights")
+    parser.add_argument(
+        "--scheme", default="mgopt", help="the V-cycle's scheme: mgopt (000), fas (002) or mlsgd (001, with its safeguards)"
+    )
     parser.add_argument("--out", default=out, help="folder for table.md, convergence.png and decision_boundary.png")
 
 

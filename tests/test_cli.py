@@ -61,6 +61,7 @@ def test_help_shows_the_defaults():
     assert "(default: 32)" in generate and "(default: 1)" in generate  # --resolution, --workers
     assert "TFDS' data folder" in generate and "(default: None)" not in generate
     assert "(default: 1,8)" in _command("demo", "--help").stdout
+    assert "mlsgd" in _command("bench", "circles", "--help").stdout  # --scheme
 
 
 def test_every_data_folder_option_is_named_data_dir():

@@ -425,6 +425,9 @@ def case(name):
     if name == "mgopt, resolution":
         return (kml.models.unet(8, channels=1, outputs=1, filters=(4, 8)),
                 kml.MultilevelOptimizer(levels=2, coarsening="resolution", smoother=sgd), images)
+    if name == "mlsgd with its tests":
+        return (kml.models.residual_network((6,), 3, width=8, blocks=4, output_activation=None),
+                kml.MultilevelOptimizer(levels=2, scheme="mlsgd", smoother=sgd), dense)
     if name == "coarse-to-fine schedule":
         return (kml.models.feedforward_network((6,), 3, hidden=(8,)),
                 kml.MultilevelOptimizer(levels=2, coarsening="width", schedule=[2], smoother=sgd), dense)
@@ -447,7 +450,7 @@ def train(name, strategy):
 
 results = {}
 for name in ["fas, width, momentum transfer", "mgopt, depth, 3 levels, correction test", "mgopt, resolution",
-             "coarse-to-fine schedule"]:
+             "mlsgd with its tests", "coarse-to-fine schedule"]:
     try:
         results[name] = {"one": train(name, tf.distribute.get_strategy()), "two": train(name, mirrored)}
     except ValueError as error:
@@ -490,6 +493,7 @@ def test_data_parallel_training_equals_one_device(tmp_path):
         for a, b in zip(one["weights"], two["weights"]):
             np.testing.assert_allclose(np.array(b), np.array(a), atol=1e-5, err_msg=name)
     assert results["coarse-to-fine schedule"].startswith("A coarse-to-fine `schedule` cannot train data-parallel")
+    assert results["mlsgd with its tests"].startswith("MLSGD's recursion test and angle condition cannot train data")
     assert "build and compile the model inside `strategy.scope()`" in results["outside"]
 
 

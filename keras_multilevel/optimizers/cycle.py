@@ -1,4 +1,4 @@
-"""The V-cycle: MG/OPT (000 Algorithm 1) and FAS (002 Algorithm 2, §6) in one routine.
+"""The V-cycle: MG/OPT (000 Algorithm 1), FAS (002 Algorithm 2, §6) and MLSGD (001 Algorithm 4) in one routine.
 
 One routine walks the hierarchy's list of levels (finest first) and works for
 any coarsening, since it only touches a level's model and the
@@ -34,12 +34,23 @@ cycles (001 §3.2.3, RMTR) with the weakest threshold: the level's objective
 on its first tau minibatch may not increase, ``H(x + P e) <= H(x)``;
 otherwise the correction is discarded and the cycle goes on from ``x``.
 
+MLSGD (001 Algorithms 4-5, :mod:`~keras_multilevel.optimizers.mlsgd`) adds,
+by the scheme's constants: before step 2, the recursion test (001 eqs
+3.4-3.5) on the level's gradient, a ``tf.cond`` that skips steps 2-5; on a
+coarse level, the step-size regularization ``lambda/2 ||x_c - Pi x||^2`` in
+its objective (eq 3.2), SVRG directions (§3.3.3), and after each of its steps
+the angle condition (eq 3.3), whose first failure undoes the step and skips
+the rest of that level's phase (Algorithm 5). With a full-gradient
+correction tau is formed on the held data set (§3.3.2).
+
 Gradient evaluations are exactly those counted by
-:func:`~keras_multilevel.optimizers.steps.work_units`: a coarse level's first
+:func:`~keras_multilevel.optimizers.steps.work_units` for a cycle that
+descends to the coarsest level and takes every step (a coarse level's first
 step reuses its gradient at ``Pi x`` on the first tau minibatch, computed for
-tau.
+tau); the cycle returns the work it actually spent.
 """
 
+import collections
 import functools
 
 import tensorflow as tf
@@ -47,8 +58,12 @@ import tensorflow as tf
 from keras_multilevel.hierarchy.hierarchy import restrict_level
 from keras_multilevel.optimizers.inner_product import riesz
 from keras_multilevel.optimizers.loss_scale import apply_step, loss_scale
+from keras_multilevel.optimizers.mlsgd import (
+    angle_holds, descends, step_regularization_gradient, step_regularization_value, variance_reduced,
+)
 from keras_multilevel.optimizers.objective import add_coupling, level_gradient, level_objective, tau_correction
 from keras_multilevel.optimizers.replicas import several_replicas
+from keras_multilevel.optimizers.steps import FORWARD_COST
 
 
 def split_batch(data, parts):
@@ -114,7 +129,35 @@ def _gradient_only(model, regularization, optimizer):
     return gradient
 
 
-def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regularization, inner_products):
+CycleReport = collections.namedtuple("CycleReport", ["loss", "y_pred", "work_units", "recursion_stops", "angle_stops"])
+CycleReport.__doc__ = """What :func:`v_cycle` returns: the finest model's ``loss`` and ``y_pred`` on its first
+minibatch at the start of the cycle (as a plain Keras train step reports them), the
+``work_units`` the cycle spent (fine gradient evaluations, 000 eq 10), and how many
+descents the recursion test stopped and how many coarse phases the angle condition
+ended (001 eqs 3.3-3.5; float64 scalars)."""
+
+# How a coarse level is coupled to the level above for one cycle: the coupling
+# term ``shift`` (``-gamma tau``, or None), its start point ``start`` (Pi x),
+# ``anchor``, its objective's gradient there (served as its first step, the
+# SVRG anchor), and ``parent``, ``(gradient, weights, transfer)`` of the level
+# above for the angle condition (None without one).
+_Coupling = collections.namedtuple("_Coupling", ["shift", "start", "anchor", "parent"])
+
+
+def _f64(value):
+    return tf.cast(value, tf.float64)
+
+
+def _batch_costs(minibatches, full_batch):
+    """Work of one gradient on each minibatch, and on the held full batch after them: its rows per minibatch row."""
+    costs = [1.0] * len(minibatches)
+    if full_batch is not None:
+        rows = [tf.shape(tf.nest.flatten(batch[0])[0])[0] for batch in (full_batch, minibatches[0])]
+        costs.append(_f64(rows[0]) / _f64(rows[1]))
+    return costs
+
+
+def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regularization, inner_products, full_batch=None):
     """Runs one V-cycle and updates the finest level's weights.
 
     Args:
@@ -132,11 +175,22 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
         inner_products: per level, the weights of its inner product
             (:func:`~keras_multilevel.optimizers.inner_product.inner_product_weights`):
             coupling terms are Euclidean, each step uses the level's gradient.
+        full_batch: the held data set ``(x, y, sample_weight)`` of a
+            full-gradient correction (``scheme.full_gradient``, 001 §3.3.2),
+            minibatch index ``layout.count``; a gradient on it costs its rows
+            per row of the first minibatch in work units.
 
     Returns:
-        ``(loss, y_pred)`` of the finest model on its first minibatch at the
-        start of the cycle, as a plain Keras train step reports them.
+        A :class:`CycleReport`. With MLSGD's recursion test or angle condition
+        (001 eqs 3.3-3.5) the cycle decides inside the graph (``tf.cond``)
+        whether to descend and whether a coarse level takes its next step; a
+        skipped descent or step spends no work.
     """
+    if scheme.full_gradient and full_batch is None:
+        raise ValueError(
+            "The deterministic gradient correction forms tau with the full gradient over a held data set: "
+            "give it with `MultilevelOptimizer.use_full_batch(x, y)` before training."
+        )
     last = len(hierarchy) - 1
     # Inside a graph, each level's gradient is one traced function called as
     # often as the cycle needs it, rather than traced again at every call; the
@@ -162,18 +216,82 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
             [tf.function(function, experimental_attributes={"_noinline": True}) for function in functions]
             for functions in (evaluate, objective)
         )
-    data = level_data(hierarchy, minibatches)
+    batches = list(minibatches) if full_batch is None else [*minibatches, full_batch]
+    data = level_data(hierarchy, batches)
+    batch_costs = _batch_costs(minibatches, full_batch)
+    strength = scheme.step_regularization
 
-    def gradient(index, batch, shift):
-        return add_coupling(evaluate[index](data[index][batch]), shift)
+    def cost(index, batch, per_evaluation=1.0):
+        return hierarchy[index].relative_cost * per_evaluation * batch_costs[batch]
 
-    def smooth(index, first_step, count_steps, received, shift):
-        """Steps ``first_step, ...`` of the level; step 0 uses the received gradient, if given."""
+    def objective_gradient(index, batch, coupling):
+        """``grad H_l`` on one minibatch: loss, Tikhonov, coupling and (on a coarse level) 001 eq 3.2's term."""
+        grads = evaluate[index](data[index][batch])
+        if coupling is None:
+            return grads
+        grads = add_coupling(grads, coupling.shift)
+        if strength:
+            grads = add_coupling(grads, step_regularization_gradient(
+                hierarchy[index].variables, coupling.start, inner_products[index], strength))
+        return grads
+
+    def direction(index, batch, coupling):
+        """The step direction on one minibatch and its work: ``grad H_l``, or its SVRG version (001 §3.3.3)."""
+        grads = objective_gradient(index, batch, coupling)
+        if coupling is None or not scheme.variance_reduction:
+            return grads, cost(index, batch)
+        variables = hierarchy[index].variables
+        current = [tf.identity(variable) for variable in variables]
+        assign(variables, coupling.start)
+        snapshot = add_coupling(evaluate[index](data[index][batch]), coupling.shift)
+        with tf.control_dependencies(snapshot):
+            assign(variables, current)
+        return variance_reduced(grads, snapshot, coupling.anchor), cost(index, batch, 2.0)
+
+    def guarded(coupling):
+        return coupling is not None and coupling.parent is not None
+
+    def angle_ok(index, coupling):
+        gradient, weights, transfer = coupling.parent
+        step = transfer.prolong([v - s for v, s in zip(hierarchy[index].variables, coupling.start)])
+        return angle_holds(gradient, step, weights, scheme.angle_threshold)
+
+    def smooth(index, first_step, count_steps, received, coupling, stopped):
+        """Steps ``first_step, ...`` of the level; step 0 uses the received gradient, if given.
+
+        Returns the work spent and whether the level's phase has stopped: on a
+        level with the angle condition, a step that fails it is undone and
+        ends the phase (001 Algorithm 5).
+        """
         variables = hierarchy[index].variables
         own = layout.smoothing[index]
+        work = 0.0
         for step in range(first_step, first_step + count_steps):
-            grads = received if step == 0 and received is not None else gradient(index, own[step % len(own)], shift)
-            apply_step(smoothers[index], riesz(grads, inner_products[index]), variables)
+
+            def take(step=step):
+                if step == 0 and received is not None:
+                    # Received from outside a tf.cond branch: Keras' all-reduce
+                    # needs every gradient it gets to be made in the branch.
+                    grads, spent = [tf.identity(g) for g in received], 0.0
+                else:
+                    grads, spent = direction(index, own[step % len(own)], coupling)
+                apply_step(smoothers[index], riesz(grads, inner_products[index]), variables)
+                return spent
+
+            if not guarded(coupling):
+                work = work + take()
+                continue
+
+            def checked(take=take):
+                before = [tf.identity(variable) for variable in variables]
+                spent = take()
+                ok = angle_ok(index, coupling)
+                assign(variables, [tf.where(ok, variable, begin) for variable, begin in zip(variables, before)])
+                return _f64(spent), tf.logical_not(ok)
+
+            spent, stopped = tf.cond(stopped, lambda: (_f64(0.0), tf.constant(True)), checked)
+            work = work + spent
+        return work, stopped
 
     def assign(variables, values):
         for variable, value in zip(variables, values):
@@ -187,62 +305,110 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
         correction = transfer.prolong([value - begin for value, begin in zip(coarse_values, start)])
         return correction if scale == 1.0 else [scale * value for value in correction]
 
-    def accepted(index, correction, shift):
-        """Applies the correction to level ``index`` if it passes the safeguard; returns whether it did."""
+    def level_value(index, batch, coupling):
+        shift = None if coupling is None else coupling.shift
+        value = objective[index](data[index][batch], shift)
+        if coupling is None or not strength:
+            return value
+        regularized = step_regularization_value(hierarchy[index].variables, coupling.start, inner_products[index], strength)
+        return value + tf.cast(regularized, value.dtype)
+
+    def accepted(index, correction, coupling):
+        """Applies the correction to level ``index`` if it passes the safeguard; returns whether it did and the work."""
         variables = hierarchy[index].variables
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(value)) for value in correction])
         if not scheme.correction_test:
             add_if(finite, variables, correction)
-            return finite
-        batch = data[index][layout.tau[index][0]]
-        before = objective[index](batch, shift)
+            return finite, 0.0
+        batch = layout.tau[index][0]
+        before = level_value(index, batch, coupling)
         start = [tf.identity(variable) for variable in variables]
         assign(variables, [begin + value for begin, value in zip(start, correction)])
-        after = objective[index](batch, shift)
+        after = level_value(index, batch, coupling)
         accept = tf.logical_and(finite, after <= before)
         assign(variables, [tf.where(accept, variable, begin) for variable, begin in zip(variables, start)])
-        return accept
+        return accept, cost(index, batch, 2 * FORWARD_COST)
 
-    def cycle(index, received, shift):
-        """``received``: the gradient of level ``index``'s objective at its iterate on its first minibatch."""
-        if index == last:
-            smooth(index, 0, steps.coarsest, received, shift)
-            return
+    def descent(index, received, coupling):
+        """From level ``index``'s current iterate: the recursion test, then restriction, the coarse cycle and
+        the correction. Returns the work, the recursion stops and the angle stops."""
         level, coarse = hierarchy[index], hierarchy[index + 1]
         transfer = level.transfer
-        smooth(index, 0, steps.pre[index], received, shift)
-
-        start = restrict_level(level, coarse)
-        momenta = None
-        if scheme.momentum_transfer:
-            fine_momenta = momentum_slots(smoothers[index], level.variables)
-            coarse_momenta = momentum_slots(smoothers[index + 1], coarse.variables)
-            if fine_momenta is not None and coarse_momenta is not None:
-                momenta = fine_momenta, coarse_momenta, transfer.restrict(fine_momenta)
-                assign(coarse_momenta, momenta[2])
-
         tau_batches = layout.tau[index]
-        if scheme.tau_scale > 0:
+        work = 0.0
+        fine_gradients = restricted = None
+        if scheme.tau_scale > 0 or scheme.counts_stops:
             reuse = steps.pre[index] == 0 and layout.shared(index)
-            fine_gradients = [
-                received if reuse and j == 0 else gradient(index, batch, shift)
-                for j, batch in enumerate(tau_batches)
-            ]
-            coarse_gradients = [evaluate[index + 1](data[index + 1][batch]) for batch in tau_batches]
-            tau = tau_correction(_mean(coarse_gradients), transfer.restrict_gradient(_mean(fine_gradients)))
-            coarse_shift = [-scheme.tau_scale * t for t in tau]
-            cycle(index + 1, add_coupling(coarse_gradients[0], coarse_shift), coarse_shift)
-        else:
-            cycle(index + 1, evaluate[index + 1](data[index + 1][tau_batches[0]]), None)
+            fine_gradients = []
+            for j, batch in enumerate(tau_batches):
+                if reuse and j == 0:
+                    fine_gradients.append(received)
+                else:
+                    fine_gradients.append(objective_gradient(index, batch, coupling))
+                    work = work + cost(index, batch)
+            fine_gradients = _mean(fine_gradients)
+            restricted = transfer.restrict_gradient(fine_gradients)
 
-        correction = prolongated_correction(transfer, coarse.variables, start, scheme.correction_scale)
-        accept = accepted(index, correction, shift)
-        if momenta is not None:
-            fine_momenta, coarse_momenta, momentum_start = momenta
-            add_if(accept, fine_momenta,
-                   prolongated_correction(transfer, coarse_momenta, momentum_start, scheme.momentum_scale))
-        smooth(index, steps.pre[index], steps.post[index], None, shift)
+        def go_down():
+            start = restrict_level(level, coarse)
+            momenta = None
+            if scheme.momentum_transfer:
+                fine_momenta = momentum_slots(smoothers[index], level.variables)
+                coarse_momenta = momentum_slots(smoothers[index + 1], coarse.variables)
+                if fine_momenta is not None and coarse_momenta is not None:
+                    momenta = fine_momenta, coarse_momenta, transfer.restrict(fine_momenta)
+                    assign(coarse_momenta, momenta[2])
+            if scheme.tau_scale > 0:
+                coarse_gradients = [evaluate[index + 1](data[index + 1][batch]) for batch in tau_batches]
+                spent = sum(cost(index + 1, batch) for batch in tau_batches)
+                tau = tau_correction(_mean(coarse_gradients), restricted)
+                shift = [-scheme.tau_scale * t for t in tau]
+                anchor = add_coupling(coarse_gradients[0], shift)
+            else:
+                anchor = evaluate[index + 1](data[index + 1][tau_batches[0]])
+                spent, shift = cost(index + 1, tau_batches[0]), None
+            parent = None if scheme.angle_threshold is None else (fine_gradients, inner_products[index], transfer)
+            coarse_work, recursion_stops, angle_stops, coarse_stopped = cycle(
+                index + 1, anchor, _Coupling(shift, start, anchor, parent)
+            )
+            if parent is not None:
+                angle_stops = angle_stops + tf.cast(coarse_stopped, tf.float64)
+            correction = prolongated_correction(transfer, coarse.variables, start, scheme.correction_scale)
+            accept, tested = accepted(index, correction, coupling)
+            if momenta is not None:
+                fine_momenta, coarse_momenta, momentum_start = momenta
+                add_if(accept, fine_momenta,
+                       prolongated_correction(transfer, coarse_momenta, momentum_start, scheme.momentum_scale))
+            return spent + coarse_work + tested, recursion_stops, angle_stops
+
+        if not scheme.recursion_test:
+            down = go_down()
+        else:
+            go = descends(fine_gradients, restricted, inner_products[index], inner_products[index + 1],
+                          scheme.recursion_ratio, scheme.recursion_tolerance)
+            down = tf.cond(go, lambda: tuple(map(_f64, go_down())), lambda: (_f64(0.0), _f64(1.0), _f64(0.0)))
+        return (work + down[0], *down[1:])
+
+    def cycle(index, received, coupling):
+        """``received``: the gradient of level ``index``'s objective at its iterate on its first minibatch.
+
+        Returns the work spent on this level and below, the recursion and
+        angle stops below it, and whether this level's phase was stopped.
+        """
+        stopped = tf.constant(False) if guarded(coupling) else False
+        if index == last:
+            work, stopped = smooth(index, 0, steps.coarsest, received, coupling, stopped)
+            return work, 0.0, 0.0, stopped
+        work, stopped = smooth(index, 0, steps.pre[index], received, coupling, stopped)
+        if guarded(coupling):
+            down = tf.cond(stopped, lambda: (_f64(0.0),) * 3,
+                           lambda: tuple(map(_f64, descent(index, received, coupling))))
+        else:
+            down = descent(index, received, coupling)
+        after, stopped = smooth(index, steps.pre[index], steps.post[index], None, coupling, stopped)
+        return work + down[0] + after, down[1], down[2], stopped
 
     loss, y_pred, initial = start(data[0][layout.smoothing[0][0]])
-    cycle(0, initial, None)
-    return loss, y_pred
+    work, recursion_stops, angle_stops, _ = cycle(0, initial, None)
+    work = work + cost(0, layout.smoothing[0][0])
+    return CycleReport(loss, y_pred, *map(_f64, (work, recursion_stops, angle_stops)))

@@ -19,7 +19,7 @@ from keras_multilevel.optimizers import loss_scale
 from keras_multilevel.optimizers.coarse_to_fine import check_schedule, coarse_to_fine_step
 from keras_multilevel.optimizers.cycle import split_batch, v_cycle
 from keras_multilevel.optimizers.inner_product import check_inner_product, inner_product_weights, tikhonov_weights
-from keras_multilevel.optimizers.replicas import check_distributed, several_replicas
+from keras_multilevel.optimizers.replicas import check_distributed, refuse_decisions
 from keras_multilevel.optimizers.scheme import CycleScheme, minibatch_layout
 from keras_multilevel.optimizers.steps import CycleSteps, work_units
 
@@ -131,7 +131,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
     created and compiled in a ``MirroredStrategy``'s scope): the cycle sums
     every gradient over the replicas (:mod:`~keras_multilevel.optimizers.replicas`).
 
-    Two schemes, three coarsenings, and a coarse-to-fine schedule:
+    Three schemes, three coarsenings, and a coarse-to-fine schedule:
 
     * ``scheme="mgopt"`` with ``coarsening="depth"``: paper 000 (MG/OPT over
       residual networks with half the blocks per level); ``tau_scale=0`` is
@@ -141,6 +141,12 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
       Heavy Edge Matching and re-matched every ``rematch_every`` cycles; pass
       ``kml.hierarchy.WidthCoarsening(...)`` to set its threshold, scaling
       and re-matching rate).
+    * ``scheme="mlsgd"``: paper 001 Algorithm 4 (MLSGD) with its safeguards:
+      the recursion test, the angle condition with early termination, the
+      step-size regularization and, with a correction, SVRG steps on the
+      coarse levels. ``History.history`` adds ``mlsgd_recursion_stops`` and
+      ``mlsgd_angle_stops``, the cumulative counts of descents the recursion
+      test stopped and of coarse phases the angle condition ended.
     * ``coarsening="resolution"``: paper 004 §3 (the same convolutional
       network on images of half the resolution; the coarse level trains on
       the 2x2-averaged batch), with either scheme.
@@ -162,8 +168,8 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         steps: level-optimizer steps per level, finest first, in 000's
             notation (``"[(1),1,1,2,2,{2}]"``, ``"[4,{4}]"``) or as a list;
             ``None`` is the set-up of 000 §4.1. See :class:`CycleSteps`.
-        scheme: ``"mgopt"`` or ``"fas"``: the defaults of the four constants
-            below (see :class:`~keras_multilevel.optimizers.scheme.CycleScheme`).
+        scheme: ``"mgopt"``, ``"fas"`` or ``"mlsgd"``: the defaults of the
+            constants below (see :class:`~keras_multilevel.optimizers.scheme.CycleScheme`).
         coarsening: ``"depth"`` (000 §2.2.1), ``"width"`` (002 §5), or a
             coarsening object such as ``kml.hierarchy.WidthCoarsening(threshold=0.5)``.
         interpolation: depth coarsening only: ``"constant"`` (000) or
@@ -184,7 +190,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             :mod:`~keras_multilevel.optimizers.inner_product`.
         tau_scale: ``gamma`` in ``[0, 1]``, the weight of the tau-correction
             (002 §6.1.4; ``1`` is first-order coherent, ``0`` MLSGD).
-            Default 1; 002 §8.3 uses 0.125 for stability.
+            Default 1 (0 for ``"mlsgd"``); 002 §8.3 uses 0.125 for stability.
         tau_batches: ``m``, the minibatches over which tau is averaged and
             on which the next coarser level trains (002 eq 35). Default 1 for
             ``"mgopt"``, 2 for ``"fas"``.
@@ -203,6 +209,29 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             minibatch (MG/OPT's acceptance test; two loss evaluations per level
             and cycle, counted in the work units). Default ``False``. Either
             way a correction with a NaN or Inf is discarded.
+        gradient_correction: ``"none"`` (``tau_scale=0``), ``"stochastic"``
+            (tau on the cycle's minibatches; ``"mgopt"``, ``"fas"``) or
+            ``"deterministic"`` (tau with the full gradient over the data set
+            given to :meth:`use_full_batch`, 001 §3.3.2; each gradient on it
+            costs its rows per minibatch row in work units). Default
+            ``"none"`` for ``"mlsgd"``.
+        step_regularization: ``lambda >= 0``: coarse objectives get
+            ``lambda/2 ||x_c - Pi x||_c^2`` (001 eq 3.2). Default 0;
+            001 §4.1.2 uses 5 with a gradient correction.
+        recursion_ratio, recursion_tolerance: ``eta, epsilon >= 0`` of 001
+            eqs 3.4-3.5: descend only if ``||P* grad H||_c >= eta ||grad H||``
+            and ``>= epsilon``. Default 0.1 and 0 for ``"mlsgd"``, 0 and 0
+            (always descend) otherwise.
+        angle_threshold: ``mu`` in ``[-1, 1]`` or ``None`` (no test): a coarse
+            step whose prolongated displacement makes ``cos < mu`` with the
+            negative gradient of the level above is undone and ends that
+            level's phase (001 eq 3.3, Algorithm 5; the level optimizer's
+            state, e.g. momentum, keeps the undone step). Default 0 for
+            ``"mlsgd"``, ``None`` otherwise (as for every constant here,
+            ``None`` keeps the scheme's value: ``-1`` lets every step pass).
+        variance_reduction: coarse steps take the SVRG direction
+            ``g(x, xi) - g(Pi x, xi) + grad H_c(Pi x)`` (001 §3.3.3), two
+            gradients each. Needs a gradient correction. Default ``False``.
         learning_rate_divisor: ``eta``: level ``i`` uses the learning rate
             divided by ``eta^i`` (002 §6.1.4), or one divisor per level, finest
             first (002 §8.3: ``[1, eta, eta^2, eta^2, eta^2]`` with
@@ -236,6 +265,12 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         correction_scale=None,
         momentum_scale=None,
         correction_test=None,
+        gradient_correction=None,
+        step_regularization=None,
+        recursion_ratio=None,
+        recursion_tolerance=None,
+        angle_threshold=None,
+        variance_reduction=None,
         learning_rate_divisor=1.0,
         schedule=None,
         inner_product="l2",
@@ -266,6 +301,12 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             correction_scale=correction_scale,
             momentum_scale=momentum_scale,
             correction_test=correction_test,
+            gradient_correction=gradient_correction,
+            step_regularization=step_regularization,
+            recursion_ratio=recursion_ratio,
+            recursion_tolerance=recursion_tolerance,
+            angle_threshold=angle_threshold,
+            variance_reduction=variance_reduction,
         )
         strategy = get_coarsening(coarsening, interpolation)
         divisors = _learning_rate_divisors(learning_rate_divisor, levels)
@@ -274,7 +315,9 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         self.smoother = smoother
         self.steps = cycle_steps
         self.scheme = cycle_scheme
-        self.layout = minibatch_layout(cycle_steps, cycle_scheme.tau_batches, cycle_scheme.fresh_batches)
+        self.layout = minibatch_layout(
+            cycle_steps, cycle_scheme.tau_batches, cycle_scheme.fresh_batches, cycle_scheme.full_gradient
+        )
         self.coarsening = strategy
         self.regularization = float(regularization)
         self.inner_product = check_inner_product(inner_product)
@@ -285,6 +328,14 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         self.work_units = self.add_variable(
             shape=(), initializer="zeros", dtype="float64", name="work_units"
         )
+        # Cumulative counts of MLSGD's early stops (001 eqs 3.3-3.5), logged like the work units.
+        self.stop_counts = {}
+        if cycle_scheme.counts_stops and schedule is None:
+            self.stop_counts = {
+                kind: self.add_variable(shape=(), initializer="zeros", dtype="float64", name=f"mlsgd_{kind}_stops")
+                for kind in ("recursion", "angle")
+            }
+        self._full_batch = None
         self.hierarchy = None
         self._inner_products = self._regularization = None  # per level, once the hierarchy is built
         # A weak reference: the model owns its optimizer, not the reverse (and
@@ -368,6 +419,8 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             layout=self.layout,
             coupled=self.scheme.tau_scale > 0,
             tested=self.scheme.correction_test,
+            restricted=self.scheme.counts_stops,
+            variance_reduction=self.scheme.variance_reduction,
         )
         self._compile_levels()
 
@@ -379,6 +432,28 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         compile_config = keras.saving.deserialize_keras_object(compile_config)
         for level, smoother in zip(self.hierarchy[1:], self._smoothers[1:]):
             level.model.compile(optimizer=smoother, **compile_config)
+
+    def use_full_batch(self, x, y=None, sample_weight=None):
+        """Holds the data set whose gradient is the "full gradient" of a deterministic correction (001 §3.3.2).
+
+        Every cycle then forms tau with the gradients of the whole set, fine
+        and coarse, as one batch: give the training set if it is small, or a
+        fixed sample of it. Data is not configuration: it is not in
+        :meth:`get_config`; call this again after ``from_config``, and
+        before ``fit`` (the cycle is traced with it).
+        """
+        if self.scheme.gradient_correction != "deterministic":
+            raise ValueError(
+                f"`use_full_batch` holds the data of the deterministic gradient correction, but this optimizer's "
+                f"gradient_correction is {self.scheme.gradient_correction!r}: create it with "
+                "gradient_correction='deterministic'."
+            )
+        rows = {int(tf.shape(tensor)[0]) for tensor in tf.nest.flatten((x, y, sample_weight)) if tensor is not None}
+        if len(rows) != 1 or 0 in rows:
+            raise ValueError(f"The full batch's x, y and sample_weight must have the same number of rows > 0, got {sorted(rows)}.")
+        self._full_batch = tf.nest.map_structure(
+            lambda tensor: None if tensor is None else tf.convert_to_tensor(tensor), (x, y, sample_weight)
+        )
 
     # -- one training step ---------------------------------------------------
 
@@ -401,12 +476,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             due = tf.logical_and(self.iterations > 0, self.iterations % self.hierarchy.rematch_every == 0)
             tf.cond(due, self.hierarchy.rematch, lambda: tf.constant(False))
         if self.schedule:
-            if several_replicas():
-                raise ValueError(
-                    "A coarse-to-fine `schedule` cannot train data-parallel: it picks the level to train "
-                    "inside the graph, and TensorFlow does not allow the sum of gradients over replicas "
-                    "inside that choice. Train it on one device, or use V-cycles (no `schedule`)."
-                )
+            refuse_decisions("A coarse-to-fine `schedule`", "Train it on one device, or use V-cycles (no `schedule`).")
             loss, y_pred, index = coarse_to_fine_step(
                 self.hierarchy, self._smoothers, self.schedule, self.iterations, (x, y, sample_weight),
                 self._regularization, self._inner_products,
@@ -414,15 +484,22 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             costs = tf.constant([level.relative_cost for level in self.hierarchy], dtype="float64")
             work = tf.gather(costs, index)
         else:
+            if self.scheme.counts_stops:
+                refuse_decisions(
+                    "MLSGD's recursion test and angle condition",
+                    "Train on one device, or use MLSGD without them: scheme='mgopt', tau_scale=0.",
+                )
             minibatches = split_batch((x, y, sample_weight), self.layout.count)
             with shared_depth_traces(enabled=not model.jit_compile):
-                loss, y_pred = v_cycle(
+                report = v_cycle(
                     self.hierarchy, self._smoothers, self.steps, self.scheme, minibatches, self.layout,
-                    self._regularization, self._inner_products,
+                    self._regularization, self._inner_products, self._full_batch,
                 )
+            loss, y_pred, work = report.loss, report.y_pred, report.work_units
+            for kind, count in self.stop_counts.items():
+                count.assign_add(getattr(report, f"{kind}_stops"))
             # Loss and metrics of the finest level's first minibatch, at the start of the cycle.
             x, y, sample_weight = minibatches[self.layout.smoothing[0][0]]
-            work = self.cycle_work_units
         batch_size = tf.shape(tf.nest.flatten(x)[0])[0]
         # Keras' own train_step updates this private tracker the same way.
         model._loss_tracker.update_state(loss, sample_weight=batch_size)
@@ -430,6 +507,8 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         self.work_units.assign_add(work)
         logs = dict(model.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
         logs["work_units"] = tf.identity(self.work_units.value)
+        for kind, count in self.stop_counts.items():
+            logs[f"mlsgd_{kind}_stops"] = tf.identity(count.value)
         return logs
 
     def apply(self, grads, trainable_variables=None):
@@ -501,6 +580,12 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             "correction_scale": self.scheme.correction_scale,
             "momentum_scale": self.scheme.momentum_scale,
             "correction_test": self.scheme.correction_test,
+            "gradient_correction": self.scheme.gradient_correction,
+            "step_regularization": self.scheme.step_regularization,
+            "recursion_ratio": self.scheme.recursion_ratio,
+            "recursion_tolerance": self.scheme.recursion_tolerance,
+            "angle_threshold": self.scheme.angle_threshold,
+            "variance_reduction": self.scheme.variance_reduction,
             "learning_rate_divisor": self.learning_rate_divisor,
             "schedule": list(self.schedule) if self.schedule else None,
             "inner_product": self.inner_product,

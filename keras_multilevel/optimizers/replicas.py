@@ -22,8 +22,9 @@ share has the same number of rows, as Keras' mean of replica losses assumes).
 With one replica (no strategy, or ``OneDeviceStrategy``) both are the identity.
 
 A sum over replicas cannot sit inside a ``tf.cond`` branch (TensorFlow's
-limit on synchronization points), so a coarse-to-fine schedule, which picks
-the level to train in the graph, is refused under several replicas.
+limit on synchronization points), so what decides in the graph which
+gradients to compute is refused under several replicas
+(:func:`refuse_decisions`).
 """
 
 import tensorflow as tf
@@ -81,4 +82,13 @@ def check_distributed(variables, strategy):
             f"MultilevelOptimizer trains with {strategy.num_replicas_in_sync} replicas, but "
             f"{len(plain)} variables (e.g. {plain[0]!r}) were not created under the strategy: build and "
             "compile the model inside `strategy.scope()` (the optimizer too), then call `fit`."
+        )
+
+
+def refuse_decisions(feature, instead):
+    """Raises ``ValueError`` under several replicas: ``feature`` chooses inside the graph what to compute."""
+    if several_replicas():
+        raise ValueError(
+            f"{feature} cannot train data-parallel: it decides inside the graph (tf.cond) which gradients to "
+            f"compute, and TensorFlow allows no sum over replicas inside such a decision. {instead}"
         )

@@ -29,9 +29,34 @@ schemes of the papers; they differ only in these constants:
   raise the level's objective (the cycle's safeguard; a correction that is not
   finite is always discarded).
 
+The safeguards and variants of MLSGD (001 §3.2-3.3, Algorithms 4-5; the
+functions are in :mod:`~keras_multilevel.optimizers.mlsgd`):
+
+* ``gradient_correction``: ``"none"`` (``gamma = 0``), ``"stochastic"``
+  (tau formed on the cycle's minibatches, what MG/OPT and FAS do, 001 §3.3.4)
+  or ``"deterministic"`` (tau formed with the full gradient over the data set
+  the optimizer holds, 001 §3.3.2: see ``MultilevelOptimizer.use_full_batch``).
+* ``step_regularization`` ``lambda``: the coarse objective gets
+  ``lambda/2 ||x_c - Pi x||_c^2`` (001 eq 3.2), which keeps coarse steps short.
+* ``recursion_ratio`` ``eta`` and ``recursion_tolerance`` ``epsilon``: descend
+  to the coarser level only if ``||P* grad H||_c >= eta ||grad H||`` (001 eq 3.4)
+  and ``>= epsilon`` (eq 3.5); ``0`` and ``0`` always descend.
+* ``angle_threshold`` ``mu``: ``None``, or end a coarse level's phase at its
+  first step whose prolongated displacement makes
+  ``cos < mu`` with the negative gradient of the level above (001 eq 3.3,
+  Algorithm 5); the step is undone.
+* ``variance_reduction``: coarse steps take the SVRG direction of 001 §3.3.3
+  (Johnson & Zhang 2013) with the level's start point as the snapshot.
+
 Presets: ``"mgopt"`` (000 Algorithm 1: gamma 1, m 1, one batch for the whole
-cycle, alpha_p 1, no momentum transfer) and ``"fas"`` (002 Algorithm 2:
-gamma 1, m 2, fresh minibatches, alpha_p 1, alpha_m 1).
+cycle, alpha_p 1, no momentum transfer), ``"fas"`` (002 Algorithm 2:
+gamma 1, m 2, fresh minibatches, alpha_p 1, alpha_m 1), both with a stochastic
+correction and none of MLSGD's safeguards, and ``"mlsgd"`` (001 Algorithm 4:
+no gradient correction, the variant 001 §4.2.3 found best, which also makes
+``lambda = 0`` its default (001 §4.1.2 uses ``lambda = 5`` only with a
+correction); m 1, one batch for the whole cycle, no momentum transfer;
+``eta = 0.1``, ``epsilon = 0`` and ``mu = 0``, that is a coarse step must be a
+descent direction for the level above; 001 gives no values for these three).
 The stability settings of 002 §8.3 are ``tau_scale=0.125``,
 ``momentum_scale=0.2`` with ``learning_rate_divisor`` ``2 sqrt 2`` (an
 optimizer argument).
@@ -41,11 +66,20 @@ import dataclasses
 
 import numpy as np
 
+GRADIENT_CORRECTIONS = ("none", "stochastic", "deterministic")
+
+_STOCHASTIC_ONLY = {"gradient_correction": "stochastic", "step_regularization": 0.0, "recursion_ratio": 0.0,
+                    "recursion_tolerance": 0.0, "angle_threshold": None, "variance_reduction": False}
+
 PRESETS = {
     "mgopt": {"tau_scale": 1.0, "tau_batches": 1, "fresh_batches": False, "correction_scale": 1.0,
-              "momentum_scale": None, "correction_test": False},
+              "momentum_scale": None, "correction_test": False, **_STOCHASTIC_ONLY},
     "fas": {"tau_scale": 1.0, "tau_batches": 2, "fresh_batches": True, "correction_scale": 1.0,
-            "momentum_scale": 1.0, "correction_test": False},
+            "momentum_scale": 1.0, "correction_test": False, **_STOCHASTIC_ONLY},
+    "mlsgd": {"tau_scale": 0.0, "tau_batches": 1, "fresh_batches": False, "correction_scale": 1.0,
+              "momentum_scale": None, "correction_test": False, "gradient_correction": "none",
+              "step_regularization": 0.0, "recursion_ratio": 0.1, "recursion_tolerance": 0.0,
+              "angle_threshold": 0.0, "variance_reduction": False},
 }
 
 
@@ -60,6 +94,12 @@ class CycleScheme:
     correction_scale: float
     momentum_scale: float | None
     correction_test: bool
+    gradient_correction: str
+    step_regularization: float
+    recursion_ratio: float
+    recursion_tolerance: float
+    angle_threshold: float | None
+    variance_reduction: bool
 
     @classmethod
     def create(cls, name="mgopt", **overrides):
@@ -68,13 +108,26 @@ class CycleScheme:
         Raises ``ValueError`` for an unknown preset or a constant out of range:
         ``tau_scale`` in ``[0, 1]``, ``tau_batches`` an integer ``>= 1``,
         ``fresh_batches`` and ``correction_test`` bools,
-        ``correction_scale`` in ``(0, 1]``, ``momentum_scale`` in ``[0, 1]``.
+        ``correction_scale`` in ``(0, 1]``, ``momentum_scale`` in ``[0, 1]``,
+        ``gradient_correction`` one of :data:`GRADIENT_CORRECTIONS` and
+        consistent with ``tau_scale`` (``"none"`` exactly when it is 0; a
+        correction given without ``tau_scale`` takes ``tau_scale = 1``),
+        ``step_regularization``, ``recursion_ratio`` and
+        ``recursion_tolerance`` numbers ``>= 0``, ``angle_threshold`` in
+        ``[-1, 1]``, ``variance_reduction`` a bool that needs a correction.
         """
         if name not in PRESETS:
             raise ValueError(f"Unknown scheme {name!r}: choose one of {sorted(PRESETS)}.")
-        values = dict(PRESETS[name])
-        values.update({key: value for key, value in overrides.items() if value is not None})
+        given = {key: value for key, value in overrides.items() if value is not None}
+        values = {**PRESETS[name], **given}
+        for key, meaning in (("step_regularization", "lambda of 001 eq 3.2"), ("recursion_ratio", "eta of 001 eq 3.4"),
+                             ("recursion_tolerance", "epsilon of 001 eq 3.5")):
+            _check_number(key, values[key], 0.0, float("inf"), meaning)
+            values[key] = float(values[key])
+        if values["angle_threshold"] is not None:
+            _check_number("angle_threshold", values["angle_threshold"], -1.0, 1.0, "mu of 001 eq 3.3, a cosine")
         _check_number("tau_scale", values["tau_scale"], 0.0, 1.0, "gamma of 002 §6.1.4")
+        _settle_gradient_correction(values, given)
         _check_number("correction_scale", values["correction_scale"], 0.0, 1.0, "alpha_p of 002 §6.1.4", open_low=True)
         if values["momentum_scale"] is not None:
             _check_number("momentum_scale", values["momentum_scale"], 0.0, 1.0, "alpha_m of 002 eq 36")
@@ -85,9 +138,15 @@ class CycleScheme:
                 "each batch is split into m minibatches."
             )
         values["tau_batches"] = int(batches)
-        for flag in ("fresh_batches", "correction_test"):
+        for flag in ("fresh_batches", "correction_test", "variance_reduction"):
             if not isinstance(values[flag], bool):
                 raise ValueError(f"`{flag}` must be True or False, got {values[flag]!r}.")
+        if values["variance_reduction"] and values["gradient_correction"] == "none":
+            raise ValueError(
+                "`variance_reduction=True` (001 §3.3.3) corrects each coarse step with the level's gradient at "
+                "its start point, which only a gradient correction computes: choose "
+                "gradient_correction='deterministic' or 'stochastic'."
+            )
         return cls(name=name, **values)
 
     @property
@@ -95,9 +154,43 @@ class CycleScheme:
         """Whether momentum is restricted and prolongated with the weights (002 eq 36)."""
         return self.momentum_scale is not None
 
+    @property
+    def full_gradient(self):
+        """Whether tau is formed with the full gradient over the optimizer's held data set (001 §3.3.2)."""
+        return self.gradient_correction == "deterministic"
+
+    @property
+    def recursion_test(self):
+        """Whether a cycle tests 001 eqs 3.4-3.5 before it descends (``eta = epsilon = 0`` always descends)."""
+        return self.recursion_ratio > 0 or self.recursion_tolerance > 0
+
+    @property
+    def counts_stops(self):
+        """Whether a cycle can stop a descent (recursion test) or a coarse phase (angle condition)."""
+        return self.recursion_test or self.angle_threshold is not None
+
+
+def _settle_gradient_correction(values, given):
+    """Makes ``gradient_correction`` and ``tau_scale`` agree, or raises ``ValueError`` if the given ones do not."""
+    correction = values["gradient_correction"]
+    if correction not in GRADIENT_CORRECTIONS:
+        raise ValueError(f"`gradient_correction` must be one of {GRADIENT_CORRECTIONS}, got {correction!r}.")
+    if "tau_scale" not in given and "gradient_correction" in given:
+        values["tau_scale"] = 0.0 if correction == "none" else (values["tau_scale"] or 1.0)
+    elif "gradient_correction" not in given and "tau_scale" in given:
+        if values["tau_scale"] == 0:
+            values["gradient_correction"] = "none"
+        elif correction == "none":
+            values["gradient_correction"] = "stochastic"
+    if (values["gradient_correction"] == "none") != (values["tau_scale"] == 0):
+        raise ValueError(
+            f"`gradient_correction={values['gradient_correction']!r}` contradicts `tau_scale={values['tau_scale']!r}`: "
+            "'none' is tau_scale=0 and a correction needs tau_scale > 0; give one of the two."
+        )
+
 
 def _check_number(name, value, low, high, meaning, open_low=False):
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.floating, np.integer))
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.floating, np.integer)) and np.isfinite(value)
     if ok:
         ok = (low < value if open_low else low <= value) and value <= high
     if not ok:
@@ -114,7 +207,9 @@ class MinibatchLayout:
         smoothing: per level, the minibatches its smoothing steps take in turn
             (step ``t``, counting the steps down then up, uses entry ``t mod len``).
         tau: per level but the coarsest, the ``m`` minibatches of its
-            tau-correction, on which the next coarser level then smooths.
+            tau-correction, on which the next coarser level then smooths;
+            with a full-gradient correction, the index ``count``: the
+            optimizer's held data set (001 §3.3.2).
     """
 
     count: int
@@ -126,8 +221,12 @@ class MinibatchLayout:
         return self.smoothing[index][0] == self.tau[index][0]
 
 
-def minibatch_layout(steps, tau_batches, fresh_batches):
+def minibatch_layout(steps, tau_batches, fresh_batches, full_gradient=False):
     """The minibatches of one V-cycle (002 §6.1.1).
+
+    With ``full_gradient`` (the deterministic correction of 001 §3.3.2) every
+    tau is formed on the held data set, index ``count``, and the coarse
+    levels smooth on the minibatches they would have without it.
 
     Without ``fresh_batches`` all levels share the same ``m`` minibatches.
     With them, the finest level smooths on one minibatch per step
@@ -140,8 +239,12 @@ def minibatch_layout(steps, tau_batches, fresh_batches):
     m = tau_batches
     if not fresh_batches:
         parts = tuple(range(m))
-        return MinibatchLayout(m, (parts,) * levels, (parts,) * (levels - 1))
-    own = steps.pre[0] + steps.post[0] if levels > 1 else steps.coarsest
-    tau = tuple(tuple(range(own + i * m, own + (i + 1) * m)) for i in range(levels - 1))
-    finest = tuple(range(own)) if own else tau[0]
-    return MinibatchLayout(own + m * (levels - 1), (finest, *tau), tau)
+        layout = MinibatchLayout(m, (parts,) * levels, (parts,) * (levels - 1))
+    else:
+        own = steps.pre[0] + steps.post[0] if levels > 1 else steps.coarsest
+        tau = tuple(tuple(range(own + i * m, own + (i + 1) * m)) for i in range(levels - 1))
+        finest = tuple(range(own)) if own else tau[0]
+        layout = MinibatchLayout(own + m * (levels - 1), (finest, *tau), tau)
+    if full_gradient:
+        layout = dataclasses.replace(layout, tau=((layout.count,),) * (levels - 1))
+    return layout

@@ -149,7 +149,8 @@ FORWARD_COST = 1.0 / 3.0
 """Cost of a loss evaluation (a forward pass) per gradient: a backward pass costs about two forwards."""
 
 
-def work_units(steps, relative_costs, layout=None, coupled=True, tested=False):
+def work_units(steps, relative_costs, layout=None, coupled=True, tested=False, restricted=False,
+               variance_reduction=False):
     """Cost of one V-cycle in fine gradient evaluations (000 eq 10, 002 §8).
 
     Counts exactly the gradients that :func:`~keras_multilevel.optimizers.cycle.v_cycle`
@@ -185,20 +186,33 @@ def work_units(steps, relative_costs, layout=None, coupled=True, tested=False):
         coupled: whether the tau-correction is used (``gamma > 0``).
         tested: whether each coarse correction passes the acceptance test,
             two loss evaluations of the level above it, each :data:`FORWARD_COST`.
+        restricted: whether the fine gradient on the tau minibatches is
+            evaluated without coupling too (MLSGD's recursion test or angle
+            condition, 001 eqs 3.3-3.5, need it): ``m - [reused]`` more ``c_i``.
+        variance_reduction: whether each coarse-level step but the first
+            takes SVRG's two gradients (001 §3.3.3).
+
+    This is the cost of a cycle that descends to the coarsest level and takes
+    every step, on minibatches: a cycle whose recursion test or angle
+    condition stops early spends less, and a gradient on a full-gradient
+    correction's held data set counts its rows per minibatch row (see
+    :class:`~keras_multilevel.optimizers.cycle.CycleReport`, which counts what
+    a cycle spent).
     """
     if len(relative_costs) != steps.levels:
         raise ValueError(f"Need {steps.levels} relative costs, got {len(relative_costs)}.")
     layout = layout or minibatch_layout(steps, 1, fresh_batches=False)
-    total = relative_costs[0] + (steps.coarsest - 1) * relative_costs[-1]
+    def per_step(index):
+        return 2 if variance_reduction and index > 0 else 1
+
+    total = relative_costs[0] + (steps.coarsest - 1) * per_step(steps.levels - 1) * relative_costs[-1]
     for index, (down, up) in enumerate(zip(steps.pre, steps.post)):
         cost, coarse_cost = relative_costs[index], relative_costs[index + 1]
         smoothing = down + up - (down > 0)
-        if coupled:
-            m = len(layout.tau[index])
-            reused = down == 0 and layout.shared(index)
-            total += (smoothing + m - reused) * cost + m * coarse_cost
-        else:
-            total += smoothing * cost + coarse_cost
+        m = len(layout.tau[index])
+        reused = down == 0 and layout.shared(index)
+        fine = m - reused if coupled or restricted else 0
+        total += (smoothing * per_step(index) + fine) * cost + (m if coupled else 1) * coarse_cost
         if tested:
             total += 2 * FORWARD_COST * cost
     return total
