@@ -5,3 +5,4 @@ from keras_multilevel.optimizers.multilevel import MultilevelOptimizer
 from keras_multilevel.optimizers.objective import add_coupling, level_gradient, tau_correction
 from keras_multilevel.optimizers.scheme import CycleScheme
 from keras_multilevel.optimizers.steps import CycleSteps, work_units
+from keras_multilevel.optimizers.trust_region import TrustRegion

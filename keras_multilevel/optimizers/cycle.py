@@ -47,7 +47,8 @@ import tensorflow as tf
 from keras_multilevel.hierarchy.hierarchy import restrict_level
 from keras_multilevel.optimizers.inner_product import riesz
 from keras_multilevel.optimizers.loss_scale import apply_step, loss_scale
-from keras_multilevel.optimizers.objective import add_coupling, level_gradient, level_objective, tau_correction
+from keras_multilevel.optimizers.objective import add_coupling, level_gradient, level_objective, penalty, tau_correction
+from keras_multilevel.optimizers.trust_region import couple, value_and_gradient
 
 
 def split_batch(data, parts):
@@ -113,7 +114,7 @@ def _gradient_only(model, regularization, optimizer):
     return gradient
 
 
-def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regularization, inner_products):
+def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regularization, inner_products, trust_region=None):
     """Runs one V-cycle and updates the finest level's weights.
 
     Args:
@@ -131,6 +132,11 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
         inner_products: per level, the weights of its inner product
             (:func:`~keras_multilevel.optimizers.inner_product.inner_product_weights`):
             coupling terms are Euclidean, each step uses the level's gradient.
+        trust_region: ``None``, or the
+            :class:`~keras_multilevel.optimizers.trust_region.RecursiveTrustRegion`
+            whose hooks replace the level optimizers' steps and the acceptance
+            of corrections (RMTR, 003): each level then carries ``(H, grad H)``
+            at its iterate on the cycle's one minibatch from step to step.
 
     Returns:
         ``(loss, y_pred)`` of the finest model on its first minibatch at the
@@ -154,6 +160,11 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
         functools.partial(level_objective, level.model, regularization=beta)
         for level, beta in zip(hierarchy, regularization)
     ]
+    if trust_region is not None:
+        evaluate = [
+            functools.partial(value_and_gradient, level.model, regularization=beta)
+            for level, beta in zip(hierarchy, regularization)
+        ]
     if tf.inside_function():
         evaluate, objective = (
             [tf.function(function, experimental_attributes={"_noinline": True}) for function in functions]
@@ -164,10 +175,20 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
     def gradient(index, batch, shift):
         return add_coupling(evaluate[index](data[index][batch]), shift)
 
+    def coupled(index, batch, shift):
+        """``() -> (H, grad H)`` of level ``index`` on ``batch`` at its current iterate (RMTR)."""
+        return lambda: couple(evaluate[index](data[index][batch]), hierarchy[index].variables, shift)
+
     def smooth(index, first_step, count_steps, received, shift):
-        """Steps ``first_step, ...`` of the level; step 0 uses the received gradient, if given."""
+        """Steps ``first_step, ...`` of the level; step 0 uses the received gradient, if given.
+
+        Returns what the next step may use: with a trust region, ``(H, grad H)``
+        at the level's iterate; otherwise nothing.
+        """
         variables = hierarchy[index].variables
         own = layout.smoothing[index]
+        if trust_region is not None:
+            return trust_region.steps(index, count_steps, received, coupled(index, own[0], shift))
         for step in range(first_step, first_step + count_steps):
             grads = received if step == 0 and received is not None else gradient(index, own[step % len(own)], shift)
             apply_step(smoothers[index], riesz(grads, inner_products[index]), variables)
@@ -201,13 +222,13 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
         return accept
 
     def cycle(index, received, shift):
-        """``received``: the gradient of level ``index``'s objective at its iterate on its first minibatch."""
+        """``received``: the gradient of level ``index``'s objective at its iterate on its first minibatch
+        (with a trust region, ``(H, grad H)`` there); returns what :func:`smooth` returns."""
         if index == last:
-            smooth(index, 0, steps.coarsest, received, shift)
-            return
+            return smooth(index, 0, steps.coarsest, received, shift)
         level, coarse = hierarchy[index], hierarchy[index + 1]
         transfer = level.transfer
-        smooth(index, 0, steps.pre[index], received, shift)
+        current = smooth(index, 0, steps.pre[index], received, shift)
 
         start = restrict_level(level, coarse)
         momenta = None
@@ -219,6 +240,19 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
                 assign(coarse_momenta, momenta[2])
 
         tau_batches = layout.tau[index]
+        if trust_region is not None:
+            # One minibatch per cycle (the scheme's), the gradient at x is known: 003 with RMTR's recursion.
+            restricted = transfer.restrict_gradient(current[1])
+            coarse_value, coarse_gradient = evaluate[index + 1](data[index + 1][tau_batches[0]])
+            coarse_shift = [-t for t in tau_correction(coarse_gradient, restricted)]
+            coarse_start = couple((coarse_value, coarse_gradient), coarse.variables, coarse_shift)
+            recurse = trust_region.descend(index, current[1], restricted)
+            coarse_end = cycle(index + 1, coarse_start, coarse_shift)
+            correction = prolongated_correction(transfer, coarse.variables, start, 1.0)
+            current = trust_region.correct(
+                index, correction, current, coarse_start[0] - coarse_end[0], recurse, coupled(index, tau_batches[0], shift)
+            )
+            return smooth(index, steps.pre[index], steps.post[index], current, shift)
         if scheme.tau_scale > 0:
             reuse = steps.pre[index] == 0 and layout.shared(index)
             fine_gradients = [
@@ -238,8 +272,10 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
             fine_momenta, coarse_momenta, momentum_start = momenta
             add_if(accept, fine_momenta,
                    prolongated_correction(transfer, coarse_momenta, momentum_start, scheme.momentum_scale))
-        smooth(index, steps.pre[index], steps.post[index], None, shift)
+        return smooth(index, steps.pre[index], steps.post[index], None, shift)
 
     loss, y_pred, initial = start(data[0][layout.smoothing[0][0]])
+    if trust_region is not None:
+        initial = (tf.cast(loss, tf.float64) + tf.cast(penalty(hierarchy[0].variables, None, regularization[0]), tf.float64), initial)
     cycle(0, initial, None)
     return loss, y_pred

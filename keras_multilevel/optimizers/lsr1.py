@@ -44,6 +44,8 @@ SKIP_TOLERANCE = 1e-8
 NEWTON_ITERATIONS = 60
 """Safeguarded Newton iterations on the secular equation (each halves the bracket at worst)."""
 
+_zero = tf.constant(0.0, tf.float64)
+
 
 def flatten(tensors):
     """One float64 vector from a list of tensors (a level's variables or gradients)."""
@@ -59,10 +61,10 @@ def unflatten(vector, like):
 def compact_form(s, y, used, gamma):
     """``(Psi, M)`` of ``B = gamma I + Psi M Psi^T`` from pair matrices ``s``, ``y`` (``n x m``, columns).
 
-    ``used``: a bool vector of length ``m``; unused columns give zero columns
+    ``used``: a vector of length ``m``, 1 for a stored pair and 0 else; unused columns give zero columns
     of ``Psi`` and an identity block of ``M^-1``, so they do not change ``B``.
     """
-    mask = tf.cast(used, tf.float64)
+    mask = used
     s = s * mask
     y = y * mask
     psi = y - gamma * s
@@ -93,7 +95,7 @@ class SecantMemory:
         self.initial_gamma = float(gamma)
         self.s = make_variable((size, memory), "float64", f"{name}_s")
         self.y = make_variable((size, memory), "float64", f"{name}_y")
-        self.used = make_variable((memory,), "bool", f"{name}_used")
+        self.used = make_variable((memory,), "float64", f"{name}_used")  # 1 for a stored pair
         self.gamma = make_variable((), "float64", f"{name}_gamma")
         self.gamma.assign(self.initial_gamma)
 
@@ -120,7 +122,7 @@ class SecantMemory:
         store = store & tf.reduce_all(tf.math.is_finite(s)) & tf.reduce_all(tf.math.is_finite(y))
         s_new = tf.concat([self.s[:, 1:], s[:, None]], axis=1)
         y_new = tf.concat([self.y[:, 1:], y[:, None]], axis=1)
-        used = tf.concat([self.used[1:], [True]], axis=0)
+        used = tf.concat([self.used[1:], tf.ones([1], tf.float64)], axis=0)
         self.s.assign(tf.where(store, s_new, self.s))
         self.y.assign(tf.where(store, y_new, self.y))
         self.used.assign(tf.where(store, used, self.used))
@@ -156,14 +158,14 @@ def subproblem(g, psi, m, gamma, radius):
         return tf.norm(a / (eigenvalues + sigma))
 
     # Case 1: B positive definite and the Newton step inside the region.
-    interior = (lowest > 0) & (norm_at(tf.constant(0.0, tf.float64)) <= radius)
+    interior = (lowest > 0) & (norm_at(_zero) <= radius)
     # Case 3 (hard): g has no component on lambda_min's eigenspace and the
     # pseudo-inverse step at sigma = -lambda_min is inside the region.
-    at_lowest = tf.abs(eigenvalues - lowest) <= 1e-10 * tf.maximum(1.0, tf.abs(lowest))
+    at_lowest = tf.abs(eigenvalues - lowest) <= 1e-10 * tf.maximum(tf.abs(lowest), 1.0)
     hard_sigma = tf.maximum(-lowest, 0.0)
     hard_denominators = tf.where(at_lowest, tf.ones_like(eigenvalues), eigenvalues + hard_sigma)
     hard_coefficients = tf.where(at_lowest, tf.zeros_like(a), a / hard_denominators)
-    hard = (lowest <= 0) & tf.reduce_all(tf.abs(tf.where(at_lowest, a, 0.0)) <= tiny) & (
+    hard = (lowest <= 0) & tf.reduce_all(tf.abs(tf.where(at_lowest, a, tf.zeros_like(a))) <= tiny) & (
         tf.norm(hard_coefficients) <= radius
     )
     # Case 2: sigma > max(0, -lambda_min) on the boundary, by safeguarded Newton on
@@ -188,12 +190,12 @@ def subproblem(g, psi, m, gamma, radius):
     _, _, _, sigma = tf.while_loop(
         lambda iteration, *_: iteration < NEWTON_ITERATIONS, newton, (0, low, high, 0.5 * (low + high))
     )
-    sigma = tf.where(interior | (radius <= 0), tf.constant(0.0, tf.float64), tf.where(hard, hard_sigma, sigma))
+    sigma = tf.where(interior | (radius <= 0), _zero, tf.where(hard, hard_sigma, sigma))
     coefficients = tf.where(hard, hard_coefficients, a / (eigenvalues + sigma))
     coefficients = tf.where(interior | hard | (radius > 0), coefficients, tf.zeros_like(coefficients))
     # p = -P_par c_par - c_perp g_perp / ||g_perp||, written without dividing by ||g_perp||.
-    perp_scale = tf.where(hard, tf.where(at_lowest[-1], 0.0, 1.0 / hard_denominators[-1]), 1.0 / (gamma + sigma))
-    perp_scale = tf.where(interior | hard | (radius > 0), perp_scale, 0.0)
+    perp_scale = tf.where(hard, tf.where(at_lowest[-1], _zero, 1.0 / hard_denominators[-1]), 1.0 / (gamma + sigma))
+    perp_scale = tf.where(interior | hard | (radius > 0), perp_scale, _zero)
     p = -tf.linalg.matvec(basis, coefficients[:-1]) - perp_scale * g_perp
     # The hard case: go to the boundary along an eigenvector of lambda_min.
     eigenvector = _lowest_eigenvector(basis, at_lowest)

@@ -30,8 +30,13 @@ schemes of the papers; they differ only in these constants:
   finite is always discarded).
 
 Presets: ``"mgopt"`` (000 Algorithm 1: gamma 1, m 1, one batch for the whole
-cycle, alpha_p 1, no momentum transfer) and ``"fas"`` (002 Algorithm 2:
-gamma 1, m 2, fresh minibatches, alpha_p 1, alpha_m 1).
+cycle, alpha_p 1, no momentum transfer), ``"fas"`` (002 Algorithm 2:
+gamma 1, m 2, fresh minibatches, alpha_p 1, alpha_m 1) and ``"rmtr"`` (003:
+the recursive trust region of :mod:`~keras_multilevel.optimizers.trust_region`,
+whose level steps are L-SR1 trust-region steps and whose corrections pass a
+ratio test; its constants are fixed: gamma 1 (the first-order coherent coarse
+model), one minibatch for the whole cycle (every ratio test compares values of
+one objective), alpha_p 1 and no momentum).
 The stability settings of 002 §8.3 are ``tau_scale=0.125``,
 ``momentum_scale=0.2`` with ``learning_rate_divisor`` ``2 sqrt 2`` (an
 optimizer argument).
@@ -46,6 +51,8 @@ PRESETS = {
               "momentum_scale": None, "correction_test": False},
     "fas": {"tau_scale": 1.0, "tau_batches": 2, "fresh_batches": True, "correction_scale": 1.0,
             "momentum_scale": 1.0, "correction_test": False},
+    "rmtr": {"tau_scale": 1.0, "tau_batches": 1, "fresh_batches": False, "correction_scale": 1.0,
+             "momentum_scale": None, "correction_test": False},
 }
 
 
@@ -88,7 +95,21 @@ class CycleScheme:
         for flag in ("fresh_batches", "correction_test"):
             if not isinstance(values[flag], bool):
                 raise ValueError(f"`{flag}` must be True or False, got {values[flag]!r}.")
+        if name == "rmtr":
+            changed = sorted(key for key, value in values.items() if value != PRESETS["rmtr"][key])
+            if changed:
+                raise ValueError(
+                    f"scheme='rmtr' fixes {changed}: its coarse model is first-order coherent (tau_scale 1), "
+                    "the whole cycle works on one minibatch (tau_batches 1, fresh_batches False) so that each "
+                    "ratio test compares values of one objective, and the ratio test replaces correction_scale, "
+                    "momentum_scale and correction_test. Leave them out."
+                )
         return cls(name=name, **values)
+
+    @property
+    def trust_region(self):
+        """Whether the cycle is RMTR's (003): trust-region level steps and ratio-tested corrections."""
+        return self.name == "rmtr"
 
     @property
     def momentum_transfer(self):

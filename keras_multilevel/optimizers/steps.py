@@ -149,7 +149,7 @@ FORWARD_COST = 1.0 / 3.0
 """Cost of a loss evaluation (a forward pass) per gradient: a backward pass costs about two forwards."""
 
 
-def work_units(steps, relative_costs, layout=None, coupled=True, tested=False):
+def work_units(steps, relative_costs, layout=None, coupled=True, tested=False, trust_region=False):
     """Cost of one V-cycle in fine gradient evaluations (000 eq 10, 002 §8).
 
     Counts exactly the gradients that :func:`~keras_multilevel.optimizers.cycle.v_cycle`
@@ -185,9 +185,20 @@ def work_units(steps, relative_costs, layout=None, coupled=True, tested=False):
         coupled: whether the tau-correction is used (``gamma > 0``).
         tested: whether each coarse correction passes the acceptance test,
             two loss evaluations of the level above it, each :data:`FORWARD_COST`.
+        trust_region: RMTR's cycle (003,
+            :mod:`~keras_multilevel.optimizers.trust_region`): every step and
+            every recursive step evaluates value and gradient at its trial
+            point, and one coarse gradient at ``Pi x`` serves tau and the
+            coarse level's first step:
+            ``U_c = c_0 + sum_{i < L} ((mu_1 + mu_2 + 1) c_i + c_{i+1}) + mu_0 c_L``.
     """
     if len(relative_costs) != steps.levels:
         raise ValueError(f"Need {steps.levels} relative costs, got {len(relative_costs)}.")
+    if trust_region:
+        total = relative_costs[0] + steps.coarsest * relative_costs[-1]
+        for index, (down, up) in enumerate(zip(steps.pre, steps.post)):
+            total += (down + up + 1) * relative_costs[index] + relative_costs[index + 1]
+        return total
     layout = layout or minibatch_layout(steps, 1, fresh_batches=False)
     total = relative_costs[0] + (steps.coarsest - 1) * relative_costs[-1]
     for index, (down, up) in enumerate(zip(steps.pre, steps.post)):
