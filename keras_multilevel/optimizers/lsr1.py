@@ -15,7 +15,9 @@ standard formulations it builds on:
 
   which satisfies the secant equations ``B s_i = y_i`` for every stored pair;
   a pair is stored only if ``|s^T (y - B s)| >= r ||s|| ||y - B s||`` (the SR1
-  skip rule, N&W eq 6.26), the oldest pair making room when the memory is full;
+  skip rule, N&W eq 6.26) and ``||y - B s|| > r ||y||`` (``B`` does not
+  already satisfy it up to rounding), the oldest pair making room when the
+  memory is full;
 * the trust-region subproblem ``min g^T p + p^T B p / 2`` s.t. ``||p|| <= Delta``
   solved exactly by the orthonormal-basis method of Brust, Erway & Marcia
   ("On solving L-SR1 trust-region subproblems", 2017): the thin QR
@@ -74,7 +76,8 @@ def compact_form(s, y, used, gamma):
     inverse = middle - gamma * tf.matmul(s, s, transpose_a=True)
     keep = mask[:, None] * mask[None, :]
     inverse = inverse * keep + tf.linalg.diag(1.0 - mask)
-    return psi, tf.linalg.inv(inverse)
+    # The pseudo-inverse: a matrix made singular by rounding gives no error inside a train step.
+    return psi, tf.linalg.pinv(inverse)
 
 
 def multiply(psi, m, gamma, v):
@@ -118,7 +121,10 @@ class SecantMemory:
         gamma = tf.where((curvature > 0) & tf.math.is_finite(scale), scale, tf.identity(self.gamma))
         residual = y - multiply(*compact_form(self.s, self.y, self.used, gamma), gamma, s)
         norms = tf.norm(s) * tf.norm(residual)
-        store = (tf.abs(tf.reduce_sum(s * residual)) >= SKIP_TOLERANCE * norms) & (norms > 0)
+        # Skipped too: a pair B already satisfies up to rounding (||y - B s|| <= r ||y||).
+        store = (tf.abs(tf.reduce_sum(s * residual)) >= SKIP_TOLERANCE * norms) & (
+            tf.norm(residual) > SKIP_TOLERANCE * tf.norm(y)
+        )
         store = store & tf.reduce_all(tf.math.is_finite(s)) & tf.reduce_all(tf.math.is_finite(y))
         s_new = tf.concat([self.s[:, 1:], s[:, None]], axis=1)
         y_new = tf.concat([self.y[:, 1:], y[:, None]], axis=1)

@@ -175,9 +175,9 @@ class LevelTrustRegion:
         """The iterate in level coordinates ``sqrt(w) x`` (where the level norm is Euclidean)."""
         return lsr1.flatten(self.variables) * self.scale
 
-    def set_point(self, point):
-        for variable, value in zip(self.variables, lsr1.unflatten(point / self.scale, self.variables)):
-            variable.assign(value)
+    def moved(self, step):
+        """The variables' values moved by ``step`` (in level coordinates)."""
+        return [v + d for v, d in zip(self.variables, lsr1.unflatten(step / self.scale, self.variables))]
 
     def dual(self, gradients):
         """A gradient in level coordinates: ``g / sqrt(w)`` (its norm is the dual level norm)."""
@@ -195,22 +195,30 @@ class LevelTrustRegion:
         psi, m, gamma = self.memory.compact()
         p, _ = lsr1.subproblem(g, psi, m, gamma, self.available(x))
         predicted = lsr1.model_decrease(g, p, psi, m, gamma)
-        return self.try_step(current, x, p, predicted, evaluate)
+        return self.try_step(current, p, predicted, evaluate)
 
-    def try_step(self, current, x, p, predicted, evaluate, update_radius=True):
-        """Evaluates ``x + p``, takes it if ``rho >= eta_1``, updates the memory and, if ``update_radius``, the radius."""
+    def try_step(self, current, p, predicted, evaluate, update_radius=True):
+        """Evaluates ``x + p`` (``p`` in level coordinates), takes it if ``rho >= eta_1``, updates the memory and,
+        if ``update_radius``, the radius."""
         value, gradients = current
-        self.set_point(x + p)
+        start = [tf.identity(v) for v in self.variables]
+        trial = self.moved(p)
+        _assign(self.variables, trial)
         trial_value, trial_gradients = evaluate()
         rho = ratio(value - trial_value, predicted)
         accept = rho >= self.constants.eta_1
         self.memory.update(p, self.dual(trial_gradients) - self.dual(gradients))
         self.radius.assign(tf.where(update_radius, updated_radius(self.radius, rho, self.constants), self.radius))
-        self.set_point(tf.where(accept, x + p, x))
+        _assign(self.variables, [tf.where(accept, new, old) for new, old in zip(trial, start)])
         return (
             tf.where(accept, trial_value, value),
             [tf.where(accept, new, old) for new, old in zip(trial_gradients, gradients)],
         )
+
+
+def _assign(variables, values):
+    for variable, value in zip(variables, values):
+        variable.assign(value)
 
 
 class RecursiveTrustRegion:
@@ -252,12 +260,11 @@ class RecursiveTrustRegion:
     def correct(self, index, correction, current, predicted, recurse, evaluate):
         """The recursive step ``x + P e`` of level ``index``, accepted by the ratio test; returns the new current."""
         level = self.levels[index]
-        x = level.point()
         step = lsr1.flatten(correction) * level.scale
-        length, available = tf.norm(step), level.available(x)
+        length, available = tf.norm(step), level.available(level.point())
         shorten = tf.where(length > available, available / tf.maximum(length, 1e-300), tf.ones_like(length))
         finite = tf.reduce_all(tf.math.is_finite(step))
         step = tf.where(finite, shorten * step, tf.zeros_like(step))
         predicted = tf.where(recurse & finite, shorten * predicted, tf.zeros_like(predicted))
         # A coarse phase that was skipped or found no decrease is no recursive step: the radius stays.
-        return level.try_step(current, x, step, predicted, evaluate, update_radius=predicted > 0)
+        return level.try_step(current, step, predicted, evaluate, update_radius=predicted > 0)
