@@ -109,7 +109,7 @@ def test_deterministic_multilevel_rmtr_decreases_the_loss_monotonically_to_a_cri
         return np.sqrt(sum(float(tf.reduce_sum(g * g)) for g in tape.gradient(loss, model.trainable_variables)))
 
     first = gradient_norm()
-    losses = model.fit(x, y, batch_size=len(x), epochs=40, verbose=0).history["loss"]
+    losses = model.fit(x, y, batch_size=len(x), epochs=25, verbose=0).history["loss"]
     assert np.all(np.diff(losses) <= 1e-12)
     assert losses[-1] < 0.2 * losses[0]
     assert gradient_norm() < 0.05 * first
@@ -155,7 +155,7 @@ def test_a_recursive_step_that_raises_the_loss_is_rejected(float64):
     x, y = circles()
 
     def evaluate():
-        return trust_region.value_and_gradient(level.model, (x, y, None), 0.0)
+        return trust_region.value_and_gradient(level.model, (x, y, None), 0.0)[:2]
 
     before = [v.numpy() for v in level.variables]
     current = evaluate()

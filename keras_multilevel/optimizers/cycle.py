@@ -47,7 +47,7 @@ import tensorflow as tf
 from keras_multilevel.hierarchy.hierarchy import restrict_level
 from keras_multilevel.optimizers.inner_product import riesz
 from keras_multilevel.optimizers.loss_scale import apply_step, loss_scale
-from keras_multilevel.optimizers.objective import add_coupling, level_gradient, level_objective, penalty, tau_correction
+from keras_multilevel.optimizers.objective import add_coupling, level_gradient, level_objective, tau_correction
 from keras_multilevel.optimizers.trust_region import couple, value_and_gradient
 
 
@@ -177,7 +177,7 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
 
     def coupled(index, batch, shift):
         """``() -> (H, grad H)`` of level ``index`` on ``batch`` at its current iterate (RMTR)."""
-        return lambda: couple(evaluate[index](data[index][batch]), hierarchy[index].variables, shift)
+        return lambda: couple(evaluate[index](data[index][batch])[:2], hierarchy[index].variables, shift)
 
     def smooth(index, first_step, count_steps, received, shift):
         """Steps ``first_step, ...`` of the level; step 0 uses the received gradient, if given.
@@ -243,7 +243,7 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
         if trust_region is not None:
             # One minibatch per cycle (the scheme's), the gradient at x is known: 003 with RMTR's recursion.
             restricted = transfer.restrict_gradient(current[1])
-            coarse_value, coarse_gradient = evaluate[index + 1](data[index + 1][tau_batches[0]])
+            coarse_value, coarse_gradient, _, _ = evaluate[index + 1](data[index + 1][tau_batches[0]])
             coarse_shift = [-t for t in tau_correction(coarse_gradient, restricted)]
             coarse_start = couple((coarse_value, coarse_gradient), coarse.variables, coarse_shift)
             recurse = trust_region.descend(index, current[1], restricted)
@@ -274,8 +274,10 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
                    prolongated_correction(transfer, coarse_momenta, momentum_start, scheme.momentum_scale))
         return smooth(index, steps.pre[index], steps.post[index], None, shift)
 
-    loss, y_pred, initial = start(data[0][layout.smoothing[0][0]])
     if trust_region is not None:
-        initial = (tf.cast(loss, tf.float64) + tf.cast(penalty(hierarchy[0].variables, None, regularization[0]), tf.float64), initial)
+        value, initial, loss, y_pred = evaluate[0](data[0][layout.smoothing[0][0]])
+        cycle(0, (value, initial), None)
+        return loss, y_pred
+    loss, y_pred, initial = start(data[0][layout.smoothing[0][0]])
     cycle(0, initial, None)
     return loss, y_pred

@@ -58,7 +58,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_multilevel.optimizers import lsr1
-from keras_multilevel.optimizers.objective import level_objective, penalty
+from keras_multilevel.optimizers.objective import level_gradient, penalty
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,12 +138,13 @@ def updated_radius(radius, rho, constants):
 
 
 def value_and_gradient(model, data, regularization):
-    """``(H_l, grad H_l)`` without the coupling term, in float64 value (one gradient evaluation)."""
-    variables = model.trainable_variables
-    with tf.GradientTape() as tape:
-        value = level_objective(model, data, regularization=regularization)
-    gradients = tape.gradient(value, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    return tf.cast(value, tf.float64), gradients
+    """``(H_l, grad H_l, loss, y_pred)`` without the coupling term, ``H_l`` in float64 (one gradient evaluation).
+
+    The loss and prediction are what Keras reports (the cycle's start reports them).
+    """
+    loss, y_pred, gradients = level_gradient(model, data, regularization)
+    value = tf.cast(loss, tf.float64) + tf.cast(penalty(model.trainable_variables, None, regularization), tf.float64)
+    return value, gradients, loss, y_pred
 
 
 def couple(current, variables, shift):
@@ -167,9 +168,10 @@ class LevelTrustRegion:
         self.bound.assign(np.inf)
         self.start = make_variable((level.parameters,), "float64", f"{name}_start")
         self.memory = lsr1.SecantMemory(level.parameters, constants.memory, make_variable, name=f"{name}_lsr1")
-        self.scale = np.concatenate(
-            [np.full(int(np.prod(v.shape)), math.sqrt(w)) for v, w in zip(self.variables, weights)]
-        )
+        with tf.init_scope():  # one tensor, captured by the train step, not a constant per use
+            self.scale = tf.constant(
+                np.concatenate([np.full(int(np.prod(v.shape)), math.sqrt(w)) for v, w in zip(self.variables, weights)])
+            )
 
     def point(self):
         """The iterate in level coordinates ``sqrt(w) x`` (where the level norm is Euclidean)."""
