@@ -234,3 +234,28 @@ def test_mixed_precision_is_refused():
             model.compile(optimizer=kml.MultilevelOptimizer(levels=2, scheme="rmtr"), loss="categorical_crossentropy")
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+def test_growing_batches_double_when_the_finest_radius_falls_below_the_threshold():
+    """Small noisy batches shrink the radius below min_radius: the batch doubles, up to the whole set."""
+    x, y = circles(64)
+    model = residual(blocks=4)
+    model.compile(optimizer=kml.MultilevelOptimizer(levels=2, scheme="rmtr"), loss="categorical_crossentropy")
+    history = kml.optimizers.fit_with_growing_batches(model, x, y, batch_size=16, epochs=5, min_radius=10.0, verbose=0)
+    assert history.history["batch_size"] == [16, 32, 64, 64, 64]  # every radius is below 10
+    assert len(history.history["loss"]) == 5
+    never = kml.optimizers.fit_with_growing_batches(model, x, y, batch_size=16, epochs=2, min_radius=0.0, verbose=0)
+    assert never.history["batch_size"] == [16, 16]
+
+
+def test_growing_batches_bad_inputs():
+    x, y = circles(16)
+    model = residual(blocks=4)
+    model.compile(optimizer=kml.MultilevelOptimizer(levels=2), loss="categorical_crossentropy")
+    with pytest.raises(ValueError, match="scheme='rmtr'"):
+        kml.optimizers.fit_with_growing_batches(model, x, y, batch_size=8, epochs=1)
+    model.compile(optimizer=kml.MultilevelOptimizer(levels=2, scheme="rmtr"), loss="categorical_crossentropy")
+    with pytest.raises(ValueError, match="`growth` must be a number > 1"):
+        kml.optimizers.fit_with_growing_batches(model, x, y, batch_size=8, epochs=1, growth=1)
+    with pytest.raises(ValueError, match="sets \\['initial_epoch'\\]"):
+        kml.optimizers.fit_with_growing_batches(model, x, y, batch_size=8, epochs=1, initial_epoch=2)

@@ -352,6 +352,11 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         self._loss_scaling = loss_scale.settings_of(wrapper)
 
     @property
+    def trust_region_levels(self):
+        """``scheme="rmtr"``: each level's trust-region state (radius, L-SR1 memory), finest first; else empty."""
+        return self._trust_region.levels if self._trust_region is not None else []
+
+    @property
     def minibatches(self):
         """Minibatches per V-cycle: each Keras batch is split into this many (002 §6.1.1)."""
         return self.layout.count
