@@ -43,6 +43,8 @@ def _compare(args, title):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = comparison.circles_data(seed=args.seed)
+    scheme = getattr(args, "scheme", "mgopt")
+    learning_rate = None if scheme == "rmtr" else args.learning_rate  # RMTR's trust regions set the steps
     runs = []
     for levels in args.levels:
         with tqdm(total=args.budget, desc=f"L = {levels}", unit="WU") as bar:
@@ -56,7 +58,8 @@ def _compare(args, title):
                     levels,
                     data,
                     blocks=args.blocks,
-                    learning_rate=args.learning_rate,
+                    learning_rate=learning_rate,
+                    scheme=scheme,
                     regularization=args.regularization,
                     target_accuracy=args.target,
                     budget=args.budget,
@@ -65,9 +68,13 @@ def _compare(args, title):
                 )
             )
     command = " ".join(["keras-multilevel", *sys.argv[1:]])
+    method = (
+        "full-batch L-SR1 trust regions (scheme rmtr, 003)" if scheme == "rmtr"
+        else f"full-batch gradient descent (learning rate {args.learning_rate}, gradients in L2(0, T))"
+    )
     text = (
-        f"# {title}\n\nCommand: `{command}`\n\n{args.blocks} residual blocks of width 3, T = 1, full-batch gradient descent "
-        f"(learning rate {args.learning_rate}, gradients in L2(0, T)), Tikhonov beta = {args.regularization}, "
+        f"# {title}\n\nCommand: `{command}`\n\n{args.blocks} residual blocks of width 3, T = 1, {method}, "
+        f"Tikhonov beta = {args.regularization}, "
         f"stop at validation accuracy {args.target} or {args.budget:g} work units.\n\n"
         + comparison.table(runs, args.target)
     )
@@ -102,4 +109,8 @@ def register(commands):
     suites = bench.add_subparsers(dest="suite", required=True, metavar="SUITE")
     circles = suites.add_parser("circles", help="paper 000 Table 1 (co-centric circles)")
     _add_comparison_arguments(circles, blocks=2048, levels="1,2,4,6,8", budget=300.0, out="out/bench/circles")
+    circles.add_argument(
+        "--scheme", choices=["mgopt", "rmtr"], default="mgopt",
+        help="V-cycles of gradient descent (000) or RMTR's L-SR1 trust regions (003; no learning rate)",
+    )
     circles.set_defaults(func=lambda args: _compare(args, "Paper 000 Table 1, co-centric circles"))
