@@ -259,3 +259,19 @@ def test_growing_batches_bad_inputs():
         kml.optimizers.fit_with_growing_batches(model, x, y, batch_size=8, epochs=1, growth=1)
     with pytest.raises(ValueError, match="sets \\['initial_epoch'\\]"):
         kml.optimizers.fit_with_growing_batches(model, x, y, batch_size=8, epochs=1, initial_epoch=2)
+
+
+def test_saved_model_resumes_with_its_radii_and_secant_pairs(tmp_path):
+    """The trust regions and L-SR1 memories are optimizer variables: a loaded model goes on exactly."""
+    x, y = circles(64)
+    model = residual(blocks=4)
+    model.compile(optimizer=kml.MultilevelOptimizer(levels=2, scheme="rmtr"), loss="categorical_crossentropy")
+    model.fit(x, y, batch_size=64, epochs=3, verbose=0)
+    model.save(tmp_path / "rmtr.keras")
+    loaded = keras.models.load_model(tmp_path / "rmtr.keras")
+    for mine, theirs in zip(model.optimizer.trust_region_levels, loaded.optimizer.trust_region_levels):
+        assert float(mine.radius) == float(theirs.radius)
+        np.testing.assert_array_equal(mine.memory.s.numpy(), theirs.memory.s.numpy())
+    assert model.optimizer.trust_region_levels[0].memory.used.numpy().any()
+    again = model.fit(x, y, batch_size=64, epochs=1, verbose=0).history["loss"]
+    assert loaded.fit(x, y, batch_size=64, epochs=1, verbose=0).history["loss"] == again

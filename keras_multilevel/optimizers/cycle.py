@@ -1,4 +1,4 @@
-"""The V-cycle: MG/OPT (000 Algorithm 1) and FAS (002 Algorithm 2, §6) in one routine.
+"""The V-cycle: MG/OPT (000 Algorithm 1), FAS (002 Algorithm 2, §6) and RMTR (003) in one routine.
 
 One routine walks the hierarchy's list of levels (finest first) and works for
 any coarsening, since it only touches a level's model and the
@@ -33,6 +33,13 @@ acceptance test of MG/OPT's line search (Nash 2000) and of trust-region
 cycles (001 §3.2.3, RMTR) with the weakest threshold: the level's objective
 on its first tau minibatch may not increase, ``H(x + P e) <= H(x)``;
 otherwise the correction is discarded and the cycle goes on from ``x``.
+
+RMTR (``scheme="rmtr"``, :mod:`~keras_multilevel.optimizers.trust_region`)
+walks the same steps with two hooks: each level step is an L-SR1
+trust-region step, and step 5 is its recursive step, ``x + P (x_c - Pi x)``
+accepted by the ratio of the fine objective's decrease to the coarse model's
+(``gamma = 1``, one minibatch, no momentum); before step 4 it applies RMTR's
+recursion condition and bounds the coarse iterates by the fine radius left.
 
 Gradient evaluations are exactly those counted by
 :func:`~keras_multilevel.optimizers.steps.work_units`: a coarse level's first
