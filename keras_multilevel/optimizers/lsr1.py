@@ -7,7 +7,7 @@ matrix. Its full text was not available here; this module follows the
 standard formulations it builds on:
 
 * the compact representation (Byrd, Nocedal & Schnabel 1994; Nocedal &
-  Wright §7.2, eq 7.29): with the ``k <= m`` stored pairs ``S = [s_i]``,
+  Wright §7.2): with the ``k <= m`` stored pairs ``S = [s_i]``,
   ``Y = [y_i]`` (columns) and ``S^T Y = L + D + U``,
 
       ``B = gamma I + Psi M Psi^T``,  ``Psi = Y - gamma S``,
@@ -111,10 +111,10 @@ class SecantMemory:
         """Stores ``(s, y)`` if the SR1 skip rule allows; returns whether it did.
 
         ``gamma`` becomes ``y^T y / s^T y`` of the new pair when that is
-        positive and finite (N&W eq 7.20), else stays. The rule is applied to
-        the matrix ``B`` built from that ``gamma`` and the pairs already
-        stored, so that the compact form with the new pair is the SR1 update
-        of it and ``B s_i = y_i`` holds for every stored pair.
+        positive and finite (the scaling of N&W §7.2), else stays. The rule
+        is applied to the matrix ``B`` built from that ``gamma`` and the
+        pairs already stored, so that the compact form with the new pair is
+        the SR1 update of it and ``B s_i = y_i`` holds for every stored pair.
         """
         curvature = tf.reduce_sum(s * y)
         scale = tf.reduce_sum(y * y) / curvature

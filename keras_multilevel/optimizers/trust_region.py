@@ -22,7 +22,7 @@ form, with 003's L-SR1 curvature on every level
 * The coarse model is the coarse objective with the first-order coherence
   term, ``H_c(x_c) = L_c(x_c) - x_c^T tau`` with ``tau = grad L_c(Pi x) - R
   grad H(x)`` (:mod:`~keras_multilevel.optimizers.objective`, ``gamma = 1``).
-* Recursion condition (Gratton et al. eq 2.14): the coarse level is used only
+* Recursion condition (Gratton et al. §2): the coarse level is used only
   if ``||R g||_{c*} >= kappa_g ||g||_*`` and ``||R g||_{c*} > epsilon_g``
   (dual level norms). If it fails, the coarse phase gets a zero radius: it is
   still evaluated (the cycle is one traced graph), moves nothing, and the fine
@@ -132,7 +132,7 @@ def ratio(actual, predicted):
 
 
 def updated_radius(radius, rho, constants):
-    """The radius after a step with ratio ``rho`` (Gratton et al. eq 2.6; N&W Algorithm 4.1)."""
+    """The radius after a step with ratio ``rho`` (Gratton et al. §2; N&W Algorithm 4.1)."""
     grown = tf.minimum(constants.grow * radius, constants.max_radius)
     return tf.where(rho < constants.eta_1, constants.shrink * radius, tf.where(rho >= constants.eta_2, grown, radius))
 
@@ -240,6 +240,7 @@ class RecursiveTrustRegion:
         ]
 
     def steps(self, index, count, current, evaluate):
+        """``count`` Taylor steps on level ``index`` from ``current``; returns the last ``(H, grad H)``."""
         for _ in range(count):
             current = self.levels[index].step(current, evaluate)
         return current
