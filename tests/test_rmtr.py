@@ -275,3 +275,25 @@ def test_saved_model_resumes_with_its_radii_and_secant_pairs(tmp_path):
     assert model.optimizer.trust_region_levels[0].memory.used.numpy().any()
     again = model.fit(x, y, batch_size=64, epochs=1, verbose=0).history["loss"]
     assert loaded.fit(x, y, batch_size=64, epochs=1, verbose=0).history["loss"] == again
+
+
+def test_a_prolongated_step_longer_than_the_radius_left_is_shortened_to_it(float64):
+    """For transfers that are not isometries: P e is scaled back to the fine radius, its prediction with it."""
+    model = residual()
+    model.compile(
+        optimizer=kml.MultilevelOptimizer(levels=2, scheme="rmtr", trust_region={"radius": 0.01}),
+        loss="categorical_crossentropy",
+    )
+    rmtr = model.optimizer._trust_region
+    level = model.optimizer.hierarchy[0]
+    x, y = circles()
+
+    def evaluate():
+        return trust_region.value_and_gradient(level.model, (x, y, None), 0.0)[:2]
+
+    current = evaluate()
+    before = rmtr.levels[0].point()
+    downhill = [-10.0 * g for g in current[1]]  # far longer than 0.01
+    after = rmtr.correct(0, downhill, current, tf.constant(1e-3, tf.float64), tf.constant(True), evaluate)
+    assert float(after[0]) < float(current[0])  # accepted: a short step down the gradient
+    assert float(tf.norm(rmtr.levels[0].point() - before)) == pytest.approx(0.01, rel=1e-9)
