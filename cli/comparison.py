@@ -43,6 +43,8 @@ def _compare(args, title):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = comparison.circles_data(seed=args.seed)
+    scheme = args.scheme
+    learning_rate = None if scheme == "rmtr" else args.learning_rate  # RMTR's trust regions set the steps
     runs = []
     for levels in args.levels:
         with tqdm(total=args.budget, desc=f"L = {levels}", unit="WU") as bar:
@@ -56,20 +58,24 @@ def _compare(args, title):
                     levels,
                     data,
                     blocks=args.blocks,
-                    learning_rate=args.learning_rate,
+                    learning_rate=learning_rate,
+                    scheme=scheme,
                     regularization=args.regularization,
                     target_accuracy=args.target,
                     budget=args.budget,
                     seed=args.seed,
                     progress=progress,
-                    scheme=args.scheme,
                 )
             )
     command = " ".join(["keras-multilevel", *sys.argv[1:]])
+    method = (
+        "full-batch L-SR1 trust regions (scheme rmtr, 003)" if scheme == "rmtr"
+        else f"full-batch gradient descent (learning rate {args.learning_rate}, gradients in L2(0, T))"
+    )
     text = (
-        f"# {title}\n\nCommand: `{command}`\n\n{args.blocks} residual blocks of width 3, T = 1, full-batch gradient descent "
-        f"(learning rate {args.learning_rate}, gradients in L2(0, T)), Tikhonov beta = {args.regularization}, "
-        f"V-cycle scheme {args.scheme!r}; stop at validation accuracy {args.target} or {args.budget:g} work units.\n\n"
+        f"# {title}\n\nCommand: `{command}`\n\n{args.blocks} residual blocks of width 3, T = 1, {method}, "
+        f"Tikhonov beta = {args.regularization}, V-cycle scheme {scheme!r}; "
+        f"stop at validation accuracy {args.target} or {args.budget:g} work units.\n\n"
         + comparison.table(runs, args.target)
     )
     (out / "table.md").write_text(text)
@@ -91,7 +97,9 @@ def _add_comparison_arguments(parser, blocks, levels, budget, out):
     parser.add_argument("--regularization", type=float, default=1e-4, help="Tikhonov beta")
     parser.add_argument("--seed", type=int, default=0, help="of the data and the initial weights")
     parser.add_argument(
-        "--scheme", default="mgopt", help="the V-cycle's scheme: mgopt (000), fas (002) or mlsgd (001, with its safeguards)"
+        "--scheme", choices=["mgopt", "fas", "mlsgd", "rmtr"], default="mgopt",
+        help="the V-cycle's scheme: mgopt (000), fas (002), mlsgd (001, with its safeguards) "
+        "or rmtr (003's L-SR1 trust regions; no learning rate)",
     )
     parser.add_argument("--out", default=out, help="folder for table.md, convergence.png and decision_boundary.png")
 

@@ -89,7 +89,8 @@ def train_circles(
         data: ``((x, y), (x_val, y_val))`` as from :func:`circles_data`.
         blocks, width: the network (000: 2,048 blocks of width 3, ``T = 1``).
         steps: level-optimizer steps (``None``: the set-up of 000 §4.1).
-        learning_rate: gradient-descent step on every level (000: 0.1).
+        learning_rate: gradient-descent step on every level (000: 0.1);
+            ``None`` for ``scheme="rmtr"``, which has no smoother.
         regularization: Tikhonov ``beta`` (000: ``1e-4``).
         target_accuracy: stop when the validation accuracy reaches it.
         budget: stop after this many work units at the latest.
@@ -103,7 +104,7 @@ def train_circles(
     model = residual_network(x.shape[1:], outputs=y.shape[1], width=width, blocks=blocks)
     optimizer = MultilevelOptimizer(
         levels=levels,
-        smoother=keras.optimizers.SGD(learning_rate),
+        smoother=None if learning_rate is None else keras.optimizers.SGD(learning_rate),
         steps=steps,
         regularization=regularization,
         **options,

@@ -92,3 +92,12 @@ def test_an_unsupported_keras_backend_is_one_line_and_exit_2():
             f"keras-multilevel: error: KERAS_BACKEND={backend!r} is not supported; keras-multilevel runs on "
             "tensorflow: set KERAS_BACKEND=tensorflow or unset it.\n"
         )
+
+
+def test_bench_circles_runs_rmtr(tmp_path):
+    """``bench circles --scheme rmtr``: L-SR1 trust regions instead of gradient descent, in the table's header."""
+    result = _command("bench", "circles", "--scheme", "rmtr", "--blocks", "4", "--levels", "1,2", "--budget", "6",
+                      "--target", "1.0", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    table = (tmp_path / "table.md").read_text()
+    assert "L-SR1 trust regions (scheme rmtr, 003)" in table and "learning rate" not in table

@@ -428,6 +428,9 @@ def case(name):
     if name == "mlsgd with its tests":
         return (kml.models.residual_network((6,), 3, width=8, blocks=4, output_activation=None),
                 kml.MultilevelOptimizer(levels=2, scheme="mlsgd", smoother=sgd), dense)
+    if name == "rmtr, depth":
+        return (kml.models.residual_network((6,), 3, width=8, blocks=4, output_activation=None),
+                kml.MultilevelOptimizer(levels=2, scheme="rmtr"), dense)
     if name == "coarse-to-fine schedule":
         return (kml.models.feedforward_network((6,), 3, hidden=(8,)),
                 kml.MultilevelOptimizer(levels=2, coarsening="width", schedule=[2], smoother=sgd), dense)
@@ -450,7 +453,7 @@ def train(name, strategy):
 
 results = {}
 for name in ["fas, width, momentum transfer", "mgopt, depth, 3 levels, correction test", "mgopt, resolution",
-             "mlsgd with its tests", "coarse-to-fine schedule"]:
+             "rmtr, depth", "mlsgd with its tests", "coarse-to-fine schedule"]:
     try:
         results[name] = {"one": train(name, tf.distribute.get_strategy()), "two": train(name, mirrored)}
     except ValueError as error:
@@ -484,7 +487,8 @@ def test_data_parallel_training_equals_one_device(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULTS "))
     results = json.loads(line[len("RESULTS "):])
-    for name in ["fas, width, momentum transfer", "mgopt, depth, 3 levels, correction test", "mgopt, resolution"]:
+    for name in ["fas, width, momentum transfer", "mgopt, depth, 3 levels, correction test", "mgopt, resolution",
+                 "rmtr, depth"]:
         one, two = results[name]["one"], results[name]["two"]
         assert two["replicas_agree"], name
         assert two["iterations"] == one["iterations"] == 4, name

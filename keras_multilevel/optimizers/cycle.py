@@ -1,4 +1,4 @@
-"""The V-cycle: MG/OPT (000 Algorithm 1), FAS (002 Algorithm 2, §6) and MLSGD (001 Algorithm 4) in one routine.
+"""The V-cycle: MG/OPT (000 Algorithm 1), FAS (002 Algorithm 2, §6), MLSGD (001 Algorithm 4) and RMTR (003).
 
 One routine walks the hierarchy's list of levels (finest first) and works for
 any coarsening, since it only touches a level's model and the
@@ -43,6 +43,18 @@ the angle condition (eq 3.3), whose first failure undoes the step and skips
 the rest of that level's phase (Algorithm 5). With a full-gradient
 correction tau is formed on the held data set (§3.3.2).
 
+RMTR (``scheme="rmtr"``, :mod:`~keras_multilevel.optimizers.trust_region`)
+walks the same levels with the trust region's hooks: each level step is an
+L-SR1 trust-region step, each level carries ``(H, grad H)`` at its iterate on
+the cycle's one minibatch from step to step, step 3 forms tau from that
+gradient (``gamma = 1``), and step 5 is the recursive step
+``x + P (x_c - Pi x)`` accepted by the ratio of the fine objective's decrease
+to the coarse model's; before step 4 it applies RMTR's recursion condition
+and bounds the coarse iterates by the fine radius left. Its cycle always
+evaluates every step (the trust region, not a ``tf.cond``, decides what a
+step moves), so it spends
+:func:`~keras_multilevel.optimizers.steps.work_units` ``(trust_region=True)``.
+
 Gradient evaluations are exactly those counted by
 :func:`~keras_multilevel.optimizers.steps.work_units` for a cycle that
 descends to the coarsest level and takes every step (a coarse level's first
@@ -63,7 +75,8 @@ from keras_multilevel.optimizers.mlsgd import (
 )
 from keras_multilevel.optimizers.objective import add_coupling, level_gradient, level_objective, tau_correction
 from keras_multilevel.optimizers.replicas import several_replicas
-from keras_multilevel.optimizers.steps import FORWARD_COST
+from keras_multilevel.optimizers.steps import FORWARD_COST, work_units
+from keras_multilevel.optimizers.trust_region import couple, value_and_gradient
 
 
 def split_batch(data, parts):
@@ -157,7 +170,10 @@ def _batch_costs(minibatches, full_batch):
     return costs
 
 
-def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regularization, inner_products, full_batch=None):
+def v_cycle(
+    hierarchy, smoothers, steps, scheme, minibatches, layout, regularization, inner_products, full_batch=None,
+    trust_region=None,
+):
     """Runs one V-cycle and updates the finest level's weights.
 
     Args:
@@ -179,6 +195,10 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
             full-gradient correction (``scheme.full_gradient``, 001 §3.3.2),
             minibatch index ``layout.count``; a gradient on it costs its rows
             per row of the first minibatch in work units.
+        trust_region: ``None``, or the
+            :class:`~keras_multilevel.optimizers.trust_region.RecursiveTrustRegion`
+            whose hooks replace the level optimizers' steps and the acceptance
+            of corrections (RMTR, 003).
 
     Returns:
         A :class:`CycleReport`. With MLSGD's recursion test or angle condition
@@ -209,6 +229,11 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
         functools.partial(level_objective, level.model, regularization=beta)
         for level, beta in zip(hierarchy, regularization)
     ]
+    if trust_region is not None:
+        evaluate = [
+            functools.partial(value_and_gradient, level.model, regularization=beta)
+            for level, beta in zip(hierarchy, regularization)
+        ]
     # (Under several replicas a gradient ends in a sum over them, which may not
     # sit inside a nested function: each call is then traced where it is made.)
     if tf.inside_function() and not several_replicas():
@@ -407,6 +432,39 @@ def v_cycle(hierarchy, smoothers, steps, scheme, minibatches, layout, regulariza
             down = descent(index, received, coupling)
         after, stopped = smooth(index, steps.pre[index], steps.post[index], None, coupling, stopped)
         return work + down[0] + after, down[1], down[2], stopped
+
+    def coupled(index, batch, shift):
+        """``() -> (H, grad H)`` of level ``index`` on ``batch`` at its current iterate (RMTR)."""
+        return lambda: couple(evaluate[index](data[index][batch])[:2], hierarchy[index].variables, shift)
+
+    def trust_region_cycle(index, current, shift):
+        """RMTR's walk of steps 1-6 from ``current``, ``(H, grad H)`` of level ``index`` at its iterate on the
+        cycle's minibatch; returns them at the level's last iterate."""
+        own = coupled(index, layout.smoothing[index][0], shift)
+        if index == last:
+            return trust_region.steps(index, steps.coarsest, current, own)
+        level, coarse = hierarchy[index], hierarchy[index + 1]
+        transfer = level.transfer
+        current = trust_region.steps(index, steps.pre[index], current, own)
+        start = restrict_level(level, coarse)
+        batch = layout.tau[index][0]
+        restricted = transfer.restrict_gradient(current[1])
+        coarse_value, coarse_gradient, _, _ = evaluate[index + 1](data[index + 1][batch])
+        coarse_shift = [-t for t in tau_correction(coarse_gradient, restricted)]
+        coarse_start = couple((coarse_value, coarse_gradient), coarse.variables, coarse_shift)
+        recurse = trust_region.descend(index, current[1], restricted)
+        coarse_end = trust_region_cycle(index + 1, coarse_start, coarse_shift)
+        correction = prolongated_correction(transfer, coarse.variables, start, 1.0)
+        current = trust_region.correct(
+            index, correction, current, coarse_start[0] - coarse_end[0], recurse, coupled(index, batch, shift)
+        )
+        return trust_region.steps(index, steps.post[index], current, own)
+
+    if trust_region is not None:
+        value, initial, loss, y_pred = evaluate[0](data[0][layout.smoothing[0][0]])
+        trust_region_cycle(0, (value, initial), None)
+        work = work_units(steps, [level.relative_cost for level in hierarchy], trust_region=True)
+        return CycleReport(loss, y_pred, *map(_f64, (work, 0.0, 0.0)))
 
     loss, y_pred, initial = start(data[0][layout.smoothing[0][0]])
     work, recursion_stops, angle_stops, _ = cycle(0, initial, None)

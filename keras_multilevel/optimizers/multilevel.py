@@ -22,6 +22,7 @@ from keras_multilevel.optimizers.inner_product import check_inner_product, inner
 from keras_multilevel.optimizers.replicas import check_distributed, refuse_decisions
 from keras_multilevel.optimizers.scheme import CycleScheme, minibatch_layout
 from keras_multilevel.optimizers.steps import CycleSteps, work_units
+from keras_multilevel.optimizers.trust_region import RecursiveTrustRegion, TrustRegion
 
 
 # Set while a hierarchy is being built: `keras.models.clone_model` re-compiles
@@ -110,6 +111,23 @@ def _refuse_base_arguments(kwargs):
         raise TypeError(f"MultilevelOptimizer got an unexpected argument `{key}`.")
 
 
+def _check_trust_region(scheme, smoother, trust_region, schedule, learning_rate_divisor):
+    """RMTR's constants (:class:`TrustRegion`) for ``scheme="rmtr"``, ``None`` otherwise; refuses what RMTR has no use for."""
+    if scheme != "rmtr":
+        if trust_region is not None:
+            raise ValueError(f"`trust_region` sets the constants of scheme='rmtr', not of scheme={scheme!r}: leave it out.")
+        return None
+    for value, what in ((smoother, "`smoother`"), (schedule, "a coarse-to-fine `schedule`")):
+        if value is not None:
+            raise ValueError(
+                f"scheme='rmtr' takes L-SR1 trust-region steps on every level, so {what} would go unused: "
+                "leave it out (set the trust region with `trust_region=kml.optimizers.TrustRegion(...)`)."
+            )
+    if learning_rate_divisor != 1.0:
+        raise ValueError("scheme='rmtr' has no learning rate (its radii set the steps): leave `learning_rate_divisor` out.")
+    return TrustRegion.create(trust_region)
+
+
 def _has_schedule(optimizer):
     return isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule)
 
@@ -150,6 +168,10 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
     * ``coarsening="resolution"``: paper 004 §3 (the same convolutional
       network on images of half the resolution; the coarse level trains on
       the 2x2-averaged batch), with either scheme.
+    * ``scheme="rmtr"``: paper 003 (the recursive multilevel trust region
+      RMTR with L-SR1 models on every level; no smoother, no learning rate:
+      see :mod:`~keras_multilevel.optimizers.trust_region`), with any
+      coarsening; ``levels=1`` is a single-level L-SR1 trust-region method.
     * ``schedule=[n_{L-1}, ..., n_1]``: no V-cycles but 004 Algorithm 1:
       ``n_{L-1}`` batches train the coarsest level, its weights are
       prolongated to the next level, which trains ``n_{L-2}`` batches, and
@@ -161,15 +183,16 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         levels: number of levels ``L >= 1``; ``1`` is plain training with
             ``smoother`` (with work units counted).
         smoother: the level optimizer, any Keras optimizer (or its name); each
-            level gets its own copy and state. Paper 000 uses ``SGD(0.1)``,
+            level gets its own copy and state. Default ``"sgd"``; none with
+            ``scheme="rmtr"``. Paper 000 uses ``SGD(0.1)``,
             002 ``SGD(0.01, momentum=0.9)``. Its learning rate may be a
             ``LearningRateSchedule``: level ``i`` then follows it divided by
             its ``learning_rate_divisor``, at its own step count.
         steps: level-optimizer steps per level, finest first, in 000's
             notation (``"[(1),1,1,2,2,{2}]"``, ``"[4,{4}]"``) or as a list;
             ``None`` is the set-up of 000 §4.1. See :class:`CycleSteps`.
-        scheme: ``"mgopt"``, ``"fas"`` or ``"mlsgd"``: the defaults of the
-            constants below (see :class:`~keras_multilevel.optimizers.scheme.CycleScheme`).
+        scheme: ``"mgopt"``, ``"fas"``, ``"mlsgd"`` or ``"rmtr"``: the defaults
+            of the constants below (see :class:`~keras_multilevel.optimizers.scheme.CycleScheme`).
         coarsening: ``"depth"`` (000 §2.2.1), ``"width"`` (002 §5), or a
             coarsening object such as ``kml.hierarchy.WidthCoarsening(threshold=0.5)``.
         interpolation: depth coarsening only: ``"constant"`` (000) or
@@ -239,6 +262,10 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         schedule: ``None`` (a V-cycle per batch) or the coarse-to-fine
             schedule of 004 Algorithm 1: batches on each coarse level,
             coarsest first (``levels - 1`` positive integers).
+        trust_region: ``scheme="rmtr"`` only: its constants, a
+            :class:`~keras_multilevel.optimizers.trust_region.TrustRegion` or
+            a dict of them (initial and largest radius, L-SR1 memory, ratio
+            thresholds, radius factors, recursion condition).
         name: the optimizer's name.
 
     Example::
@@ -253,7 +280,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
     def __init__(
         self,
         levels=2,
-        smoother="sgd",
+        smoother=None,
         steps=None,
         scheme="mgopt",
         coarsening="depth",
@@ -274,6 +301,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         learning_rate_divisor=1.0,
         schedule=None,
         inner_product="l2",
+        trust_region=None,
         name="multilevel",
         **kwargs,
     ):
@@ -286,7 +314,8 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
                     "`steps` sets the smoothing steps of a V-cycle; with a coarse-to-fine `schedule` "
                     "there is no V-cycle: leave `steps` out."
                 )
-        smoother = keras.optimizers.get(smoother)
+        constants = _check_trust_region(scheme, smoother, trust_region, schedule, learning_rate_divisor)
+        smoother = keras.optimizers.get("sgd" if smoother is None else smoother)
         if isinstance(smoother, MultilevelOptimizer):
             raise ValueError("`smoother` must be a single-level Keras optimizer, not a MultilevelOptimizer.")
         _check_smoother_options(smoother)
@@ -324,6 +353,8 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         self.learning_rate_divisor = learning_rate_divisor
         self._divisors = divisors
         self.schedule = schedule
+        self.trust_region = constants
+        self._trust_region = None  # RMTR's per-level state, once the hierarchy is built
         self.cycle_work_units = None  # known once the hierarchy is built
         self.work_units = self.add_variable(
             shape=(), initializer="zeros", dtype="float64", name="work_units"
@@ -352,12 +383,22 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         own (:mod:`~keras_multilevel.optimizers.loss_scale`). Called by
         ``compile`` before :meth:`attach`.
         """
+        if self.scheme.trust_region:
+            raise ValueError(
+                "scheme='rmtr' cannot train a mixed_float16 model: its ratio tests compare loss values that "
+                "float16 cannot resolve. Use the float32 (or float64) dtype policy."
+            )
         if self.hierarchy is not None and self._loss_scaling is None:
             raise ValueError(
                 "This MultilevelOptimizer has already built its levels without loss scaling; "
                 "create a new one for a mixed_float16 model."
             )
         self._loss_scaling = loss_scale.settings_of(wrapper)
+
+    @property
+    def trust_region_levels(self):
+        """``scheme="rmtr"``: each level's trust-region state (radius, L-SR1 memory), finest first; else empty."""
+        return self._trust_region.levels if self._trust_region is not None else []
 
     @property
     def minibatches(self):
@@ -413,6 +454,11 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             tikhonov_weights(self.regularization, weights, index, self.inner_product)
             for index, weights in enumerate(self._inner_products)
         ]
+        if self.scheme.trust_region:
+            self._trust_region = RecursiveTrustRegion(
+                self.hierarchy, self._inner_products, self.trust_region,
+                lambda shape, dtype, name: self.add_variable(shape, initializer="zeros", dtype=dtype, name=name),
+            )
         self.cycle_work_units = work_units(
             self.steps,
             [level.relative_cost for level in self.hierarchy],
@@ -421,6 +467,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             tested=self.scheme.correction_test,
             restricted=self.scheme.counts_stops,
             variance_reduction=self.scheme.variance_reduction,
+            trust_region=self.scheme.trust_region,
         )
         self._compile_levels()
 
@@ -493,7 +540,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             with shared_depth_traces(enabled=not model.jit_compile):
                 report = v_cycle(
                     self.hierarchy, self._smoothers, self.steps, self.scheme, minibatches, self.layout,
-                    self._regularization, self._inner_products, self._full_batch,
+                    self._regularization, self._inner_products, self._full_batch, self._trust_region,
                 )
             loss, y_pred, work = report.loss, report.y_pred, report.work_units
             for kind, count in self.stop_counts.items():
@@ -569,7 +616,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         return {
             "name": self.name,
             "levels": self.levels,
-            "smoother": keras.optimizers.serialize(self.smoother),
+            "smoother": None if self.scheme.trust_region else keras.optimizers.serialize(self.smoother),
             "steps": str(self.steps),
             "scheme": self.scheme.name,
             "coarsening": {"name": self.coarsening.name, **self.coarsening.get_config()},
@@ -589,6 +636,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             "learning_rate_divisor": self.learning_rate_divisor,
             "schedule": list(self.schedule) if self.schedule else None,
             "inner_product": self.inner_product,
+            "trust_region": self.trust_region.get_config() if self.trust_region else None,
         }
 
     @classmethod

@@ -78,12 +78,16 @@ def level_objective(model, data, shift=None, regularization=0.0):
     correction. ``shift`` is the coupling ``delta g_l`` (``None`` on the
     finest level); ``regularization`` as for :func:`level_gradient`.
     """
-    variables = model.trainable_variables
     (value,) = sum_over_replicas([_loss(model, data)[0]])
+    return value + tf.cast(penalty(model.trainable_variables, shift, regularization), value.dtype)
+
+
+def penalty(variables, shift=None, regularization=0.0):
+    """The Tikhonov and coupling terms of ``H_l`` (000 eq 9) at ``variables``: ``H_l`` minus the loss."""
     terms = [beta * tf.reduce_sum(tf.square(v)) for v, beta in zip(variables, _per_variable(regularization, variables)) if beta]
     if shift is not None:
         terms += [tf.reduce_sum(d * v) for d, v in zip(shift, variables)]
-    return tf.add_n([value, *[tf.cast(term, value.dtype) for term in terms]])
+    return tf.add_n([tf.constant(0.0, variables[0].dtype), *[tf.cast(term, variables[0].dtype) for term in terms]])
 
 
 def add_coupling(gradients, coupling):

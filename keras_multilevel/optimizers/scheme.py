@@ -56,7 +56,12 @@ no gradient correction, the variant 001 §4.2.3 found best, which also makes
 ``lambda = 0`` its default (001 §4.1.2 uses ``lambda = 5`` only with a
 correction); m 1, one batch for the whole cycle, no momentum transfer;
 ``eta = 0.1``, ``epsilon = 0`` and ``mu = 0``, that is a coarse step must be a
-descent direction for the level above; 001 gives no values for these three).
+descent direction for the level above; 001 gives no values for these three),
+and ``"rmtr"`` (003: the recursive trust region of :mod:`~keras_multilevel.optimizers.trust_region`,
+whose level steps are L-SR1 trust-region steps and whose corrections pass a
+ratio test; its constants are fixed: gamma 1 (the first-order coherent coarse
+model), one minibatch for the whole cycle (every ratio test compares values of
+one objective), alpha_p 1 and no momentum).
 The stability settings of 002 §8.3 are ``tau_scale=0.125``,
 ``momentum_scale=0.2`` with ``learning_rate_divisor`` ``2 sqrt 2`` (an
 optimizer argument).
@@ -80,6 +85,8 @@ PRESETS = {
               "momentum_scale": None, "correction_test": False, "gradient_correction": "none",
               "step_regularization": 0.0, "recursion_ratio": 0.1, "recursion_tolerance": 0.0,
               "angle_threshold": 0.0, "variance_reduction": False},
+    "rmtr": {"tau_scale": 1.0, "tau_batches": 1, "fresh_batches": False, "correction_scale": 1.0,
+             "momentum_scale": None, "correction_test": False, **_STOCHASTIC_ONLY},
 }
 
 
@@ -147,7 +154,21 @@ class CycleScheme:
                 "its start point, which only a gradient correction computes: choose "
                 "gradient_correction='deterministic' or 'stochastic'."
             )
+        if name == "rmtr":
+            changed = sorted(key for key, value in values.items() if value != PRESETS["rmtr"][key])
+            if changed:
+                raise ValueError(
+                    f"scheme='rmtr' fixes {changed}: its coarse model is first-order coherent (tau_scale 1), "
+                    "the whole cycle works on one minibatch (tau_batches 1, fresh_batches False) so that each "
+                    "ratio test compares values of one objective, and the ratio test replaces correction_scale, "
+                    "momentum_scale and correction_test; MLSGD's constants do not apply. Leave them out."
+                )
         return cls(name=name, **values)
+
+    @property
+    def trust_region(self):
+        """Whether the cycle is RMTR's (003): trust-region level steps and ratio-tested corrections."""
+        return self.name == "rmtr"
 
     @property
     def momentum_transfer(self):

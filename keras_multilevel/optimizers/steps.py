@@ -150,7 +150,7 @@ FORWARD_COST = 1.0 / 3.0
 
 
 def work_units(steps, relative_costs, layout=None, coupled=True, tested=False, restricted=False,
-               variance_reduction=False):
+               variance_reduction=False, trust_region=False):
     """Cost of one V-cycle in fine gradient evaluations (000 eq 10, 002 §8).
 
     Counts exactly the gradients that :func:`~keras_multilevel.optimizers.cycle.v_cycle`
@@ -191,6 +191,12 @@ def work_units(steps, relative_costs, layout=None, coupled=True, tested=False, r
             condition, 001 eqs 3.3-3.5, need it): ``m - [reused]`` more ``c_i``.
         variance_reduction: whether each coarse-level step but the first
             takes SVRG's two gradients (001 §3.3.3).
+        trust_region: RMTR's cycle (003,
+            :mod:`~keras_multilevel.optimizers.trust_region`): every step and
+            every recursive step evaluates value and gradient at its trial
+            point, and one coarse gradient at ``Pi x`` serves tau and the
+            coarse level's first step:
+            ``U_c = c_0 + sum_{i < L} ((mu_1 + mu_2 + 1) c_i + c_{i+1}) + mu_0 c_L``.
 
     This is the cost of a cycle that descends to the coarsest level and takes
     every step, on minibatches: a cycle whose recursion test or angle
@@ -201,7 +207,13 @@ def work_units(steps, relative_costs, layout=None, coupled=True, tested=False, r
     """
     if len(relative_costs) != steps.levels:
         raise ValueError(f"Need {steps.levels} relative costs, got {len(relative_costs)}.")
+    if trust_region:
+        total = relative_costs[0] + steps.coarsest * relative_costs[-1]
+        for index, (down, up) in enumerate(zip(steps.pre, steps.post)):
+            total += (down + up + 1) * relative_costs[index] + relative_costs[index + 1]
+        return total
     layout = layout or minibatch_layout(steps, 1, fresh_batches=False)
+
     def per_step(index):
         return 2 if variance_reduction and index > 0 else 1
 
