@@ -348,8 +348,10 @@ def at_resolution(model, resolution, interpolation="constant", stencil_prolongat
     applies the Galerkin restriction ``Pi`` of :class:`ResolutionCoarsening`,
     each doubling its prolongation ``P`` (004 §3.2). Measured on a trained
     U-Net (README, "Multilevel in resolution"): halving keeps much of the
-    accuracy, doubling does not (the exact inverse amplifies the
-    checkerboard part of trained stencils).
+    accuracy, doubling with the exact inverse does not (it amplifies the
+    checkerboard part of trained stencils); ``stencil_prolongation=
+    "identity"`` doubles with far smaller errors, still well above the
+    network's own at its grid.
 
     Args:
         model: a built Sequential or functional model on square ``N x N`` images.
