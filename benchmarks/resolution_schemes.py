@@ -3,7 +3,9 @@
 The zoo's U-Net (filters 8, 16, 32) on one problem at one resolution, from the
 same initial weights, side by side in one process: one level; 004 Algorithm 1
 (2 levels, the first ``--coarse-epochs`` epochs at N/2); and MG/OPT V-cycles
-over the resolution hierarchy (2 levels, ``[(1),{1}]``), each with Adam and
+over the resolution hierarchy (2 levels, ``[(1),{1}]``), both with the
+stencils prolongated by ``--stencil-prolongation`` (004 §3.2's inverse, or
+unchanged: :class:`kml.hierarchy.ResolutionCoarsening`), each with Adam and
 with SGD + momentum as the level optimizer. Prints and writes the validation
 relative L2 error and the work units after each epoch.
 
@@ -36,20 +38,23 @@ def main(argv=None):
     parser.add_argument("--resolution", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--coarse-epochs", type=int, default=1)
+    parser.add_argument("--stencil-prolongation", choices=["inverse", "identity"], default="inverse")
     parser.add_argument("--out", default="benchmarks/results/resolution_schemes.md")
     args = parser.parse_args(argv)
     batches = 8000 // 64
+    coarsening = {"name": "resolution", "stencil_prolongation": args.stencil_prolongation}
     schemes = {
         "one level": {"levels": 1},
-        "coarse to fine (004 Algorithm 1)": {"levels": 2, "coarsening": "resolution", "schedule": [args.coarse_epochs * batches]},
-        "MG/OPT V-cycle [(1),{1}]": {"levels": 2, "coarsening": "resolution"},
+        "coarse to fine (004 Algorithm 1)": {"levels": 2, "coarsening": coarsening, "schedule": [args.coarse_epochs * batches]},
+        "MG/OPT V-cycle [(1),{1}]": {"levels": 2, "coarsening": coarsening},
     }
     lines = [
         f"# Schemes for the resolution hierarchy: {args.problem}, N = {args.resolution}",
         "",
         f"Command: `{' '.join(['python', *sys.argv])}`",
         "",
-        "Validation relative L2 after each epoch (work units in parentheses); same initial weights, batch 64.",
+        "Validation relative L2 after each epoch (work units in parentheses); same initial weights, batch 64; "
+        f"stencils prolongated: {args.stencil_prolongation}.",
         "",
         "| level optimizer | scheme | " + " | ".join(f"epoch {e + 1}" for e in range(args.epochs)) + " |",
         "|---|---|" + "---|" * args.epochs,

@@ -45,7 +45,7 @@ def test_hierarchy_is_the_same_network_on_halved_grids():
     assert [level.parameters for level in hierarchy] == [model.count_params()] * 3
     np.testing.assert_allclose([level.relative_cost for level in hierarchy], [1, 1 / 4, 1 / 16])
     table = repr(hierarchy)
-    assert "resolution (2x2 average, constant prolongation)" in table and "8x8" in table
+    assert "resolution (2x2 average, constant prolongation, stencils prolongated G^+)" in table and "8x8" in table
 
 
 @pytest.mark.parametrize("interpolation", ["constant", "linear"])
@@ -121,19 +121,62 @@ def test_v_cycle_in_resolution_trains_with_model_fit():
     assert history["work_units"][0] == pytest.approx(4 * model.optimizer.cycle_work_units)
 
 
-def test_coarse_to_fine_schedule_prolongs_at_each_phase_and_counts_work():
+@pytest.mark.parametrize("stencil_prolongation", ["inverse", "identity"])
+def test_coarse_to_fine_schedule_prolongs_at_each_phase_and_counts_work(stencil_prolongation):
     """004 Algorithm 1: with a zero learning rate the finest weights end as P P Pi Pi of the start."""
     model = small_unet()
-    start = kml.hierarchy.at_resolution(kml.hierarchy.at_resolution(model, 4), 16)
-    optimizer = kml.MultilevelOptimizer(
-        levels=3, coarsening="resolution", schedule=[2, 1], smoother=keras.optimizers.SGD(0.0)
-    )
+    coarse = kml.hierarchy.at_resolution(model, 4)
+    start = kml.hierarchy.at_resolution(coarse, 16, stencil_prolongation=stencil_prolongation)
+    coarsening = {"name": "resolution", "stencil_prolongation": stencil_prolongation}
+    optimizer = kml.MultilevelOptimizer(levels=3, coarsening=coarsening, schedule=[2, 1], smoother=keras.optimizers.SGD(0.0))
     model.compile(optimizer, "mse", metrics=["mae"])
     x = np.random.default_rng(0).normal(size=(20, 16, 16, 3)).astype("float32")
     history = model.fit(x, x[..., :1], batch_size=4, epochs=1, verbose=0).history
     for a, b in zip(model.get_weights(), start.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert history["work_units"][-1] == pytest.approx(2 / 16 + 1 / 4 + 2)
+    assert optimizer.get_config()["coarsening"]["stencil_prolongation"] == stencil_prolongation
+    if stencil_prolongation == "identity":  # the coarsest level's trained values, unchanged
+        for a, b in zip(model.get_weights(), coarse.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_identity_stencil_prolongation_keeps_what_the_inverse_amplifies():
+    """004 §3.2's G+ keeps a stencil's response to constants but multiplies a 3x3 average's response to the
+    checkerboard by 25 (1/9 -> 25/9); the unchanged stencil keeps both. R = P^T is then the identity too."""
+    average = np.full((3, 3, 1, 1), 1 / 9)
+    identity = resolution.Stencil(3, "constant", "identity")
+    np.testing.assert_array_equal(identity.prolong(average), average)
+    np.testing.assert_array_equal(identity.restrict_gradient(average), average)
+    np.testing.assert_allclose(identity.restrict(average), resolution.Stencil(3, "constant").restrict(average))
+    ones, checkerboard = np.ones((1, 8, 8, 1)), (-1.0) ** np.add.outer(np.arange(8), np.arange(8))[None, :, :, None]
+    responses = {}
+    for name in resolution.STENCIL_PROLONGATIONS:
+        fine = resolution.Stencil(3, "constant", name).prolong(average)
+        responses[name] = [tf.nn.conv2d(image, fine, 1, "SAME")[0, 4, 4, 0].numpy() / image[0, 4, 4, 0] for image in (ones, checkerboard)]
+    np.testing.assert_allclose(responses["identity"], [1, 1 / 9], atol=1e-12)
+    np.testing.assert_allclose(responses["inverse"], [1, 25 / 9], atol=1e-12)
+
+
+def test_unchanged_stencils_keep_a_smoothing_network_smoothing_on_the_finer_grid():
+    """A coarse U-Net of averaging stencils (linear activations, no biases), moved to 2N and fed the
+    checkerboard: unchanged stencils damp it, as the coarse network damps grid-scale noise; with G+
+    each fine-grid layer multiplies it by 25/9, so the output exceeds the input (why a prolongated
+    trained U-Net is useless, issue 11)."""
+    model = small_unet(8, activation=None)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            k, inputs = layer.kernel.shape[0], layer.kernel.shape[2]
+            layer.kernel.assign(np.full(layer.kernel.shape, 1 / (k * k * inputs)))
+            layer.bias.assign(np.zeros(layer.bias.shape))
+    checkerboard = (-1.0) ** np.add.outer(np.arange(16), np.arange(16))
+    x = np.repeat(checkerboard[None, :, :, None], 3, axis=-1).astype("float32")
+    sizes = {
+        name: float(np.abs(kml.hierarchy.at_resolution(model, 16, stencil_prolongation=name)(x)).max())
+        for name in resolution.STENCIL_PROLONGATIONS
+    }
+    assert sizes["identity"] < 1e-2
+    assert sizes["inverse"] > 10
 
 
 def test_coarse_to_fine_schedule_in_depth_is_shallow_to_deep_training():
@@ -190,6 +233,8 @@ def test_bad_models_and_arguments_are_refused():
         kml.MultilevelOptimizer(levels=2, coarsening="resolution", schedule=[5], steps="[1,{1}]")
     with pytest.raises(ValueError, match="`resolution` must be a positive multiple"):
         kml.models.unet(18, filters=(4, 8, 16))
+    with pytest.raises(ValueError, match="`stencil_prolongation` must be one of"):
+        kml.hierarchy.ResolutionCoarsening(stencil_prolongation="nearest")
 
 
 TRAINED = "poisson_unet_n32"

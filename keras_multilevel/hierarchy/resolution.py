@@ -9,7 +9,9 @@ variable by variable (:mod:`keras_multilevel.hierarchy.stencil`):
 * a stride-1 'same' ``Conv2D`` kernel is a stencil: ``Pi`` is the Galerkin
   restriction ``s_H = G s_h`` of ``K_H = R K_h P`` (004 eqs 9-10), ``P`` the
   least-squares inverse ``G^+`` (004 §3.2, ``Pi P = G G^+ = I`` for 3x3
-  stencils), ``R = (G^+)^T`` (the chain rule of ``s_h = G^+ s_H``);
+  stencils) or the identity (the coarse stencil's values kept, 004 §4.1's
+  "original convolution kernels"; see :class:`ResolutionCoarsening`),
+  ``R = P^T`` (the chain rule of ``s_h = P s_H``);
 * a ``Dense`` kernel on a flattened feature map is an image per unit (001
   §4.3): ``Pi W = 4 R W``, ``P W = P_image W / 4``, ``R = P^T``;
 * everything else (biases, pointwise ``Dense``, normalization) is the same
@@ -23,6 +25,7 @@ import functools
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_multilevel.hierarchy import stencil as stencils
@@ -41,14 +44,34 @@ _GRID_FREE = (
 )
 
 
-class Stencil:
-    """One ``Conv2D`` kernel ``(k, k, in, out)``: ``Pi = G``, ``P = G^+``, ``R = (G^+)^T`` (004 eqs 9-10, §3.2)."""
+STENCIL_PROLONGATIONS = ("inverse", "identity")
 
-    def __init__(self, size, interpolation):
+
+def _check_stencil_prolongation(stencil_prolongation):
+    if stencil_prolongation not in STENCIL_PROLONGATIONS:
+        raise ValueError(
+            f"`stencil_prolongation` must be one of {STENCIL_PROLONGATIONS}, got {stencil_prolongation!r}."
+        )
+    return stencil_prolongation
+
+
+class Stencil:
+    """One ``Conv2D`` kernel ``(k, k, in, out)``: ``Pi = G``, ``P = G^+`` or ``I``, ``R = P^T`` (004 eqs 9-10, §3.2).
+
+    Args:
+        size: ``k``.
+        interpolation: the image prolongation of the Galerkin product.
+        prolongation: ``"inverse"`` (``G^+``) or ``"identity"`` (see :class:`ResolutionCoarsening`).
+    """
+
+    def __init__(self, size, interpolation, prolongation="inverse"):
         self.size, self.interpolation = size, interpolation
+        self.prolongation = _check_stencil_prolongation(prolongation)
         self.matrices = {
             "restrict": stencils.restriction_matrix(size, interpolation),
-            "prolong": stencils.prolongation_matrix(size, interpolation),
+            "prolong": (
+                stencils.prolongation_matrix(size, interpolation) if prolongation == "inverse" else np.eye(size * size)
+            ),
         }
         self.matrices["restrict_gradient"] = self.matrices["prolong"].T
 
@@ -65,7 +88,7 @@ class Stencil:
         return self._map("restrict_gradient", fine)
 
     def __repr__(self):
-        return f"Stencil({self.size}x{self.size}, {self.interpolation})"
+        return f"Stencil({self.size}x{self.size}, {self.interpolation}, {self.prolongation} prolongation)"
 
 
 class FeatureMapWeights:
@@ -217,7 +240,7 @@ def with_resolution(model, height, width=None):
     return type(model).from_config(config)
 
 
-def _operators(fine_model, coarse_model, interpolation):
+def _operators(fine_model, coarse_model, interpolation, stencil_prolongation):
     """One operator per trainable variable of the two models (which correspond in order)."""
     check_correspondence(fine_model, coarse_model)
     kind = {}
@@ -225,7 +248,7 @@ def _operators(fine_model, coarse_model, interpolation):
         if not layer.trainable_variables:
             continue
         if isinstance(layer, keras.layers.Conv2D):
-            kind[id(layer.kernel)] = Stencil(layer.kernel_size[0], interpolation)
+            kind[id(layer.kernel)] = Stencil(layer.kernel_size[0], interpolation, stencil_prolongation)
         elif isinstance(layer, keras.layers.Dense) and len(layer.input.shape) == 2:
             producer = layer.input._keras_history.operation
             if not isinstance(producer, keras.layers.Flatten) or len(producer.input.shape) != 4:
@@ -247,14 +270,29 @@ class ResolutionCoarsening:
             exactly) or ``"linear"`` (cell-centred bilinear; the Galerkin
             stencil of a ``k x k`` one is cut to ``k x k``, exact for
             ``k = 3``, not for 1x1 kernels).
+        stencil_prolongation: how a coarse stencil goes to the fine grid
+            (the restriction is always the Galerkin product ``G``):
+            ``"inverse"``, the least-squares inverse ``G^+`` of 004 §3.2
+            (``Pi P = I``), or ``"identity"``, the coarse stencil's values
+            unchanged (004 §4.1's "original convolution kernels";
+            ``R = P^T = I``). ``G^+`` amplifies what the Galerkin product
+            damps: the 3x3 average becomes the checkerboard
+            ``[[4, -2, 4], [-2, 1, -2], [4, -2, 4]] / 9`` (the 5-point
+            Laplacian only doubles), and through a trained U-Net's layers
+            that makes the prolongated network useless, while the unchanged
+            stencils keep its grid-scale behaviour: use ``"identity"`` for
+            coarse-to-fine training (``schedule``) of such networks
+            (measured in benchmarks/results/zoo/ and README, "Multilevel in
+            resolution").
     """
 
     name = "resolution"
     size_label = "resolution"
     rematch_every = None
 
-    def __init__(self, interpolation="constant"):
+    def __init__(self, interpolation="constant", stencil_prolongation="inverse"):
         self.interpolation = stencils._check_interpolation(interpolation)
+        self.stencil_prolongation = _check_stencil_prolongation(stencil_prolongation)
 
     def check(self, model, levels):
         """Raises ``ValueError`` unless ``model`` can be coarsened ``levels - 1`` times."""
@@ -272,7 +310,9 @@ class ResolutionCoarsening:
     def transfer(self, fine_model, coarse_model):
         """The :class:`ResolutionTransfer` from ``fine_model`` to ``coarse_model`` (its half-resolution copy)."""
         return ResolutionTransfer(
-            _operators(fine_model, coarse_model, self.interpolation), _grid(fine_model), self.interpolation
+            _operators(fine_model, coarse_model, self.interpolation, self.stencil_prolongation),
+            _grid(fine_model),
+            self.interpolation,
         )
 
     def coarsen(self, model):
@@ -289,10 +329,11 @@ class ResolutionCoarsening:
 
     def describe(self):
         """One line for the hierarchy's table."""
-        return f"resolution (2x2 average, {self.interpolation} prolongation)"
+        stencil = "G^+" if self.stencil_prolongation == "inverse" else "unchanged"
+        return f"resolution (2x2 average, {self.interpolation} prolongation, stencils prolongated {stencil})"
 
     def get_config(self):
-        return {"interpolation": self.interpolation}
+        return {"interpolation": self.interpolation, "stencil_prolongation": self.stencil_prolongation}
 
     def size(self, model):
         """What a level's row of the hierarchy table shows: the input grid."""
@@ -300,25 +341,28 @@ class ResolutionCoarsening:
         return f"{height}x{width}"
 
 
-def at_resolution(model, resolution, interpolation="constant"):
+def at_resolution(model, resolution, interpolation="constant", stencil_prolongation="inverse"):
     """``model`` moved to ``resolution x resolution`` inputs with its weights transferred (004 §4.1).
 
     No input is interpolated: the network itself changes grid. Each halving
     applies the Galerkin restriction ``Pi`` of :class:`ResolutionCoarsening`,
     each doubling its prolongation ``P`` (004 §3.2). Measured on a trained
     U-Net (README, "Multilevel in resolution"): halving keeps much of the
-    accuracy, doubling does not (the exact inverse amplifies the
-    checkerboard part of trained stencils).
+    accuracy, doubling with the exact inverse does not (it amplifies the
+    checkerboard part of trained stencils); ``stencil_prolongation=
+    "identity"`` doubles with far smaller errors, still well above the
+    network's own at its grid.
 
     Args:
         model: a built Sequential or functional model on square ``N x N`` images.
         resolution: ``N 2^k`` for an integer ``k`` (``k < 0`` coarser).
-        interpolation: see :class:`ResolutionCoarsening`.
+        interpolation, stencil_prolongation: see :class:`ResolutionCoarsening`
+            (the second only matters for ``k > 0``).
 
     Returns:
         A new, uncompiled model; ``model`` is unchanged.
     """
-    coarsening = ResolutionCoarsening(interpolation)
+    coarsening = ResolutionCoarsening(interpolation, stencil_prolongation)
     _layers(model)
     height, width = _grid(model)
     valid = isinstance(resolution, int) and not isinstance(resolution, bool) and resolution > 0
