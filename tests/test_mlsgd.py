@@ -155,6 +155,24 @@ def test_angle_condition_that_always_fails_ends_each_coarse_phase_and_undoes_its
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_a_saved_model_resumes_with_its_stop_counts_and_work_units(tmp_path):
+    """``.keras`` round trip mid-training: the loaded model goes on exactly as the original, counters included."""
+    x, y = circles(32)
+    settings = {"levels": 2, "angle_threshold": 1.0, "steps": "[(1),{3}]", "step_regularization": 1.0,
+                "smoother": keras.optimizers.SGD(0.1, momentum=0.5)}
+    model = compiled(**settings)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    model.save(tmp_path / "mlsgd.keras")
+    loaded = keras.models.load_model(tmp_path / "mlsgd.keras")
+    assert loaded.optimizer.scheme == model.optimizer.scheme
+    assert float(loaded.optimizer.stop_counts["angle"].numpy()) == float(model.optimizer.stop_counts["angle"].numpy()) == 2.0
+    original = model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False).history
+    resumed = loaded.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False).history
+    assert resumed == original and original["mlsgd_angle_stops"] == [4.0]
+    for got, expected in zip(weights(loaded), weights(model)):
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_angle_condition_that_always_holds_stops_nothing():
     x, y = circles(16)
     model = compiled(levels=2, angle_threshold=-1.0, steps="[(1),{3}]")
