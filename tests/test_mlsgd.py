@@ -246,6 +246,8 @@ def test_deterministic_correction_needs_the_held_data():
         compiled(levels=2).optimizer.use_full_batch(x, y)
     with pytest.raises(ValueError, match="same number of rows"):
         model.optimizer.use_full_batch(x, y[:3])
+    with pytest.raises(ValueError, match="`x` of the full batch must be a numeric array"):
+        model.optimizer.use_full_batch("circles.npz", y)
 
 
 def test_variance_reduction_on_the_tau_minibatch_itself_changes_no_step_but_costs_two_gradients(cycle_cost):

@@ -259,6 +259,12 @@ def test_growing_batches_bad_inputs():
         kml.optimizers.fit_with_growing_batches(model, x, y, batch_size=8, epochs=1, growth=1)
     with pytest.raises(ValueError, match="sets \\['initial_epoch'\\]"):
         kml.optimizers.fit_with_growing_batches(model, x, y, batch_size=8, epochs=1, initial_epoch=2)
+    with pytest.raises(ValueError, match="`batch_size` must be an integer >= 1, got 0"):
+        kml.optimizers.fit_with_growing_batches(model, x, y, batch_size=0, epochs=1)
+    with pytest.raises(ValueError, match="`epochs` must be an integer >= 0, got 1.5"):
+        kml.optimizers.fit_with_growing_batches(model, x, y, batch_size=8, epochs=1.5)
+    with pytest.raises(ValueError, match="same number of rows, got 16 and 8"):
+        kml.optimizers.fit_with_growing_batches(model, x, y[:8], batch_size=8, epochs=1)
 
 
 def test_saved_model_resumes_with_its_radii_and_secant_pairs(tmp_path):

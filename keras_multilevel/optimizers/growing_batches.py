@@ -53,7 +53,12 @@ def fit_with_growing_batches(model, x, y, batch_size, epochs, min_radius=1e-2, g
         raise ValueError(f"`growth` must be a number > 1, got {growth!r}.")
     if isinstance(min_radius, bool) or not isinstance(min_radius, (int, float)) or min_radius < 0:
         raise ValueError(f"`min_radius` must be a number >= 0, got {min_radius!r}.")
+    for name, value, least in (("batch_size", batch_size, 1), ("epochs", epochs, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"`{name}` must be an integer >= {least}, got {value!r}.")
     samples = len(x)
+    if len(y) != samples:
+        raise ValueError(f"`x` and `y` must have the same number of rows, got {samples} and {len(y)}.")
     size = min(int(batch_size), samples)
     history = keras.callbacks.History()
     history.history = {}

@@ -495,12 +495,26 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
                 f"gradient_correction is {self.scheme.gradient_correction!r}: create it with "
                 "gradient_correction='deterministic'."
             )
-        rows = {int(tf.shape(tensor)[0]) for tensor in tf.nest.flatten((x, y, sample_weight)) if tensor is not None}
+        def tensor(value, name):
+            try:
+                value = tf.convert_to_tensor(value)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"`{name}` of the full batch must be a numeric array, got {type(value).__name__}: {error}") from None
+            if value.shape.rank == 0 or not (value.dtype.is_floating or value.dtype.is_integer):
+                raise ValueError(
+                    f"`{name}` of the full batch must be a numeric array with one row per example, "
+                    f"got a {value.dtype.name} tensor of shape {value.shape}."
+                )
+            return value
+
+        full = tuple(
+            tf.nest.map_structure(lambda part, name=name: tensor(part, name), value) if value is not None else None
+            for value, name in zip((x, y, sample_weight), ("x", "y", "sample_weight"))
+        )
+        rows = {int(part.shape[0]) for part in tf.nest.flatten(full) if part is not None}
         if len(rows) != 1 or 0 in rows:
             raise ValueError(f"The full batch's x, y and sample_weight must have the same number of rows > 0, got {sorted(rows)}.")
-        self._full_batch = tf.nest.map_structure(
-            lambda tensor: None if tensor is None else tf.convert_to_tensor(tensor), (x, y, sample_weight)
-        )
+        self._full_batch = full
 
     # -- one training step ---------------------------------------------------
 
