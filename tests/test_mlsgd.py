@@ -173,6 +173,18 @@ def test_a_saved_model_resumes_with_its_stop_counts_and_work_units(tmp_path):
         np.testing.assert_array_equal(got, expected)
 
 
+def test_none_switches_the_angle_test_and_the_momentum_transfer_off_and_round_trips():
+    """``None`` is a value for the two constants whose preset may be a number: no test, no transfer."""
+    optimizer = kml.MultilevelOptimizer(levels=2, scheme="mlsgd", angle_threshold=None)
+    assert optimizer.scheme.angle_threshold is None and optimizer.scheme.recursion_ratio == 0.1
+    assert kml.MultilevelOptimizer(levels=2, scheme="mlsgd").scheme.angle_threshold == 0.0
+    fas = kml.MultilevelOptimizer(levels=2, scheme="fas", coarsening="width", momentum_scale=None)
+    assert not fas.scheme.momentum_transfer
+    assert kml.MultilevelOptimizer(levels=2, scheme="fas", coarsening="width").scheme.momentum_scale == 1.0
+    for original in (optimizer, fas):
+        assert kml.MultilevelOptimizer.from_config(original.get_config()).scheme == original.scheme
+
+
 def test_angle_condition_that_always_holds_stops_nothing():
     x, y = circles(16)
     model = compiled(levels=2, angle_threshold=-1.0, steps="[(1),{3}]")

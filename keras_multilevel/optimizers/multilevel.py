@@ -20,7 +20,7 @@ from keras_multilevel.optimizers.coarse_to_fine import check_schedule, coarse_to
 from keras_multilevel.optimizers.cycle import split_batch, v_cycle
 from keras_multilevel.optimizers.inner_product import check_inner_product, inner_product_weights, tikhonov_weights
 from keras_multilevel.optimizers.replicas import check_distributed, refuse_decisions
-from keras_multilevel.optimizers.scheme import CycleScheme, minibatch_layout
+from keras_multilevel.optimizers.scheme import PRESET, CycleScheme, minibatch_layout
 from keras_multilevel.optimizers.steps import CycleSteps, work_units
 from keras_multilevel.optimizers.trust_region import RecursiveTrustRegion, TrustRegion
 
@@ -192,7 +192,10 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             notation (``"[(1),1,1,2,2,{2}]"``, ``"[4,{4}]"``) or as a list;
             ``None`` is the set-up of 000 §4.1. See :class:`CycleSteps`.
         scheme: ``"mgopt"``, ``"fas"``, ``"mlsgd"`` or ``"rmtr"``: the defaults
-            of the constants below (see :class:`~keras_multilevel.optimizers.scheme.CycleScheme`).
+            of the constants below (see :class:`~keras_multilevel.optimizers.scheme.CycleScheme`):
+            a constant left out takes the scheme's value (``None``, or
+            ``"preset"`` for ``momentum_scale`` and ``angle_threshold``, where
+            ``None`` switches the momentum transfer or the angle test off).
         coarsening: ``"depth"`` (000 §2.2.1), ``"width"`` (002 §5), or a
             coarsening object such as ``kml.hierarchy.WidthCoarsening(threshold=0.5)``.
         interpolation: depth coarsening only: ``"constant"`` (000) or
@@ -225,8 +228,8 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         correction_scale: ``alpha_p`` in ``(0, 1]`` (002 §6.1.4). Default 1.
         momentum_scale: ``alpha_m`` in ``[0, 1]``: restrict the smoother's
             momentum with the weights and correct it on the way up (002 eq 36).
-            Default 1 for ``"fas"``; ``None`` (``"mgopt"``) keeps each level's
-            optimizer state separate. 002 §8.3 uses 0.2.
+            Default 1 for ``"fas"``; ``None`` (``"mgopt"``, ``"mlsgd"``) keeps
+            each level's optimizer state separate. 002 §8.3 uses 0.2.
         correction_test: accept a coarse level's prolongated correction only
             if it does not raise the finer level's objective on the cycle's
             minibatch (MG/OPT's acceptance test; two loss evaluations per level
@@ -250,8 +253,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             negative gradient of the level above is undone and ends that
             level's phase (001 eq 3.3, Algorithm 5; the level optimizer's
             state, e.g. momentum, keeps the undone step). Default 0 for
-            ``"mlsgd"``, ``None`` otherwise (as for every constant here,
-            ``None`` keeps the scheme's value: ``-1`` lets every step pass).
+            ``"mlsgd"``, ``None`` otherwise.
         variance_reduction: coarse steps take the SVRG direction
             ``g(x, xi) - g(Pi x, xi) + grad H_c(Pi x)`` (001 §3.3.3), two
             gradients each. Needs a gradient correction. Default ``False``.
@@ -290,13 +292,13 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         tau_batches=None,
         fresh_batches=None,
         correction_scale=None,
-        momentum_scale=None,
+        momentum_scale=PRESET,
         correction_test=None,
         gradient_correction=None,
         step_regularization=None,
         recursion_ratio=None,
         recursion_tolerance=None,
-        angle_threshold=None,
+        angle_threshold=PRESET,
         variance_reduction=None,
         learning_rate_divisor=1.0,
         schedule=None,

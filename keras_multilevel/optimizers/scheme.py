@@ -90,6 +90,19 @@ PRESETS = {
 }
 
 
+PRESET = "preset"
+"""An override that keeps the preset's value (the default of the constants ``None`` switches off)."""
+
+_SWITCHED_OFF_BY_NONE = ("momentum_scale", "angle_threshold")
+
+
+def _keeps_preset(key, value):
+    """Whether an override leaves the preset's value: :data:`PRESET`, or ``None`` where ``None`` is no value."""
+    if isinstance(value, str) and value == PRESET:
+        return True
+    return value is None and key not in _SWITCHED_OFF_BY_NONE
+
+
 @dataclasses.dataclass(frozen=True)
 class CycleScheme:
     """The constants of a V-cycle's coarse-level coupling and correction (see the module docstring)."""
@@ -110,7 +123,11 @@ class CycleScheme:
 
     @classmethod
     def create(cls, name="mgopt", **overrides):
-        """The preset ``name`` with any constant given (not ``None``) in ``overrides`` replaced.
+        """The preset ``name`` with the constants given in ``overrides`` replaced.
+
+        :data:`PRESET` keeps the preset's value, and so does ``None`` except
+        for ``momentum_scale`` and ``angle_threshold``, where ``None`` is a
+        value: no momentum transfer, no angle test.
 
         Raises ``ValueError`` for an unknown preset or a constant out of range:
         ``tau_scale`` in ``[0, 1]``, ``tau_batches`` an integer ``>= 1``,
@@ -125,7 +142,7 @@ class CycleScheme:
         """
         if name not in PRESETS:
             raise ValueError(f"Unknown scheme {name!r}: choose one of {sorted(PRESETS)}.")
-        given = {key: value for key, value in overrides.items() if value is not None}
+        given = {key: value for key, value in overrides.items() if not _keeps_preset(key, value)}
         values = {**PRESETS[name], **given}
         for key, meaning in (("step_regularization", "lambda of 001 eq 3.2"), ("recursion_ratio", "eta of 001 eq 3.4"),
                              ("recursion_tolerance", "epsilon of 001 eq 3.5")):
