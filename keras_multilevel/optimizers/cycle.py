@@ -222,18 +222,20 @@ def v_cycle(
     start = functools.partial(
         level_gradient, hierarchy[0].model, regularization=regularization[0], loss_scale=loss_scale(smoothers[0])
     )
-    evaluate = [
-        _gradient_only(level.model, beta, smoother) for level, beta, smoother in zip(hierarchy, regularization, smoothers)
-    ]
-    objective = [
-        functools.partial(level_objective, level.model, regularization=beta)
-        for level, beta in zip(hierarchy, regularization)
-    ]
-    if trust_region is not None:
+    if trust_region is None:
+        evaluate = [
+            _gradient_only(level.model, beta, smoother)
+            for level, beta, smoother in zip(hierarchy, regularization, smoothers)
+        ]
+    else:  # RMTR's steps need the objective's value with its gradient
         evaluate = [
             functools.partial(value_and_gradient, level.model, regularization=beta)
             for level, beta in zip(hierarchy, regularization)
         ]
+    objective = [
+        functools.partial(level_objective, level.model, regularization=beta)
+        for level, beta in zip(hierarchy, regularization)
+    ]
     # (Under several replicas a gradient ends in a sum over them, which may not
     # sit inside a nested function: each call is then traced where it is made.)
     if tf.inside_function() and not several_replicas():
