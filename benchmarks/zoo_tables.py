@@ -14,14 +14,19 @@ costs 1/4) and the wall time (training, tracing and the per-epoch
 validation pass) to that target: median [min-max] over seeds, and the
 one-level cost divided by the coarse-to-fine cost, seed by seed.
 
-The shipped presets were trained by this script's first version (their
-recipes, with ``stencil_prolongation`` left at ``"inverse"``, are in their
-metadata); ``keras-multilevel zoo train NAME`` retrains one from its recipe.
+With ``--create-presets DIR`` it instead trains the zoo's presets, coarse to
+fine with the same options and the first seed, and writes them to
+``DIR/<problem>_unet_n<N>`` (``kml.zoo.create``); the shipped ones in ``zoo/``
+were made so (their recipes are in their metadata, and ``keras-multilevel zoo
+train NAME`` retrains one from it). The tables compare against the presets
+shipped when they were measured: their targets are in the tables.
 
 Usage::
 
     python benchmarks/zoo_tables.py --problem poisson --resolutions 16 32 --seeds 0 1 2 \\
         --out benchmarks/results/zoo
+    python benchmarks/zoo_tables.py --problem poisson --resolutions 16 32 64 --seeds 0 --epochs 8 \\
+        --decay cosine --create-presets zoo
 """
 
 import argparse
@@ -40,14 +45,23 @@ ARCHITECTURE = {"filters": [8, 16, 32], "convolutions": 2, "kernel_size": 3, "ac
 BATCHES_PER_EPOCH = 8000 // 64
 
 
-def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongation):
-    """The coarse-to-fine recipe (the format of a preset's metadata; ``zoo train`` runs it)."""
+def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongation, decay="constant"):
+    """The coarse-to-fine recipe (the format of a preset's metadata; ``zoo train`` runs it).
+
+    ``decay="cosine"``: Adam's rate follows ``CosineDecay(2e-3, epochs x batches)``, which each level
+    evaluates at its own step count, so the finest level's rate reaches 0 at the end of its epochs (and
+    the coarse level's falls to ``(1 + cos(pi coarse_epochs / epochs)) / 2`` of 2e-3 by the end of its own).
+    """
+    learning_rate = 0.002
+    if decay == "cosine":
+        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * BATCHES_PER_EPOCH)
+        learning_rate = keras.saving.serialize_keras_object(schedule)
     return {
         "problem": problem,
         "target": "target" if problem == "poisson" else "pressure",
         "resolution": resolution,
         "architecture": ARCHITECTURE,
-        "smoother": {"class_name": "Adam", "config": {"learning_rate": 0.002}},
+        "smoother": {"class_name": "Adam", "config": {"learning_rate": learning_rate}},
         "levels": 2,
         "coarsening": {"name": "resolution", "interpolation": "constant", "stencil_prolongation": stencil_prolongation},
         "schedule": [coarse_epochs * BATCHES_PER_EPOCH],
@@ -98,8 +112,24 @@ def main(argv=None):
     parser.add_argument("--coarse-epochs", type=int, default=6, help="epochs at N/2 before N")
     parser.add_argument("--epochs", type=int, default=8, help="at most this many epochs at N (both runs)")
     parser.add_argument("--stencil-prolongation", choices=["inverse", "identity"], default="identity")
+    parser.add_argument(
+        "--decay", choices=["constant", "cosine"], default="constant",
+        help="Adam's learning rate: 2e-3 throughout (the tables), or a cosine decay to 0 over the epochs at N (the presets)",
+    )
     parser.add_argument("--out", default="benchmarks/results/zoo")
+    parser.add_argument(
+        "--create-presets", metavar="DIR",
+        help="train the presets of --resolutions coarse to fine with these options and the first seed into DIR "
+        "(the shipped ones: zoo) instead of measuring the tables",
+    )
     args = parser.parse_args(argv)
+    if args.create_presets:
+        for resolution in args.resolutions:
+            preset = recipe(args.problem, resolution, args.seeds[0], args.coarse_epochs, args.epochs,
+                            args.stencil_prolongation, args.decay)
+            metadata = kml.zoo.create(preset, args.create_presets)
+            print(metadata["name"], json.dumps(metadata["metrics"]["validation"]), flush=True)
+        return
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = " ".join(["python", *sys.argv])
@@ -112,10 +142,11 @@ def main(argv=None):
         name = f"{args.problem}_unet_n{resolution}"
         target = kml.zoo.metadata(name)["metrics"]["validation"]["relative_l2"]
         row = {"preset": name, "resolution": resolution, "target": target, "coarse_epochs": args.coarse_epochs,
-               "epochs": args.epochs, "stencil_prolongation": args.stencil_prolongation, "seeds": args.seeds,
+               "epochs": args.epochs, "stencil_prolongation": args.stencil_prolongation, "decay": args.decay, "seeds": args.seeds,
                "multilevel": [], "single": [], "command": command}
         for seed in args.seeds:
-            multilevel = recipe(args.problem, resolution, seed, args.coarse_epochs, args.epochs, args.stencil_prolongation)
+            multilevel = recipe(args.problem, resolution, seed, args.coarse_epochs, args.epochs, args.stencil_prolongation,
+                                args.decay)
             single = {key: value for key, value in multilevel.items() if key not in ("coarsening", "schedule")}
             single.update(levels=1, epochs=args.epochs)
             row["multilevel"].append(run(multilevel, target))
@@ -149,7 +180,7 @@ def table(problem, rows):
         "U-Net filters (8, 16, 32), Adam 2e-3, batch 64, the same initial weights per seed. Coarse to fine: "
         "the first epochs at N/2 (1/4 WU per batch), then the stencils prolongated to N (inverse: 004 §3.2's "
         "G⁺; identity: unchanged). Both runs stop at the first epoch-end whose validation relative L2 reaches "
-        "the shipped preset's, or after the given epochs at N. Cells: median [min-max] over seeds; wall time "
+        "that of the preset shipped when the row was measured (the target column), or after the given epochs at N. Cells: median [min-max] over seeds; wall time "
         "includes tracing and each epoch's validation pass (a coarse epoch still pays a full-resolution one); "
         "the speed-up is the one-level cost over the coarse-to-fine cost, seed by seed.",
         "",
@@ -161,7 +192,7 @@ def table(problem, rows):
     for row in rows:
         lines.append(
             f"| {row['preset']} | {row['target']:.4f} | {row['coarse_epochs']}, {row['stencil_prolongation']}, "
-            f"{row['epochs']} | {len(row['seeds'])} | {_report.spread(at(row['multilevel'], 0))} | "
+            f"{row['epochs']}{', cosine decay' if row.get('decay') == 'cosine' else ''} | {len(row['seeds'])} | {_report.spread(at(row['multilevel'], 0))} | "
             f"{_report.spread(at(row['single'], 0))} | {ratio(row, 0)} | {_report.spread(at(row['multilevel'], 1))} | "
             f"{_report.spread(at(row['single'], 1))} | {ratio(row, 1)} | {best(row['multilevel'])} | {best(row['single'])} |"
         )

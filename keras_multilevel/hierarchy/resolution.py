@@ -8,9 +8,10 @@ variable by variable (:mod:`keras_multilevel.hierarchy.stencil`):
 
 * a stride-1 'same' ``Conv2D`` kernel is a stencil: ``Pi`` is the Galerkin
   restriction ``s_H = G s_h`` of ``K_H = R K_h P`` (004 eqs 9-10), ``P`` the
-  least-squares inverse ``G^+`` (004 §3.2, ``Pi P = G G^+ = I`` for 3x3
-  stencils) or the identity (the coarse stencil's values kept, 004 §4.1's
-  "original convolution kernels"; see :class:`ResolutionCoarsening`),
+  identity (the coarse stencil's values kept, 004 §4.1's "original
+  convolution kernels"; the default) or 004 §3.2's least-squares inverse
+  ``G^+`` (``Pi P = G G^+ = I`` for 3x3 stencils; see
+  :class:`ResolutionCoarsening` for why it is not the default),
   ``R = P^T`` (the chain rule of ``s_h = P s_H``);
 * a ``Dense`` kernel on a flattened feature map is an image per unit (001
   §4.3): ``Pi W = 4 R W``, ``P W = P_image W / 4``, ``R = P^T``;
@@ -61,10 +62,10 @@ class Stencil:
     Args:
         size: ``k``.
         interpolation: the image prolongation of the Galerkin product.
-        prolongation: ``"inverse"`` (``G^+``) or ``"identity"`` (see :class:`ResolutionCoarsening`).
+        prolongation: ``"identity"`` or ``"inverse"`` (``G^+``), see :class:`ResolutionCoarsening`.
     """
 
-    def __init__(self, size, interpolation, prolongation="inverse"):
+    def __init__(self, size, interpolation, prolongation="identity"):
         self.size, self.interpolation = size, interpolation
         self.prolongation = _check_stencil_prolongation(prolongation)
         self.matrices = {
@@ -272,25 +273,26 @@ class ResolutionCoarsening:
             ``k = 3``, not for 1x1 kernels).
         stencil_prolongation: how a coarse stencil goes to the fine grid
             (the restriction is always the Galerkin product ``G``):
-            ``"inverse"``, the least-squares inverse ``G^+`` of 004 §3.2
-            (``Pi P = I``), or ``"identity"``, the coarse stencil's values
+            ``"identity"`` (the default), the coarse stencil's values
             unchanged (004 §4.1's "original convolution kernels";
-            ``R = P^T = I``). ``G^+`` amplifies what the Galerkin product
-            damps: the 3x3 average becomes the checkerboard
+            ``R = P^T = I``), or ``"inverse"``, the least-squares inverse
+            ``G^+`` of 004 §3.2 (``Pi P = I``). ``G^+`` amplifies what the
+            Galerkin product damps: the 3x3 average becomes the checkerboard
             ``[[4, -2, 4], [-2, 1, -2], [4, -2, 4]] / 9`` (the 5-point
             Laplacian only doubles), and through a trained U-Net's layers
-            that makes the prolongated network useless, while the unchanged
-            stencils keep its grid-scale behaviour: use ``"identity"`` for
-            coarse-to-fine training (``schedule``) of such networks
-            (measured in benchmarks/results/zoo/ and README, "Multilevel in
-            resolution").
+            that makes the prolongated network useless (relative errors of
+            10^3 to 10^5 on the zoo's presets, worse than random weights as
+            a start for training at N), while the unchanged stencils keep
+            its grid-scale behaviour (0.15-0.5, about an epoch ahead of
+            random weights): measured in benchmarks/results/
+            stencil_prolongations_*.md, resolution_transfer.md and zoo/.
     """
 
     name = "resolution"
     size_label = "resolution"
     rematch_every = None
 
-    def __init__(self, interpolation="constant", stencil_prolongation="inverse"):
+    def __init__(self, interpolation="constant", stencil_prolongation="identity"):
         self.interpolation = stencils._check_interpolation(interpolation)
         self.stencil_prolongation = _check_stencil_prolongation(stencil_prolongation)
 
@@ -341,17 +343,17 @@ class ResolutionCoarsening:
         return f"{height}x{width}"
 
 
-def at_resolution(model, resolution, interpolation="constant", stencil_prolongation="inverse"):
+def at_resolution(model, resolution, interpolation="constant", stencil_prolongation="identity"):
     """``model`` moved to ``resolution x resolution`` inputs with its weights transferred (004 §4.1).
 
     No input is interpolated: the network itself changes grid. Each halving
     applies the Galerkin restriction ``Pi`` of :class:`ResolutionCoarsening`,
-    each doubling its prolongation ``P`` (004 §3.2). Measured on a trained
-    U-Net (README, "Multilevel in resolution"): halving keeps much of the
-    accuracy, doubling with the exact inverse does not (it amplifies the
-    checkerboard part of trained stencils); ``stencil_prolongation=
-    "identity"`` doubles with far smaller errors, still well above the
-    network's own at its grid.
+    each doubling its stencil prolongation. Measured on the zoo's trained
+    U-Nets (README, "Multilevel in resolution"): halving keeps much of the
+    accuracy; doubling with the stencils unchanged (the default) gives
+    relative errors of 0.15-0.5, several times the network's own at its
+    grid, and with the exact inverse of 004 §3.2 (``"inverse"``) 10^3 to
+    10^5 (it amplifies the checkerboard part of trained stencils).
 
     Args:
         model: a built Sequential or functional model on square ``N x N`` images.

@@ -27,6 +27,21 @@ PROBLEMS = {
 }
 
 
+def _stencil_prolongation(recipe):
+    """How the recipe's coarse-to-fine phases move the stencils to the finer grid."""
+    from keras_multilevel.hierarchy import get_coarsening
+
+    if get_coarsening(recipe["coarsening"]).stencil_prolongation == "inverse":
+        return (
+            "the stencils are prolongated by the inverse of the Galerkin restriction `K_H = R K_h P` "
+            "(004 eq 10, §3.2)"
+        )
+    return (
+        "the stencils keep their values on the finer grid (004 §4.1's original kernels; the inverse of "
+        "§3.2 makes trained U-Nets worse than random weights, `benchmarks/results/stencil_prolongations_*.md`)"
+    )
+
+
 def _scheme(recipe):
     if recipe["levels"] == 1:
         return (
@@ -37,9 +52,8 @@ def _scheme(recipe):
     return (
         f"Coarse to fine through the resolution hierarchy, {PAPER_004}, §3.2 and Algorithm 1: the same U-Net "
         f"on the grids {grids}. Training starts on the coarsest grid, on the 2×2-averaged batches, where "
-        "every convolution is 4 times cheaper per halving; at the start of each finer level's phase the "
-        "stencils are prolongated by the inverse of the Galerkin restriction `K_H = R K_h P` (004 eq 10, "
-        "§3.2), and the finest grid trains from there. Why this scheme: it is the training method of the "
+        "every convolution is 4 times cheaper per halving; at the start of each finer level's phase "
+        f"{_stencil_prolongation(recipe)}, and the finest grid trains from there. Why this scheme: it is the training method of the "
         "resolution hierarchy (004), and MG/OPT V-cycles over the same hierarchy did not train these "
         "networks, with Adam or SGD (`benchmarks/results/resolution_schemes.md`). Whether it pays off against training the N×N network alone is measured, from the same "
         "initial weights, in `benchmarks/results/zoo/` of the repository. "
@@ -48,12 +62,21 @@ def _scheme(recipe):
     )
 
 
+def _call(serialized, module="keras.optimizers"):
+    """A serialized Keras object (``{"class_name", "config"[, "module"]}``) as the Python call that builds it;
+    nested objects (a learning-rate schedule) likewise, ``None`` settings and names left out."""
+    settings = ", ".join(
+        f"{key}={_call(value) if isinstance(value, dict) and 'class_name' in value else repr(value)}"
+        for key, value in serialized.get("config", {}).items()
+        if value is not None and key != "name"
+    )
+    return f"{serialized.get('module', module)}.{serialized['class_name']}({settings})"
+
+
 def _optimizer(recipe):
     """The recipe's optimizer as the Python call that builds it."""
-    smoother = recipe["smoother"]
-    settings = ", ".join(f"{key}={value!r}" for key, value in smoother.get("config", {}).items() if value is not None)
     arguments = [f"{key}={recipe[key]!r}" for key in OPTIMIZER_KEYS if key in recipe]
-    return f"kml.MultilevelOptimizer({', '.join(arguments)}, smoother=keras.optimizers.{smoother['class_name']}({settings}))"
+    return f"kml.MultilevelOptimizer({', '.join(arguments)}, smoother={_call(recipe['smoother'])})"
 
 
 def _recipe_sections(metadata):
@@ -159,9 +182,9 @@ u = model.predict(inputs)         # (batch, {n}, {n}, 3) -> (batch, {n}, {n}, 1)
 At another resolution `M = N·2^k` the weights are transferred without retraining
 (`kml.hierarchy.at_resolution`); its accuracy is not the one above: measure it
 (`keras-multilevel zoo evaluate {name} --resolution M`). Coarser grids keep much of it (the
-Galerkin restriction); finer ones (the inverse of §3.2) lose all of it on trained weights
-(relative errors of 10³ to 10⁵ measured on the zoo): use the preset trained at the finer
-resolution instead.
+Galerkin restriction); on finer ones the stencils keep their values but span half the physical
+distance, and the error is several times the one above (measured on the zoo): use the preset
+trained at the finer resolution instead, or train there from these weights.
 
 ```sh
 keras-multilevel zoo show {name}

@@ -241,8 +241,9 @@ def load(name, resolution=None, compile=True, presets_dir=None):
         resolution: ``None`` for the preset's own ``N``, or ``M = N * 2^k``:
             the network moved to ``M x M`` inputs with its convolution
             stencils transferred (004 §3.2, :func:`kml.hierarchy.at_resolution`).
-            Coarser ``M`` keep much of the accuracy; finer ``M`` lose all
-            of it (the README's measurement), which a warning says.
+            Coarser ``M`` keep much of the accuracy; finer ``M`` keep the
+            stencils' values and lose most of it (the README's
+            measurement), which a warning says.
         compile: compile with loss ``"mse"`` and a plain Adam, so that
             ``evaluate`` and ``fit`` work at once.
         presets_dir: folder of presets (default: the shipped ones).
@@ -264,10 +265,12 @@ def load(name, resolution=None, compile=True, presets_dir=None):
         model = at_resolution(model, resolution)
         if resolution > meta["resolution"]:
             warnings.warn(
-                f"{name} was trained at N = {meta['resolution']}; prolongating its stencils to "
-                f"{resolution}x{resolution} (004 §3.2) is unstable on trained weights: the zoo's presets "
-                "measured relative errors of 10^3 to 10^5 at 2N (benchmarks/results/resolution_transfer.md). "
-                "Use the preset trained at that resolution; kml.zoo.evaluate(..., resolution=...) measures it.",
+                f"{name} was trained at N = {meta['resolution']}; on {resolution}x{resolution} inputs its "
+                "3x3 stencils keep their values (004 §4.1's original kernels) but span half the physical "
+                "distance: the zoo's presets measured relative errors several times their own at 2N "
+                "(benchmarks/results/resolution_transfer.md). Use the preset trained at that resolution, or "
+                "train this one there from these weights (about an epoch ahead of random weights); "
+                "kml.zoo.evaluate(..., resolution=...) measures it.",
                 stacklevel=2,
             )
     if compile:

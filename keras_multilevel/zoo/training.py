@@ -7,6 +7,7 @@ with its card, :func:`evaluate` measures a preset on newly generated data.
 """
 
 import contextlib
+import copy
 import dataclasses
 import pathlib
 import tempfile
@@ -121,7 +122,7 @@ def train_recipe(recipe, data_dir=None, progress=True, callbacks=()):
     keras.utils.set_random_seed(recipe["seed"])
     model = models.unet(recipe["resolution"], **recipe["architecture"])
     optimizer = {key: recipe[key] for key in OPTIMIZER_KEYS if key in recipe}
-    smoother = keras.optimizers.get(dict(recipe["smoother"]))
+    smoother = keras.optimizers.get(copy.deepcopy(recipe["smoother"]))  # Keras deserializes nested configs in place
     model.compile(optimizer=MultilevelOptimizer(smoother=smoother, **optimizer), loss="mse")
     record = _ValidationRecord(validation)
     bar = [_ProgressBar(recipe["epochs"], store.preset_name(dataset["name"], dataset["resolution"]))] if progress else []
