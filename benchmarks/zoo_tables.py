@@ -72,6 +72,16 @@ def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongatio
     }
 
 
+def add_schedule_arguments(parser, resolutions, epochs):
+    """The options of which U-Nets to train and how (problem, resolutions, seeds, epochs at N/2 and at N),
+    shared with ``zoo_budget.py``; ``epochs`` is the help of ``--epochs``."""
+    parser.add_argument("--problem", choices=["poisson", "darcy"], required=True)
+    parser.add_argument("--resolutions", type=int, nargs="+", default=resolutions, choices=[16, 32, 64])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--coarse-epochs", type=int, default=6, help="epochs at N/2 before N")
+    parser.add_argument("--epochs", type=int, default=8, help=epochs)
+
+
 class EpochClock(keras.callbacks.Callback):
     """Cumulative wall time at the end of each epoch (after the validation pass); stops
     training once the validation relative L2 reaches ``target``."""
@@ -106,11 +116,7 @@ def run(recipe_, target):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--problem", choices=["poisson", "darcy"], required=True)
-    parser.add_argument("--resolutions", type=int, nargs="+", default=[16, 32, 64], choices=[16, 32, 64])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--coarse-epochs", type=int, default=6, help="epochs at N/2 before N")
-    parser.add_argument("--epochs", type=int, default=8, help="at most this many epochs at N (both runs)")
+    add_schedule_arguments(parser, resolutions=[16, 32, 64], epochs="at most this many epochs at N (both runs)")
     parser.add_argument("--stencil-prolongation", choices=["inverse", "identity"], default="identity")
     parser.add_argument(
         "--decay", choices=["constant", "cosine"], default="constant",
