@@ -280,12 +280,13 @@ class ResolutionCoarsening:
             Galerkin product damps: the 3x3 average becomes the checkerboard
             ``[[4, -2, 4], [-2, 1, -2], [4, -2, 4]] / 9`` (the 5-point
             Laplacian only doubles), and through a trained U-Net's layers
-            that makes the prolongated network useless (relative errors of
-            10^3 to 10^5 on the zoo's presets, worse than random weights as
-            a start for training at N), while the unchanged stencils keep
-            its grid-scale behaviour (0.15-0.5, about an epoch ahead of
-            random weights): measured in benchmarks/results/
-            stencil_prolongations_*.md, resolution_transfer.md and zoo/.
+            that makes a network trained at N/2 worse than random weights
+            as a start at N (and the previous release's presets, trained
+            through it, 10^3 to 10^5 in relative error at 2N), while the
+            unchanged stencils keep its grid-scale behaviour (about an
+            epoch ahead of random weights): measured in
+            benchmarks/results/stencil_prolongations_*.md,
+            resolution_transfer.md and zoo/.
     """
 
     name = "resolution"
@@ -351,9 +352,10 @@ def at_resolution(model, resolution, interpolation="constant", stencil_prolongat
     each doubling its stencil prolongation. Measured on the zoo's trained
     U-Nets (README, "Multilevel in resolution"): halving keeps much of the
     accuracy; doubling with the stencils unchanged (the default) gives
-    relative errors of 0.15-0.5, several times the network's own at its
-    grid, and with the exact inverse of 004 §3.2 (``"inverse"``) 10^3 to
-    10^5 (it amplifies the checkerboard part of trained stencils).
+    relative errors of 0.14-0.39, several times the network's own at its
+    grid, and with the exact inverse of 004 §3.2 (``"inverse"``, which
+    amplifies the checkerboard part of trained stencils) 0.26-1.13 (10^3 to
+    10^5 for the previous release's presets, trained through it).
 
     Args:
         model: a built Sequential or functional model on square ``N x N`` images.
