@@ -12,18 +12,22 @@ each resolution N and seed, from the same initial weights:
   unit per batch), the stencils moved to N with their values kept, then
   ``--epochs`` epochs at N with the rate decaying over them (the presets'
   recipe);
-* one level: ``--epochs + ceil(--coarse-epochs / 4)`` epochs at N with the
-  rate decaying over them, at least as many work units as coarse to fine.
+* one level: ``--single-epochs`` epochs at N with the rate decaying over
+  them (default ``--epochs + ceil(--coarse-epochs / 4)``, at least as many
+  work units as coarse to fine; several values measure how much work one
+  level needs to catch up).
 
 The table gives the validation relative L2 at the end (median [min-max]
 over seeds), the work units and the wall time (training, tracing and the
 per-epoch validation pass), and the one-level error over the coarse-to-fine
-error, seed by seed (above 1: coarse to fine is better at no more work).
+error, seed by seed (above 1: coarse to fine is better).
 
 Usage::
 
     python benchmarks/zoo_budget.py --problem poisson --resolutions 16 32 --seeds 0 1 2 \\
         --out benchmarks/results/zoo/budget
+    python benchmarks/zoo_budget.py --problem poisson --resolutions 16 --single-epochs 12 14 \\
+        --out benchmarks/results/zoo/budget/longer
 """
 
 import argparse
@@ -58,27 +62,32 @@ def one_level(problem, resolution, seed, epochs):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     zoo_tables.add_schedule_arguments(parser, resolutions=[16, 32], epochs="epochs at N of coarse to fine")
+    parser.add_argument("--single-epochs", type=int, nargs="+",
+                        help="one level's epochs at N, one run per value (default: --epochs + ceil(--coarse-epochs / 4))")
     parser.add_argument("--out", default="benchmarks/results/zoo/budget")
     args = parser.parse_args(argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    single_epochs = args.epochs + math.ceil(args.coarse_epochs / 4)
+    single_epochs = args.single_epochs or [args.epochs + math.ceil(args.coarse_epochs / 4)]
     rows = []
     for resolution in args.resolutions:
-        row = {"preset": f"{args.problem}_unet_n{resolution}", "seeds": args.seeds, "multilevel": [], "single": []}
+        row = {"preset": f"{args.problem}_unet_n{resolution}", "seeds": args.seeds, "multilevel": [],
+               "single": {str(epochs): [] for epochs in single_epochs}}
         for seed in args.seeds:
             multilevel = zoo_tables.recipe(args.problem, resolution, seed, args.coarse_epochs, args.epochs, "identity",
                                            decay="cosine")
             row["multilevel"].append(run(multilevel))
-            row["single"].append(run(one_level(args.problem, resolution, seed, single_epochs)))
-            print(row["preset"], seed, *(f"{key} {row[key][-1]['final']:.4f}" for key in ("multilevel", "single")), flush=True)
+            for epochs in single_epochs:
+                row["single"][str(epochs)].append(run(one_level(args.problem, resolution, seed, epochs)))
+            print(row["preset"], seed, f"coarse to fine {row['multilevel'][-1]['final']:.4f}",
+                  *(f"one level {epochs}: {runs[-1]['final']:.4f}" for epochs, runs in row["single"].items()), flush=True)
         rows.append(row)
     command = " ".join(["python", *sys.argv])
     (out / f"{args.problem}.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1))
-    _report.write(table(args, rows, command, single_epochs), out / f"{args.problem}.md")
+    _report.write(table(args, rows, command), out / f"{args.problem}.md")
 
 
-def table(args, rows, command, single_epochs):
+def table(args, rows, command):
     def cell(runs, key, spec):
         return _report.spread([run[key] for run in runs], spec)
 
@@ -89,24 +98,26 @@ def table(args, rows, command, single_epochs):
         "",
         f"U-Net filters (8, 16, 32), Adam from 2e-3 on a cosine decay to 0, batch 64, the same initial weights per "
         f"seed. Coarse to fine: {args.coarse_epochs} epochs at N/2, the stencils moved to N with their values kept, "
-        f"{args.epochs} epochs at N (the presets' recipe). One level: {single_epochs} epochs at N. Cells: median "
+        f"{args.epochs} epochs at N (the presets' recipe). One level: the epochs at N in its column. Cells: median "
         "[min-max] over seeds; validation relative L2 at the end and the lowest after any epoch; wall time includes "
         "tracing and each epoch's validation pass at N; the error ratio is one level's final error over coarse to "
         "fine's, seed by seed (above 1: coarse to fine is better).",
         "",
-        "| U-Net | seeds | coarse to fine: WU | final val rel. L2 | lowest | s | one level: WU | final val rel. L2 "
-        "| lowest | s | error ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| U-Net | seeds | coarse to fine: WU | final val rel. L2 | lowest | s | one level: epochs at N | WU "
+        "| final val rel. L2 | lowest | s | error ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        multilevel, single = row["multilevel"], row["single"]
-        ratios = [s["final"] / m["final"] for s, m in zip(single, multilevel)]
-        lines.append(
-            f"| {row['preset']} | {len(row['seeds'])} | {cell(multilevel, 'work_units', '.0f')} | "
-            f"{cell(multilevel, 'final', '.4f')} | {cell(multilevel, 'lowest', '.4f')} | {cell(multilevel, 'seconds', '.0f')} | "
-            f"{cell(single, 'work_units', '.0f')} | {cell(single, 'final', '.4f')} | {cell(single, 'lowest', '.4f')} | "
-            f"{cell(single, 'seconds', '.0f')} | {_report.spread(ratios, '.2f')} |"
-        )
+        multilevel = row["multilevel"]
+        for epochs, single in row["single"].items():
+            ratios = [s["final"] / m["final"] for s, m in zip(single, multilevel)]
+            lines.append(
+                f"| {row['preset']} | {len(row['seeds'])} | {cell(multilevel, 'work_units', '.0f')} | "
+                f"{cell(multilevel, 'final', '.4f')} | {cell(multilevel, 'lowest', '.4f')} | "
+                f"{cell(multilevel, 'seconds', '.0f')} | {epochs} | {cell(single, 'work_units', '.0f')} | "
+                f"{cell(single, 'final', '.4f')} | {cell(single, 'lowest', '.4f')} | {cell(single, 'seconds', '.0f')} | "
+                f"{_report.spread(ratios, '.2f')} |"
+            )
     return lines
 
 
