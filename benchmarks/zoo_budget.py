@@ -52,13 +52,6 @@ def run(recipe):
             "seconds": time.perf_counter() - started, "epochs": record["epochs"]}
 
 
-def one_level(problem, resolution, seed, epochs):
-    """The presets' recipe on one level: ``epochs`` epochs at N, the rate decaying over them."""
-    single = zoo_tables.recipe(problem, resolution, seed, 0, epochs, "identity", decay="cosine")
-    single = {key: value for key, value in single.items() if key not in ("coarsening", "schedule")}
-    return dict(single, levels=1, epochs=epochs)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     zoo_tables.add_schedule_arguments(parser, resolutions=[16, 32], epochs="epochs at N of coarse to fine")
@@ -78,7 +71,7 @@ def main(argv=None):
                                            decay="cosine")
             row["multilevel"].append(run(multilevel))
             for epochs in single_epochs:
-                row["single"][str(epochs)].append(run(one_level(args.problem, resolution, seed, epochs)))
+                row["single"][str(epochs)].append(run(zoo_tables.one_level(args.problem, resolution, seed, epochs, "cosine")))
             print(row["preset"], seed, f"coarse to fine {row['multilevel'][-1]['final']:.4f}",
                   *(f"one level {epochs}: {runs[-1]['final']:.4f}" for epochs, runs in row["single"].items()), flush=True)
         rows.append(row)

@@ -72,6 +72,14 @@ def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongatio
     }
 
 
+def one_level(problem, resolution, seed, epochs, decay="constant"):
+    """The recipe's U-Net trained on one level: ``epochs`` epochs at N (the rate decaying over them with
+    ``decay="cosine"``), the same initial weights and data as :func:`recipe` for ``seed``."""
+    single = recipe(problem, resolution, seed, 0, epochs, "identity", decay)
+    single = {key: value for key, value in single.items() if key not in ("coarsening", "schedule")}
+    return dict(single, levels=1, epochs=epochs)
+
+
 def add_schedule_arguments(parser, resolutions, epochs):
     """The options of which U-Nets to train and how (problem, resolutions, seeds, epochs at N/2 and at N),
     shared with ``zoo_budget.py``; ``epochs`` is the help of ``--epochs``."""
@@ -153,8 +161,7 @@ def main(argv=None):
         for seed in args.seeds:
             multilevel = recipe(args.problem, resolution, seed, args.coarse_epochs, args.epochs, args.stencil_prolongation,
                                 args.decay)
-            single = {key: value for key, value in multilevel.items() if key not in ("coarsening", "schedule")}
-            single.update(levels=1, epochs=args.epochs)
+            single = one_level(args.problem, resolution, seed, args.epochs, args.decay)
             row["multilevel"].append(run(multilevel, target))
             row["single"].append(run(single, target))
             print(name, seed, json.dumps({key: row[key][-1]["reached"] for key in ("multilevel", "single")}), flush=True)
