@@ -45,8 +45,11 @@ ARCHITECTURE = {"filters": [8, 16, 32], "convolutions": 2, "kernel_size": 3, "ac
 BATCHES_PER_EPOCH = 8000 // 64
 
 
-def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongation, decay="constant"):
+def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongation, decay="constant", pyramid=False):
     """The coarse-to-fine recipe (the format of a preset's metadata; ``zoo train`` runs it).
+
+    ``pyramid=True``: the U-Net reads the input at every grid and sums a prediction from every grid
+    (``kml.models.unet(..., pyramid=True)``).
 
     ``decay="cosine"``: Adam's rate follows ``CosineDecay(2e-3, epochs x batches)``, which each level
     evaluates at its own step count, so the finest level's rate reaches 0 at the end of its epochs (and
@@ -60,7 +63,7 @@ def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongatio
         "problem": problem,
         "target": "target" if problem == "poisson" else "pressure",
         "resolution": resolution,
-        "architecture": ARCHITECTURE,
+        "architecture": dict(ARCHITECTURE, pyramid=True) if pyramid else ARCHITECTURE,
         "smoother": {"class_name": "Adam", "config": {"learning_rate": learning_rate}},
         "levels": 2,
         "coarsening": {"name": "resolution", "interpolation": "constant", "stencil_prolongation": stencil_prolongation},
@@ -72,10 +75,10 @@ def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongatio
     }
 
 
-def one_level(problem, resolution, seed, epochs, decay="constant"):
+def one_level(problem, resolution, seed, epochs, decay="constant", pyramid=False):
     """The recipe's U-Net trained on one level: ``epochs`` epochs at N (the rate decaying over them with
     ``decay="cosine"``), the same initial weights and data as :func:`recipe` for ``seed``."""
-    single = recipe(problem, resolution, seed, 0, epochs, "identity", decay)
+    single = recipe(problem, resolution, seed, 0, epochs, "identity", decay, pyramid)
     single = {key: value for key, value in single.items() if key not in ("coarsening", "schedule")}
     return dict(single, levels=1, epochs=epochs)
 
@@ -88,6 +91,13 @@ def add_schedule_arguments(parser, resolutions, epochs):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--coarse-epochs", type=int, default=6, help="epochs at N/2 before N")
     parser.add_argument("--epochs", type=int, default=8, help=epochs)
+    parser.add_argument("--pyramid", action="store_true",
+                        help="the multiscale U-Net (kml.models.unet(..., pyramid=True)) instead of the plain one")
+
+
+def architecture(args):
+    """The U-Net the options name, for a table's caption."""
+    return f"U-Net filters {tuple(ARCHITECTURE['filters'])}{', pyramid (input and prediction on every grid)' if args.pyramid else ''}"
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -140,7 +150,7 @@ def main(argv=None):
     if args.create_presets:
         for resolution in args.resolutions:
             preset = recipe(args.problem, resolution, args.seeds[0], args.coarse_epochs, args.epochs,
-                            args.stencil_prolongation, args.decay)
+                            args.stencil_prolongation, args.decay, args.pyramid)
             metadata = kml.zoo.create(preset, args.create_presets)
             print(metadata["name"], json.dumps(metadata["metrics"]["validation"]), flush=True)
         return
@@ -156,12 +166,12 @@ def main(argv=None):
         name = f"{args.problem}_unet_n{resolution}"
         target = kml.zoo.metadata(name)["metrics"]["validation"]["relative_l2"]
         row = {"preset": name, "resolution": resolution, "target": target, "coarse_epochs": args.coarse_epochs,
-               "epochs": args.epochs, "stencil_prolongation": args.stencil_prolongation, "decay": args.decay, "seeds": args.seeds,
+               "epochs": args.epochs, "stencil_prolongation": args.stencil_prolongation, "decay": args.decay, "pyramid": args.pyramid, "seeds": args.seeds,
                "multilevel": [], "single": [], "command": command}
         for seed in args.seeds:
             multilevel = recipe(args.problem, resolution, seed, args.coarse_epochs, args.epochs, args.stencil_prolongation,
-                                args.decay)
-            single = one_level(args.problem, resolution, seed, args.epochs, args.decay)
+                                args.decay, args.pyramid)
+            single = one_level(args.problem, resolution, seed, args.epochs, args.decay, args.pyramid)
             row["multilevel"].append(run(multilevel, target))
             row["single"].append(run(single, target))
             print(name, seed, json.dumps({key: row[key][-1]["reached"] for key in ("multilevel", "single")}), flush=True)
@@ -204,7 +214,7 @@ def table(problem, rows):
     ]
     for row in rows:
         lines.append(
-            f"| {row['preset']} | {row['target']:.4f} | {row['coarse_epochs']}, {row['stencil_prolongation']}, "
+            f"| {row['preset']}{' (pyramid U-Net)' if row.get('pyramid') else ''} | {row['target']:.4f} | {row['coarse_epochs']}, {row['stencil_prolongation']}, "
             f"{row['epochs']}{', cosine decay' if row.get('decay') == 'cosine' else ''} | {len(row['seeds'])} | {_report.spread(at(row['multilevel'], 0))} | "
             f"{_report.spread(at(row['single'], 0))} | {ratio(row, 0)} | {_report.spread(at(row['multilevel'], 1))} | "
             f"{_report.spread(at(row['single'], 1))} | {ratio(row, 1)} | {best(row['multilevel'])} | {best(row['single'])} |"

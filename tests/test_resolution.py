@@ -38,8 +38,41 @@ def random_like(variables, seed=0):
     return [tf.constant(rng.normal(size=v.shape), dtype=v.dtype) for v in variables]
 
 
-def test_hierarchy_is_the_same_network_on_halved_grids():
-    model = small_unet()
+def pyramid_parts(model, x):
+    """The outputs of every grid's output layer and the prediction, for ``x``."""
+    names = [layer.name for layer in model.layers if layer.name.startswith("output")]
+    probe = keras.Model(model.inputs, [model.get_layer(name).output for name in names] + [model.output])
+    *heads, prediction = probe(x)
+    return dict(zip(names, heads)), prediction
+
+
+def test_pyramid_unet_reads_the_input_on_every_grid_and_sums_a_prediction_from_every_grid():
+    """``y_i = output_i(d_i) + P_lin y_{i+1}``, coarsest first (P_lin: cell-centred bilinear), and
+    grid i's encoder reads ``R^i x`` beside the pooled features."""
+    keras.utils.set_random_seed(0)
+    model = kml.models.unet(16, filters=(4, 8, 16), pyramid=True)
+    x = tf.constant(np.random.default_rng(0).normal(size=(2, 16, 16, 3)), tf.float32)
+    heads, prediction = pyramid_parts(model, x)
+    assert sorted(heads) == ["output", "output_1", "output_2"]
+    prolong = lambda y: tf.image.resize(y, [2 * y.shape[1]] * 2, "bilinear")  # noqa: E731
+    expected = heads["output"] + prolong(heads["output_1"] + prolong(heads["output_2"]))
+    np.testing.assert_allclose(prediction, expected, atol=1e-5)
+    for depth in (1, 2):
+        restricted = keras.Model(model.inputs, model.get_layer(f"down_{depth}_input").output)(x)
+        np.testing.assert_allclose(restricted, tf.nn.avg_pool2d(x, 2**depth, 2**depth, "VALID"), atol=1e-6)
+    # The extra weights: R^i x's 3 channels in each coarser grid's first stencil, and one output layer per grid.
+    plain = kml.models.unet(16, filters=(4, 8, 16))
+    assert model.count_params() - plain.count_params() == 9 * 3 * (8 + 16) + (8 + 1) + (16 + 1)
+    # Zero every output layer but the coarsest: the prediction is the 4x4 field prolongated twice.
+    for name in ("output", "output_1"):
+        model.get_layer(name).set_weights([np.zeros_like(w) for w in model.get_layer(name).get_weights()])
+    heads, prediction = pyramid_parts(model, x)
+    np.testing.assert_allclose(prediction, prolong(prolong(heads["output_2"])), atol=1e-5)
+
+
+@pytest.mark.parametrize("pyramid", [False, True])
+def test_hierarchy_is_the_same_network_on_halved_grids(pyramid):
+    model = small_unet(pyramid=pyramid)
     hierarchy = kml.Hierarchy.from_model(model, 3, coarsening="resolution")
     assert [level.model.inputs[0].shape[1:3] for level in hierarchy] == [(16, 16), (8, 8), (4, 4)]
     assert [level.parameters for level in hierarchy] == [model.count_params()] * 3
@@ -55,7 +88,7 @@ def test_hierarchy_is_the_same_network_on_halved_grids():
 def test_restriction_inverts_prolongation_and_gradient_restriction_is_its_adjoint(interpolation, stencil_prolongation):
     """<R g, c> = <g, P c> for every variable; Pi P = I for 3x3 stencils with 004 §3.2's inverse (not with
     the stencils kept unchanged, where Pi P = G) and for feature-map weights with constant P."""
-    for model in (small_unet(), flat_dense_model()):
+    for model in (small_unet(), small_unet(pyramid=True), flat_dense_model()):
         coarse, transfer = resolution.ResolutionCoarsening(interpolation, stencil_prolongation).coarsen(model)
         c = random_like(coarse.trainable_variables)
         g = random_like(model.trainable_variables, seed=1)
@@ -80,13 +113,14 @@ def test_feature_map_dense_weights_keep_the_output_of_cellwise_constant_images()
     np.testing.assert_allclose(coarse(coarse_image), model(fine_image), rtol=1e-4, atol=1e-5)
 
 
-def test_restricted_network_approximates_the_fine_one_on_smooth_inputs_better_than_unchanged_weights():
+@pytest.mark.parametrize("pyramid", [False, True])
+def test_restricted_network_approximates_the_fine_one_on_smooth_inputs_better_than_unchanged_weights(pyramid):
     """004 §3.1 on a whole network: the transferred U-Net on R y is close to R of the fine output."""
     n = 32
     x = (np.arange(n) + 0.5) / n
     X, Y = np.meshgrid(x, x, indexing="ij")
     image = np.stack([1.1 + np.cos(3 * X) * np.sin(2 * Y), X, Y], -1)[None].astype("float32")
-    model = small_unet(n, kernel_size=3, activation="tanh")
+    model = small_unet(n, kernel_size=3, activation="tanh", pyramid=pyramid)
     reference = stencils.restrict_image(model(image))
     transferred = kml.hierarchy.at_resolution(model, n // 2)(stencils.restrict_image(image))
     unchanged = resolution.with_resolution(model, n // 2)
@@ -96,11 +130,12 @@ def test_restricted_network_approximates_the_fine_one_on_smooth_inputs_better_th
     assert error < naive / 2
 
 
+@pytest.mark.parametrize("pyramid", [False, True])
 @pytest.mark.parametrize("interpolation", ["constant", "linear"])
-def test_at_resolution_round_trip_returns_the_weights(interpolation):
+def test_at_resolution_round_trip_returns_the_weights(interpolation, pyramid):
     """With 004 §3.2's inverse, Pi P = G G^+ = I: up two grids and down again gives the weights back.
     The default keeps the stencils' values on the way up, so coming down applies G twice."""
-    model = small_unet()
+    model = small_unet(pyramid=pyramid)
     up = kml.hierarchy.at_resolution(model, 64, interpolation, stencil_prolongation="inverse")
     back = kml.hierarchy.at_resolution(up, 16, interpolation)
     for a, b in zip(back.get_weights(), model.get_weights(), strict=True):
@@ -209,8 +244,9 @@ def test_coarse_to_fine_schedule_in_depth_is_shallow_to_deep_training():
     assert model.optimizer.work_units.numpy() == pytest.approx(3 * 0.5 + 1)
 
 
-def test_coarse_to_fine_schedule_trains_and_reloads(tmp_path):
-    model = small_unet()
+@pytest.mark.parametrize("pyramid", [False, True])
+def test_coarse_to_fine_schedule_trains_and_reloads(tmp_path, pyramid):
+    model = small_unet(pyramid=pyramid)
     optimizer = kml.MultilevelOptimizer(
         levels=2, coarsening="resolution", schedule=[6], smoother=keras.optimizers.Adam(3e-3)
     )
@@ -221,6 +257,7 @@ def test_coarse_to_fine_schedule_trains_and_reloads(tmp_path):
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     assert loaded.optimizer.schedule == (6,) and int(loaded.optimizer.iterations) == 16
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
 def test_bad_models_and_arguments_are_refused():
@@ -244,6 +281,8 @@ def test_bad_models_and_arguments_are_refused():
         kml.MultilevelOptimizer(levels=2, coarsening="resolution", schedule=[5], steps="[1,{1}]")
     with pytest.raises(ValueError, match="`resolution` must be a positive multiple"):
         kml.models.unet(18, filters=(4, 8, 16))
+    with pytest.raises(ValueError, match="`pyramid` must be True or False"):
+        kml.models.unet(16, filters=(4, 8), pyramid="yes")
     with pytest.raises(ValueError, match="`stencil_prolongation` must be one of"):
         kml.hierarchy.ResolutionCoarsening(stencil_prolongation="nearest")
 
