@@ -1,6 +1,6 @@
 """Which multilevel scheme for the resolution hierarchy: one level, coarse to fine, V-cycles.
 
-The zoo's U-Net (filters 8, 16, 32) on one problem at one resolution, from the
+The zoo's U-Net (filters 8, 16, 32; ``--pyramid``: its multiscale form) on one problem at one resolution, from the
 same initial weights, side by side in one process: one level; 004 Algorithm 1
 (2 levels, the first ``--coarse-epochs`` epochs at N/2); and MG/OPT V-cycles
 over the resolution hierarchy (2 levels, ``[(1),{1}]``), both with the
@@ -21,11 +21,11 @@ import sys
 import keras
 
 import _report  # benchmarks/_report.py, beside this script
+import zoo_tables  # the zoo's architecture, beside this script
 
 import keras_multilevel as kml
 from keras_multilevel.zoo import training
 
-ARCHITECTURE = {"filters": [8, 16, 32], "convolutions": 2, "kernel_size": 3, "activation": "gelu"}
 SMOOTHERS = {
     "Adam 2e-3": {"class_name": "Adam", "config": {"learning_rate": 0.002}},
     "SGD 0.01, momentum 0.9": {"class_name": "SGD", "config": {"learning_rate": 0.01, "momentum": 0.9}},
@@ -39,6 +39,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--coarse-epochs", type=int, default=1)
     parser.add_argument("--stencil-prolongation", choices=["inverse", "identity"], default="inverse")
+    parser.add_argument("--pyramid", action="store_true", help="the multiscale U-Net (kml.models.unet(..., pyramid=True))")
     parser.add_argument("--out", default="benchmarks/results/resolution_schemes.md")
     args = parser.parse_args(argv)
     batches = 8000 // 64
@@ -54,7 +55,7 @@ def main(argv=None):
         f"Command: `{' '.join(['python', *sys.argv])}`",
         "",
         "Validation relative L2 after each epoch (work units in parentheses); same initial weights, batch 64; "
-        f"stencils prolongated: {args.stencil_prolongation}.",
+        f"stencils prolongated: {args.stencil_prolongation}; {zoo_tables.architecture(args)}.",
         "",
         "| level optimizer | scheme | " + " | ".join(f"epoch {e + 1}" for e in range(args.epochs)) + " |",
         "|---|---|" + "---|" * args.epochs,
@@ -62,7 +63,7 @@ def main(argv=None):
     for smoother_name, smoother in SMOOTHERS.items():
         for scheme_name, scheme in schemes.items():
             recipe = {
-                "problem": args.problem, "resolution": args.resolution, "architecture": ARCHITECTURE,
+                "problem": args.problem, "resolution": args.resolution, "architecture": dict(zoo_tables.ARCHITECTURE, pyramid=args.pyramid),
                 "smoother": smoother, "epochs": args.epochs, "batch_size": 64, "seed": 0, "dataset_seed": 0,
                 **scheme,
             }

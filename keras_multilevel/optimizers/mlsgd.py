@@ -38,7 +38,8 @@ def descends(gradient, restricted_gradient, weights, coarse_weights, ratio, tole
     coarse level's Riesz map of ``R grad H_l``, so
     ``||P* grad_l H_l||_{l-1} = ||R grad H_l||_*`` in the coarse weights. Returns
     ``||P* grad_l H_l||_{l-1} >= eta ||grad_l H_l||_l`` and ``>= epsilon``, a
-    boolean tensor.
+    boolean tensor. RMTR's recursion condition is the same test with
+    ``kappa_g`` and ``epsilon_g`` (:mod:`~keras_multilevel.optimizers.trust_region`).
     """
     coarse = gradient_norm(restricted_gradient, coarse_weights)
     return tf.logical_and(coarse >= ratio * gradient_norm(gradient, weights), coarse >= tolerance)

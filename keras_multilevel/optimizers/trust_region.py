@@ -23,8 +23,9 @@ form, with 003's L-SR1 curvature on every level
   term, ``H_c(x_c) = L_c(x_c) - x_c^T tau`` with ``tau = grad L_c(Pi x) - R
   grad H(x)`` (:mod:`~keras_multilevel.optimizers.objective`, ``gamma = 1``).
 * Recursion condition (Gratton et al. §2): the coarse level is used only
-  if ``||R g||_{c*} >= kappa_g ||g||_*`` and ``||R g||_{c*} > epsilon_g``
-  (dual level norms). If it fails, the coarse phase gets a zero radius: it is
+  if ``||R g||_{c*} >= kappa_g ||g||_*`` and ``||R g||_{c*} >= epsilon_g``
+  (dual level norms): MLSGD's recursion test, 001 eqs 3.4-3.5
+  (:func:`~keras_multilevel.optimizers.mlsgd.descends`). If it fails, the coarse phase gets a zero radius: it is
   still evaluated (the cycle is one traced graph), moves nothing, and the fine
   radius is left alone.
 * Radius coupling (Gratton et al. Algorithm RMTR): on entry the coarse radius
@@ -58,6 +59,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_multilevel.optimizers import lsr1
+from keras_multilevel.optimizers.mlsgd import descends
 from keras_multilevel.optimizers.objective import level_gradient, penalty
 
 
@@ -75,7 +77,7 @@ class TrustRegion:
         shrink: ``gamma_1 in (0, 1)``, the radius factor after a rejected step.
         grow: ``gamma_2 >= 1``, the radius factor after a very successful step.
         kappa_g: the recursion condition's ``||R g|| >= kappa_g ||g||``.
-        epsilon_g: and ``||R g|| > epsilon_g``.
+        epsilon_g: and ``||R g|| >= epsilon_g``.
     """
 
     radius: float = 0.5
@@ -159,7 +161,7 @@ class LevelTrustRegion:
     """One level's trust-region state: radius, the bound its parent sets, and its L-SR1 memory."""
 
     def __init__(self, level, weights, constants, make_variable, name):
-        self.variables = level.variables
+        self.variables, self.weights = level.variables, weights
         self.constants = constants
         self.radius = make_variable((), "float64", f"{name}_radius")
         self.radius.assign(constants.radius)
@@ -252,8 +254,8 @@ class RecursiveTrustRegion:
         ``R grad H``. Returns whether the condition holds.
         """
         fine, coarse = self.levels[index], self.levels[index + 1]
-        norm, coarse_norm = tf.norm(fine.dual(gradients)), tf.norm(coarse.dual(coarse_gradients))
-        recurse = (coarse_norm >= self.constants.kappa_g * norm) & (coarse_norm > self.constants.epsilon_g)
+        recurse = descends(gradients, coarse_gradients, fine.weights, coarse.weights, self.constants.kappa_g,
+                           self.constants.epsilon_g)
         available = fine.available(fine.point())
         coarse.bound.assign(tf.where(recurse, available, tf.zeros_like(available)))
         coarse.start.assign(coarse.point())
