@@ -89,7 +89,7 @@ def add_schedule_arguments(parser, resolutions, epochs):
     parser.add_argument("--problem", choices=["poisson", "darcy"], required=True)
     parser.add_argument("--resolutions", type=int, nargs="+", default=resolutions, choices=[16, 32, 64])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--coarse-epochs", type=int, default=6, help="epochs at N/2 before N")
+    parser.add_argument("--coarse-epochs", type=int, default=6, help="epochs at N/2 before N (--create-presets: 0 = one level)")
     parser.add_argument("--epochs", type=int, default=8, help=epochs)
     parser.add_argument("--pyramid", action="store_true",
                         help="the multiscale U-Net (kml.models.unet(..., pyramid=True)) instead of the plain one")
@@ -149,8 +149,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.create_presets:
         for resolution in args.resolutions:
-            preset = recipe(args.problem, resolution, args.seeds[0], args.coarse_epochs, args.epochs,
-                            args.stencil_prolongation, args.decay, args.pyramid)
+            preset = (
+                recipe(args.problem, resolution, args.seeds[0], args.coarse_epochs, args.epochs,
+                       args.stencil_prolongation, args.decay, args.pyramid)
+                if args.coarse_epochs else one_level(args.problem, resolution, args.seeds[0], args.epochs, args.decay, args.pyramid)
+            )
             metadata = kml.zoo.create(preset, args.create_presets)
             print(metadata["name"], json.dumps(metadata["metrics"]["validation"]), flush=True)
         return

@@ -46,7 +46,9 @@ def _scheme(recipe):
     if recipe["levels"] == 1:
         return (
             "Single-level training: every batch is one step of the optimizer below on the N×N network "
-            "(`kml.MultilevelOptimizer(levels=1)`, which counts the work units)."
+            "(`kml.MultilevelOptimizer(levels=1)`, which counts the work units). Coarse to fine through the "
+            "resolution hierarchy (004 Algorithm 1) was measured against it from the same initial weights "
+            "in `benchmarks/results/zoo/` of the repository."
         )
     grids = ", ".join(f"{recipe['resolution'] >> level}×{recipe['resolution'] >> level}" for level in range(recipe["levels"]))
     return (
@@ -84,11 +86,16 @@ def _recipe_sections(metadata):
     recipe, dataset, training, n = metadata["recipe"], metadata["dataset"], metadata["training"], metadata["resolution"]
     architecture = "".join(f", {key}={value!r}" for key, value in recipe["architecture"].items())
     splits = " / ".join(f"{size:,}" for size in dataset["splits"].values())
+    pyramid = (
+        " In its pyramid form each coarser grid also reads the input averaged to it, and each grid adds its own "
+        "pointwise prediction to the coarser grid's, bilinearly prolongated."
+        if recipe["architecture"].get("pyramid") else ""
+    )
     return f"""## Architecture
 
 `kml.models.unet({n}{architecture})`: stride-1 same-padded convolutions on
 each grid, 2×2 average pooling down and nearest-neighbour upsampling up with skip connections,
-a pointwise linear output. Every weight is a stencil or a pointwise map, so the network can
+a pointwise linear output.{pyramid} Every weight is a stencil or a pointwise map, so the network can
 move to another resolution (004 §3.2).
 
 ## Training
