@@ -3,7 +3,7 @@
 The zoo's U-Net (filters 8, 16, 32; ``--pyramid``: its multiscale form) on one problem at one resolution, from the
 same initial weights, side by side in one process: one level; 004 Algorithm 1
 (2 levels, the first ``--coarse-epochs`` epochs at N/2); and MG/OPT V-cycles
-over the resolution hierarchy (2 levels, ``[(1),{1}]``), both with the
+over the resolution hierarchy (2 levels, ``--steps``, default ``[(1),{1}]``), both with the
 stencils prolongated by ``--stencil-prolongation`` (004 §3.2's inverse, or
 unchanged: :class:`kml.hierarchy.ResolutionCoarsening`), each with Adam and
 with SGD + momentum as the level optimizer. Prints and writes the validation
@@ -39,6 +39,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--coarse-epochs", type=int, default=1)
     parser.add_argument("--stencil-prolongation", choices=["inverse", "identity"], default="inverse")
+    parser.add_argument("--steps", default="[(1),{1}]", help="the V-cycle's steps per level (MultilevelOptimizer(steps=...))")
     parser.add_argument("--pyramid", action="store_true", help="the multiscale U-Net (kml.models.unet(..., pyramid=True))")
     parser.add_argument("--out", default="benchmarks/results/resolution_schemes.md")
     args = parser.parse_args(argv)
@@ -47,7 +48,7 @@ def main(argv=None):
     schemes = {
         "one level": {"levels": 1},
         "coarse to fine (004 Algorithm 1)": {"levels": 2, "coarsening": coarsening, "schedule": [args.coarse_epochs * batches]},
-        "MG/OPT V-cycle [(1),{1}]": {"levels": 2, "coarsening": coarsening},
+        f"MG/OPT V-cycle {args.steps}": {"levels": 2, "coarsening": coarsening, "steps": args.steps},
     }
     lines = [
         f"# Schemes for the resolution hierarchy: {args.problem}, N = {args.resolution}",

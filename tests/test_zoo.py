@@ -136,6 +136,17 @@ def test_a_recipe_with_a_missing_or_unknown_key_is_refused():
         zoo.check_recipe({**recipe, "learning_rate": 0.1})
 
 
+def test_a_card_names_the_scheme_its_recipe_trains_with():
+    """One level, coarse to fine (a schedule) or V-cycles (no schedule, optional steps): each card says which."""
+    vcycles = dict(RECIPE, levels=2, coarsening="resolution", steps="[(1),{4}]")
+    vcycles.pop("schedule", None)
+    assert zoo.check_recipe(vcycles) is vcycles
+    text = zoo.card._scheme(vcycles)
+    assert text.startswith("MG/OPT V-cycles") and "`[(1),{4}]`" in text and "Coarse to fine" not in text
+    assert zoo.card._scheme(dict(vcycles, schedule=[10])).startswith("Coarse to fine")
+    assert zoo.card._scheme(dict(RECIPE, levels=1)).startswith("Single-level training")
+
+
 def test_command_line_list_show_and_bad_arguments(presets, capsys):
     folder, _ = presets
     assert cli.main(["zoo", "list", "--presets", str(folder)]) == 0

@@ -51,6 +51,11 @@ def _scheme(recipe):
             "in `benchmarks/results/zoo/` of the repository."
         )
     grids = ", ".join(f"{recipe['resolution'] >> level}×{recipe['resolution'] >> level}" for level in range(recipe["levels"]))
+    if "schedule" not in recipe:
+        return (
+            f"MG/OPT V-cycles through the resolution hierarchy ({PAPER_004}, §3.1-3.2): the same U-Net on the "
+            f"grids {grids}, one cycle per batch, steps per level `{recipe.get('steps', 'the default')}`."
+        )
     return (
         f"Coarse to fine through the resolution hierarchy, {PAPER_004}, §3.2 and Algorithm 1: the same U-Net "
         f"on the grids {grids}. Training starts on the coarsest grid, on the 2×2-averaged batches, where "

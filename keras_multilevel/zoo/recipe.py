@@ -13,6 +13,7 @@ coarse to fine through the resolution hierarchy, 004 Algorithm 1)::
         "levels": 3,                        # MultilevelOptimizer(levels=...)
         "coarsening": "resolution",         # optional, MultilevelOptimizer(coarsening=...)
         "schedule": [400, 400],             # optional, MultilevelOptimizer(schedule=...)
+                                            # (without it, V-cycles; "steps": "[(1),1,{1}]" optional)
         "epochs": 20,
         "batch_size": 32,                   # the Keras batch size given to fit
         "seed": 0,                          # keras.utils.set_random_seed: initialization and dropout
@@ -22,8 +23,8 @@ coarse to fine through the resolution hierarchy, 004 Algorithm 1)::
 """
 
 REQUIRED = ("problem", "resolution", "architecture", "smoother", "levels", "epochs", "batch_size", "seed", "dataset_seed")
-OPTIONAL = ("target", "samples", "coarsening", "schedule")
-OPTIMIZER_KEYS = ("levels", "coarsening", "schedule")  # passed to MultilevelOptimizer as given
+OPTIONAL = ("target", "samples", "coarsening", "schedule", "steps")
+OPTIMIZER_KEYS = ("levels", "coarsening", "schedule", "steps")  # passed to MultilevelOptimizer as given
 
 
 def check_recipe(recipe):
