@@ -16,6 +16,7 @@ Usage::
 """
 
 import argparse
+import shlex
 import sys
 
 import keras
@@ -53,7 +54,7 @@ def main(argv=None):
     lines = [
         f"# Schemes for the resolution hierarchy: {args.problem}, N = {args.resolution}",
         "",
-        f"Command: `{' '.join(['python', *sys.argv])}`",
+        f"Command: `{shlex.join(['python', *sys.argv])}`",  # quoted: --steps holds brackets
         "",
         "Validation relative L2 after each epoch (work units in parentheses); same initial weights, batch 64; "
         f"stencils prolongated: {args.stencil_prolongation}; {zoo_tables.architecture(args)}.",
