@@ -68,10 +68,10 @@ def main(argv=None):
                "single": {str(epochs): [] for epochs in single_epochs}}
         for seed in args.seeds:
             multilevel = zoo_tables.recipe(args.problem, resolution, seed, args.coarse_epochs, args.epochs, "identity",
-                                           decay="cosine", pyramid=args.pyramid)
+                                           decay="cosine", pyramid=args.pyramid, learning_rate=args.learning_rate)
             row["multilevel"].append(run(multilevel))
             for epochs in single_epochs:
-                row["single"][str(epochs)].append(run(zoo_tables.one_level(args.problem, resolution, seed, epochs, "cosine", args.pyramid)))
+                row["single"][str(epochs)].append(run(zoo_tables.one_level(args.problem, resolution, seed, epochs, "cosine", args.pyramid, args.learning_rate)))
             print(row["preset"], seed, f"coarse to fine {row['multilevel'][-1]['final']:.4f}",
                   *(f"one level {epochs}: {runs[-1]['final']:.4f}" for epochs, runs in row["single"].items()), flush=True)
         rows.append(row)
@@ -89,7 +89,7 @@ def table(args, rows, command):
         "",
         f"Command: `{command}`",
         "",
-        f"{zoo_tables.architecture(args)}, Adam from 2e-3 on a cosine decay to 0, batch 64, the same initial weights per "
+        f"{zoo_tables.architecture(args)}, Adam from {args.learning_rate:g} on a cosine decay to 0, batch 64, the same initial weights per "
         f"seed. Coarse to fine: {args.coarse_epochs} epochs at N/2, the stencils moved to N with their values kept, "
         f"{args.epochs} epochs at N (the presets' recipe). One level: the epochs at N in its column. Cells: median "
         "[min-max] over seeds; validation relative L2 at the end and the lowest after any epoch; wall time includes "

@@ -45,17 +45,17 @@ ARCHITECTURE = {"filters": [8, 16, 32], "convolutions": 2, "kernel_size": 3, "ac
 BATCHES_PER_EPOCH = 8000 // 64
 
 
-def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongation, decay="constant", pyramid=False):
+def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongation, decay="constant", pyramid=False,
+           learning_rate=0.002):
     """The coarse-to-fine recipe (the format of a preset's metadata; ``zoo train`` runs it).
 
     ``pyramid=True``: the U-Net reads the input at every grid and sums a prediction from every grid
     (``kml.models.unet(..., pyramid=True)``).
 
-    ``decay="cosine"``: Adam's rate follows ``CosineDecay(2e-3, epochs x batches)``, which each level
-    evaluates at its own step count, so the finest level's rate reaches 0 at the end of its epochs (and
-    the coarse level's falls to ``(1 + cos(pi coarse_epochs / epochs)) / 2`` of 2e-3 by the end of its own).
+    ``decay="cosine"``: Adam's rate follows ``CosineDecay(learning_rate, epochs x batches)``, which each
+    level evaluates at its own step count, so the finest level's rate reaches 0 at the end of its epochs
+    (and the coarse level's falls to ``(1 + cos(pi coarse_epochs / epochs)) / 2`` of it by the end of its own).
     """
-    learning_rate = 0.002
     if decay == "cosine":
         schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * BATCHES_PER_EPOCH)
         learning_rate = keras.saving.serialize_keras_object(schedule)
@@ -75,10 +75,10 @@ def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongatio
     }
 
 
-def one_level(problem, resolution, seed, epochs, decay="constant", pyramid=False):
+def one_level(problem, resolution, seed, epochs, decay="constant", pyramid=False, learning_rate=0.002):
     """The recipe's U-Net trained on one level: ``epochs`` epochs at N (the rate decaying over them with
     ``decay="cosine"``), the same initial weights and data as :func:`recipe` for ``seed``."""
-    single = recipe(problem, resolution, seed, 0, epochs, "identity", decay, pyramid)
+    single = recipe(problem, resolution, seed, 0, epochs, "identity", decay, pyramid, learning_rate)
     single = {key: value for key, value in single.items() if key not in ("coarsening", "schedule")}
     return dict(single, levels=1, epochs=epochs)
 
@@ -91,6 +91,7 @@ def add_schedule_arguments(parser, resolutions, epochs):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--coarse-epochs", type=int, default=6, help="epochs at N/2 before N (--create-presets: 0 = one level)")
     parser.add_argument("--epochs", type=int, default=8, help=epochs)
+    parser.add_argument("--learning-rate", type=float, default=0.002, help="Adam's (initial) learning rate")
     parser.add_argument("--pyramid", action="store_true",
                         help="the multiscale U-Net (kml.models.unet(..., pyramid=True)) instead of the plain one")
 
@@ -151,8 +152,9 @@ def main(argv=None):
         for resolution in args.resolutions:
             preset = (
                 recipe(args.problem, resolution, args.seeds[0], args.coarse_epochs, args.epochs,
-                       args.stencil_prolongation, args.decay, args.pyramid)
-                if args.coarse_epochs else one_level(args.problem, resolution, args.seeds[0], args.epochs, args.decay, args.pyramid)
+                       args.stencil_prolongation, args.decay, args.pyramid, args.learning_rate)
+                if args.coarse_epochs
+                else one_level(args.problem, resolution, args.seeds[0], args.epochs, args.decay, args.pyramid, args.learning_rate)
             )
             metadata = kml.zoo.create(preset, args.create_presets)
             print(metadata["name"], json.dumps(metadata["metrics"]["validation"]), flush=True)
@@ -169,12 +171,12 @@ def main(argv=None):
         name = f"{args.problem}_unet_n{resolution}"
         target = kml.zoo.metadata(name)["metrics"]["validation"]["relative_l2"]
         row = {"preset": name, "resolution": resolution, "target": target, "coarse_epochs": args.coarse_epochs,
-               "epochs": args.epochs, "stencil_prolongation": args.stencil_prolongation, "decay": args.decay, "pyramid": args.pyramid, "seeds": args.seeds,
+               "epochs": args.epochs, "stencil_prolongation": args.stencil_prolongation, "decay": args.decay, "pyramid": args.pyramid, "learning_rate": args.learning_rate, "seeds": args.seeds,
                "multilevel": [], "single": [], "command": command}
         for seed in args.seeds:
             multilevel = recipe(args.problem, resolution, seed, args.coarse_epochs, args.epochs, args.stencil_prolongation,
-                                args.decay, args.pyramid)
-            single = one_level(args.problem, resolution, seed, args.epochs, args.decay, args.pyramid)
+                                args.decay, args.pyramid, args.learning_rate)
+            single = one_level(args.problem, resolution, seed, args.epochs, args.decay, args.pyramid, args.learning_rate)
             row["multilevel"].append(run(multilevel, target))
             row["single"].append(run(single, target))
             print(name, seed, json.dumps({key: row[key][-1]["reached"] for key in ("multilevel", "single")}), flush=True)
@@ -203,7 +205,7 @@ def table(problem, rows):
         "",
         *[f"- `{command}`" for command in dict.fromkeys(row["command"] for row in rows)],
         "",
-        "U-Net filters (8, 16, 32), Adam 2e-3, batch 64, the same initial weights per seed. Coarse to fine: "
+        "U-Net filters (8, 16, 32), Adam 2e-3 (unless the row says), batch 64, the same initial weights per seed. Coarse to fine: "
         "the first epochs at N/2 (1/4 WU per batch), then the stencils prolongated to N (inverse: 004 §3.2's "
         "G⁺; identity: unchanged). Both runs stop at the first epoch-end whose validation relative L2 reaches "
         "that of the preset shipped when the row was measured (the target column), or after the given epochs at N. Cells: median [min-max] over seeds; wall time "
@@ -217,7 +219,8 @@ def table(problem, rows):
     ]
     for row in rows:
         lines.append(
-            f"| {row['preset']}{' (pyramid U-Net)' if row.get('pyramid') else ''} | {row['target']:.4f} | {row['coarse_epochs']}, {row['stencil_prolongation']}, "
+            f"| {row['preset']}{' (pyramid U-Net)' if row.get('pyramid') else ''}"
+            f"{'' if row.get('learning_rate', 0.002) == 0.002 else ', Adam ' + format(row['learning_rate'], 'g')} | {row['target']:.4f} | {row['coarse_epochs']}, {row['stencil_prolongation']}, "
             f"{row['epochs']}{', cosine decay' if row.get('decay') == 'cosine' else ''} | {len(row['seeds'])} | {_report.spread(at(row['multilevel'], 0))} | "
             f"{_report.spread(at(row['single'], 0))} | {ratio(row, 0)} | {_report.spread(at(row['multilevel'], 1))} | "
             f"{_report.spread(at(row['single'], 1))} | {ratio(row, 1)} | {best(row['multilevel'])} | {best(row['single'])} |"
