@@ -72,7 +72,7 @@ def fit(model, train, validation, epochs, decay_epochs, learning_rate):
     model.compile(keras.optimizers.Adam(schedule), "mse")
     errors = []
     for _ in range(epochs):
-        model.fit(train, epochs=1, verbose=0)
+        model.fit(train, epochs=1, verbose=0, shuffle=False)  # the data set shuffles itself
         if validation is not None:
             errors.append(measure(model, validation)["relative_l2"])
     return errors
