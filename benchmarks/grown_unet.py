@@ -49,7 +49,7 @@ def shifted(name):
     if name == "output":
         return "output_1"
     kind, depth, *rest = name.split("_")
-    return "_".join([kind if kind != "output" else "output", str(int(depth) + 1), *rest])
+    return "_".join([kind, str(int(depth) + 1), *rest])
 
 
 def grow(coarse, fine):

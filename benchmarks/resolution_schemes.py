@@ -65,7 +65,7 @@ def main(argv=None):
     for smoother_name, smoother in SMOOTHERS.items():
         for scheme_name, scheme in schemes.items():
             recipe = {
-                "problem": args.problem, "resolution": args.resolution, "architecture": dict(zoo_tables.ARCHITECTURE, pyramid=args.pyramid),
+                "problem": args.problem, "resolution": args.resolution, "architecture": zoo_tables.unet_architecture(args.pyramid),
                 "smoother": smoother, "epochs": args.epochs, "batch_size": 64, "seed": 0, "dataset_seed": 0,
                 **scheme,
             }

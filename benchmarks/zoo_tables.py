@@ -63,7 +63,7 @@ def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongatio
         "problem": problem,
         "target": "target" if problem == "poisson" else "pressure",
         "resolution": resolution,
-        "architecture": dict(ARCHITECTURE, pyramid=True) if pyramid else ARCHITECTURE,
+        "architecture": unet_architecture(pyramid),
         "smoother": {"class_name": "Adam", "config": {"learning_rate": learning_rate}},
         "levels": 2,
         "coarsening": {"name": "resolution", "interpolation": "constant", "stencil_prolongation": stencil_prolongation},
@@ -94,6 +94,12 @@ def add_schedule_arguments(parser, resolutions, epochs):
     parser.add_argument("--learning-rate", type=float, default=0.002, help="Adam's (initial) learning rate")
     parser.add_argument("--pyramid", action="store_true",
                         help="the multiscale U-Net (kml.models.unet(..., pyramid=True)) instead of the plain one")
+
+
+def unet_architecture(pyramid):
+    """``kml.models.unet``'s arguments for the zoo's U-Net (the plain one's without a ``pyramid`` key, as the
+    recipes of the plain presets were written)."""
+    return dict(ARCHITECTURE, pyramid=True) if pyramid else ARCHITECTURE
 
 
 def architecture(args):
