@@ -68,7 +68,8 @@ def main(argv=None):
                "single": {str(epochs): [] for epochs in single_epochs}}
         for seed in args.seeds:
             multilevel = zoo_tables.recipe(args.problem, resolution, seed, args.coarse_epochs, args.epochs, "identity",
-                                           decay="cosine", pyramid=args.pyramid, learning_rate=args.learning_rate)
+                                           decay="cosine", pyramid=args.pyramid, learning_rate=args.learning_rate,
+                                           grow=args.grow)
             row["multilevel"].append(run(multilevel))
             for epochs in single_epochs:
                 row["single"][str(epochs)].append(run(zoo_tables.one_level(args.problem, resolution, seed, epochs, "cosine", args.pyramid, args.learning_rate)))
@@ -84,13 +85,17 @@ def table(args, rows, command):
     def cell(runs, key, spec):
         return _report.spread([run[key] for run in runs], spec)
 
+    coarse_to_fine = (
+        "the U-Net without its finest grid there, grown the grid (coarsening='pyramid': it starts as the coarse "
+        "prediction prolongated)" if args.grow else "the stencils moved to N with their values kept"
+    )
     lines = [
         f"# Zoo U-Nets, {args.problem}: coarse to fine against one level at equal work, cosine-decayed Adam",
         "",
         f"Command: `{command}`",
         "",
         f"{zoo_tables.architecture(args)}, Adam from {args.learning_rate:g} on a cosine decay to 0, batch 64, the same initial weights per "
-        f"seed. Coarse to fine: {args.coarse_epochs} epochs at N/2, the stencils moved to N with their values kept, "
+        f"seed. Coarse to fine: {args.coarse_epochs} epochs at N/2, {coarse_to_fine}, "
         f"{args.epochs} epochs at N (the presets' recipe). One level: the epochs at N in its column. Cells: median "
         "[min-max] over seeds; validation relative L2 at the end and the lowest after any epoch; wall time includes "
         "tracing and each epoch's validation pass at N; the error ratio is one level's final error over coarse to "

@@ -46,16 +46,20 @@ BATCHES_PER_EPOCH = 8000 // 64
 
 
 def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongation, decay="constant", pyramid=False,
-           learning_rate=0.002):
+           learning_rate=0.002, grow=False):
     """The coarse-to-fine recipe (the format of a preset's metadata; ``zoo train`` runs it).
 
     ``pyramid=True``: the U-Net reads the input at every grid and sums a prediction from every grid
-    (``kml.models.unet(..., pyramid=True)``).
+    (``kml.models.unet(..., pyramid=True)``). ``grow=True`` (needs it): the coarse level is that U-Net
+    without its finest grid (``coarsening="pyramid"``), which then grows the grid, instead of the same
+    U-Net at N/2 (``stencil_prolongation`` is then unused).
 
     ``decay="cosine"``: Adam's rate follows ``CosineDecay(learning_rate, epochs x batches)``, which each
     level evaluates at its own step count, so the finest level's rate reaches 0 at the end of its epochs
     (and the coarse level's falls to ``(1 + cos(pi coarse_epochs / epochs)) / 2`` of it by the end of its own).
     """
+    if grow and not pyramid:
+        raise ValueError("Only the pyramid U-Net grows a grid: pass pyramid=True (--pyramid) with grow=True (--grow).")
     if decay == "cosine":
         schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * BATCHES_PER_EPOCH)
         learning_rate = keras.saving.serialize_keras_object(schedule)
@@ -66,7 +70,10 @@ def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongatio
         "architecture": unet_architecture(pyramid),
         "smoother": {"class_name": "Adam", "config": {"learning_rate": learning_rate}},
         "levels": 2,
-        "coarsening": {"name": "resolution", "interpolation": "constant", "stencil_prolongation": stencil_prolongation},
+        "coarsening": (
+            {"name": "pyramid"} if grow
+            else {"name": "resolution", "interpolation": "constant", "stencil_prolongation": stencil_prolongation}
+        ),
         "schedule": [coarse_epochs * BATCHES_PER_EPOCH],
         "epochs": coarse_epochs + epochs,
         "batch_size": 64,
@@ -94,6 +101,8 @@ def add_schedule_arguments(parser, resolutions, epochs):
     parser.add_argument("--learning-rate", type=float, default=0.002, help="Adam's (initial) learning rate")
     parser.add_argument("--pyramid", action="store_true",
                         help="the multiscale U-Net (kml.models.unet(..., pyramid=True)) instead of the plain one")
+    parser.add_argument("--grow", action="store_true",
+                        help="coarse to fine by growing the pyramid U-Net a grid (coarsening='pyramid'; needs --pyramid)")
 
 
 def unet_architecture(pyramid):
@@ -158,7 +167,7 @@ def main(argv=None):
         for resolution in args.resolutions:
             preset = (
                 recipe(args.problem, resolution, args.seeds[0], args.coarse_epochs, args.epochs,
-                       args.stencil_prolongation, args.decay, args.pyramid, args.learning_rate)
+                       args.stencil_prolongation, args.decay, args.pyramid, args.learning_rate, args.grow)
                 if args.coarse_epochs
                 else one_level(args.problem, resolution, args.seeds[0], args.epochs, args.decay, args.pyramid, args.learning_rate)
             )
@@ -177,11 +186,11 @@ def main(argv=None):
         name = f"{args.problem}_unet_n{resolution}"
         target = kml.zoo.metadata(name)["metrics"]["validation"]["relative_l2"]
         row = {"preset": name, "resolution": resolution, "target": target, "coarse_epochs": args.coarse_epochs,
-               "epochs": args.epochs, "stencil_prolongation": args.stencil_prolongation, "decay": args.decay, "pyramid": args.pyramid, "learning_rate": args.learning_rate, "seeds": args.seeds,
+               "epochs": args.epochs, "stencil_prolongation": args.stencil_prolongation, "decay": args.decay, "pyramid": args.pyramid, "grow": args.grow, "learning_rate": args.learning_rate, "seeds": args.seeds,
                "multilevel": [], "single": [], "command": command}
         for seed in args.seeds:
             multilevel = recipe(args.problem, resolution, seed, args.coarse_epochs, args.epochs, args.stencil_prolongation,
-                                args.decay, args.pyramid, args.learning_rate)
+                                args.decay, args.pyramid, args.learning_rate, args.grow)
             single = one_level(args.problem, resolution, seed, args.epochs, args.decay, args.pyramid, args.learning_rate)
             row["multilevel"].append(run(multilevel, target))
             row["single"].append(run(single, target))
@@ -226,7 +235,7 @@ def table(problem, rows):
     for row in rows:
         lines.append(
             f"| {row['preset']}{' (pyramid U-Net)' if row.get('pyramid') else ''}"
-            f"{'' if row.get('learning_rate', 0.002) == 0.002 else ', Adam ' + format(row['learning_rate'], 'g')} | {row['target']:.4f} | {row['coarse_epochs']}, {row['stencil_prolongation']}, "
+            f"{'' if row.get('learning_rate', 0.002) == 0.002 else ', Adam ' + format(row['learning_rate'], 'g')} | {row['target']:.4f} | {row['coarse_epochs']}, {'grown a grid' if row.get('grow') else row['stencil_prolongation']}, "
             f"{row['epochs']}{', cosine decay' if row.get('decay') == 'cosine' else ''} | {len(row['seeds'])} | {_report.spread(at(row['multilevel'], 0))} | "
             f"{_report.spread(at(row['single'], 0))} | {ratio(row, 0)} | {_report.spread(at(row['multilevel'], 1))} | "
             f"{_report.spread(at(row['single'], 1))} | {ratio(row, 1)} | {best(row['multilevel'])} | {best(row['single'])} |"

@@ -117,7 +117,7 @@ def test_unbuilt_model_is_rejected():
 
 
 def test_unknown_names():
-    with pytest.raises(ValueError, match=r"Unknown coarsening 'breadth'.*\['depth', 'resolution', 'width'\]"):
+    with pytest.raises(ValueError, match=r"Unknown coarsening 'breadth'.*\['depth', 'pyramid', 'resolution', 'width'\]"):
         kml.Hierarchy.from_model(small_network(8), levels=2, coarsening="breadth")
     with pytest.raises(ValueError, match="Unknown interpolation 'spline'"):
         kml.Hierarchy.from_model(small_network(8), levels=2, interpolation="spline")

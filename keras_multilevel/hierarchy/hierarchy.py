@@ -11,11 +11,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_multilevel.hierarchy.depth import DepthCoarsening
+from keras_multilevel.hierarchy.pyramid import PyramidCoarsening
 from keras_multilevel.hierarchy.resolution import ResolutionCoarsening
 from keras_multilevel.hierarchy.width import WidthCoarsening
 
 COARSENINGS = {
-    strategy.name: strategy for strategy in (DepthCoarsening, WidthCoarsening, ResolutionCoarsening)
+    strategy.name: strategy for strategy in (DepthCoarsening, WidthCoarsening, ResolutionCoarsening, PyramidCoarsening)
 }
 INTERPOLATED = ("depth", "resolution")
 
@@ -24,8 +25,8 @@ def get_coarsening(coarsening="depth", interpolation="constant"):
     """Returns a coarsening strategy.
 
     Args:
-        coarsening: ``"depth"``, ``"width"`` or ``"resolution"`` (default
-            settings), a dict ``{"name": ..., **settings}`` as ``get_config``
+        coarsening: ``"depth"``, ``"width"``, ``"resolution"`` or
+            ``"pyramid"`` (default settings), a dict ``{"name": ..., **settings}`` as ``get_config``
             writes it, or a strategy object (returned as is).
         interpolation: the prolongation of ``"depth"`` (in time) or
             ``"resolution"`` (of images), when ``coarsening`` is one of these strings.
@@ -113,8 +114,9 @@ class Hierarchy:
                 one coarsenable layer (any built model when ``levels == 1``).
             levels: number of levels ``L >= 1`` (1 = the model alone).
             coarsening: ``"depth"`` (000 §2.2.1), ``"width"`` (002 §5),
-                ``"resolution"`` (004 §3) or a coarsening object (see
-                :func:`get_coarsening`).
+                ``"resolution"`` (004 §3), ``"pyramid"`` (a pyramid U-Net
+                without its finest grid, :mod:`~keras_multilevel.hierarchy.pyramid`)
+                or a coarsening object (see :func:`get_coarsening`).
             interpolation: ``"constant"`` or ``"linear"``: in time for depth
                 coarsening (000, 001 §4.2), of images for resolution (004).
 

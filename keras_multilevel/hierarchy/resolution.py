@@ -122,17 +122,15 @@ class FeatureMapWeights:
         return f"FeatureMapWeights({self.shape}, {self.interpolation})"
 
 
-class ResolutionTransfer(Transfer):
-    """The variable-wise maps of :class:`Transfer` plus the data: the coarse level sees ``R x``, ``R y``.
+class ImageBatches:
+    """The data half of a transfer to a coarse level on the ``N/2`` grid: it sees ``R x``, ``R y``.
 
     Args:
-        operators: one operator per trainable variable.
         grid: the fine input's ``(height, width)``.
         interpolation: the image prolongation, for :meth:`prolong_data`.
     """
 
-    def __init__(self, operators, grid, interpolation):
-        super().__init__(operators)
+    def __init__(self, grid, interpolation):
         self.grid, self.interpolation = tuple(grid), interpolation
 
     def _images(self, tensor, operation, grid):
@@ -152,6 +150,20 @@ class ResolutionTransfer(Transfer):
         coarse = (self.grid[0] // 2, self.grid[1] // 2)
         prolong = functools.partial(stencils.prolong_image, interpolation=self.interpolation)
         return tf.nest.map_structure(lambda t: self._images(t, prolong, coarse), data)
+
+
+class ResolutionTransfer(ImageBatches, Transfer):
+    """The variable-wise maps of :class:`Transfer` plus the data of :class:`ImageBatches`.
+
+    Args:
+        operators: one operator per trainable variable.
+        grid: the fine input's ``(height, width)``.
+        interpolation: the image prolongation, for :meth:`prolong_data`.
+    """
+
+    def __init__(self, operators, grid, interpolation):
+        Transfer.__init__(self, operators)
+        ImageBatches.__init__(self, grid, interpolation)
 
     def __repr__(self):
         return f"ResolutionTransfer({self.grid[0]}x{self.grid[1]} -> {self.grid[0] // 2}x{self.grid[1] // 2}, {self.operators!r})"
@@ -213,6 +225,12 @@ def _layers(model):
 def _weighted(model):
     """The model's Dense and Conv2D layers, whose multiply-adds make a level's cost."""
     return [layer for layer in model.layers if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))]
+
+
+def forward_cost(model, finest):
+    """The cost of a gradient of ``model`` per gradient of ``finest``: the ratio of their forward
+    multiply-adds in Dense and Conv2D layers."""
+    return multiply_adds(_weighted(model)) / multiply_adds(_weighted(finest))
 
 
 def _smallest_grid(model):
@@ -326,9 +344,9 @@ class ResolutionCoarsening:
         return coarse, self.transfer(model, coarse)
 
     def relative_cost(self, model, finest):
-        """Cost of a gradient of ``model`` per gradient of ``finest``: the ratio of forward
-        multiply-adds (``1/4`` per level for convolutions and feature-map Dense layers)."""
-        return multiply_adds(_weighted(model)) / multiply_adds(_weighted(finest))
+        """Cost of a gradient of ``model`` per gradient of ``finest`` (:func:`forward_cost`): ``1/4``
+        per level for convolutions and feature-map Dense layers."""
+        return forward_cost(model, finest)
 
     def describe(self):
         """One line for the hierarchy's table."""

@@ -46,7 +46,8 @@ class Identity:
 class TransferMaps:
     """The interface every transfer implements: ``restrict``, ``prolong``, ``restrict_gradient``.
 
-    Subclasses set ``count`` (the number of trainable variables) and implement
+    Subclasses set ``count`` (the number of trainable variables of the fine
+    level; ``coarse_count`` of the coarse one, if it differs) and implement
     ``_map(direction, tensors)`` for the three directions.
     """
 
@@ -54,9 +55,15 @@ class TransferMaps:
     state_variables = ()
     """Variables that define the operators, saved with the optimizer (none unless a subclass says)."""
 
+    @property
+    def coarse_count(self):
+        """The number of trainable variables of the coarse level (``count`` unless a subclass says)."""
+        return self.count
+
     def _apply(self, direction, tensors):
-        if len(tensors) != self.count:
-            raise ValueError(f"Expected {self.count} tensors (one per trainable variable), got {len(tensors)}.")
+        expected = self.coarse_count if direction == "prolong" else self.count
+        if len(tensors) != expected:
+            raise ValueError(f"Expected {expected} tensors (one per trainable variable), got {len(tensors)}.")
         return self._map(direction, tensors)
 
     def restrict(self, fine):
@@ -70,6 +77,16 @@ class TransferMaps:
     def restrict_gradient(self, fine):
         """``R = P^T``: restricts a fine gradient to the coarse level."""
         return self._apply("restrict_gradient", fine)
+
+    def prolong_iterate(self, coarse, fine):
+        """The fine iterate that continues from the coarse iterate ``coarse`` (004 Algorithm 1 line 5).
+
+        ``P coarse``, unless the fine level has variables of its own that the
+        coarse one lacks (:class:`~keras_multilevel.hierarchy.pyramid.PyramidTransfer`),
+        which then come from ``fine``, the current fine iterate.
+        """
+        del fine  # every fine variable follows from a coarse one
+        return self.prolong(coarse)
 
     def restrict_data(self, data):
         """The batch ``(x, y, sample_weight)`` the coarse level trains on: the fine one, unless the

@@ -46,7 +46,9 @@ def coarse_to_fine_step(hierarchy, smoothers, schedule, iteration, data, regular
     """One batch of Algorithm 1: a smoothing step on the level whose phase ``iteration`` is in.
 
     On the first iteration of a level's phase its weights are first set to
-    the prolongation ``P`` of the next coarser level's (Algorithm 1 line 5);
+    the prolongation ``P`` of the next coarser level's (Algorithm 1 line 5;
+    the transfer's ``prolong_iterate``, which keeps the variables a coarse
+    level lacks, such as a grown grid's: :mod:`~keras_multilevel.hierarchy.pyramid`);
     the coarsest level starts from the restriction of the fine weights (the
     initialization, line 2).
 
@@ -76,7 +78,8 @@ def coarse_to_fine_step(hierarchy, smoothers, schedule, iteration, data, regular
 
         def prolong():
             coarse = hierarchy[index + 1]
-            for variable, value in zip(level.variables, level.transfer.prolong(coarse.variables)):
+            values = level.transfer.prolong_iterate(coarse.variables, level.variables)
+            for variable, value in zip(level.variables, values):
                 variable.assign(value)
             return tf.constant(True)
 

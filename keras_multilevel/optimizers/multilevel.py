@@ -168,6 +168,11 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
     * ``coarsening="resolution"``: paper 004 §3 (the same convolutional
       network on images of half the resolution; the coarse level trains on
       the 2x2-averaged batch), with either scheme.
+    * ``coarsening="pyramid"``: a pyramid U-Net (``kml.models.unet(...,
+      pyramid=True)``) without its finest grid on the 2x2-averaged batch
+      (its stencils keep their physical scale); with a ``schedule`` the
+      network grows a grid at each phase, starting exactly as the coarser
+      prediction prolongated (:mod:`~keras_multilevel.hierarchy.pyramid`).
     * ``scheme="rmtr"``: paper 003 (the recursive multilevel trust region
       RMTR with L-SR1 models on every level; no smoother, no learning rate:
       see :mod:`~keras_multilevel.optimizers.trust_region`), with any
@@ -196,8 +201,9 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             a constant left out takes the scheme's value (``None``, or
             ``"preset"`` for ``momentum_scale`` and ``angle_threshold``, where
             ``None`` switches the momentum transfer or the angle test off).
-        coarsening: ``"depth"`` (000 §2.2.1), ``"width"`` (002 §5), or a
-            coarsening object such as ``kml.hierarchy.WidthCoarsening(threshold=0.5)``.
+        coarsening: ``"depth"`` (000 §2.2.1), ``"width"`` (002 §5),
+            ``"resolution"`` (004 §3), ``"pyramid"``, or a coarsening object
+            such as ``kml.hierarchy.WidthCoarsening(threshold=0.5)``.
         interpolation: depth coarsening only: ``"constant"`` (000) or
             ``"linear"`` (001 §4.2) prolongation in time.
         regularization: Tikhonov weight ``beta``; applied through the
