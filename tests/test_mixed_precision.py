@@ -73,3 +73,16 @@ def test_overflowing_scale_skips_each_level_step_and_halves_that_level_scale(mix
         model.train_on_batch(x, y)
     assert any(not np.array_equal(v.numpy(), b) for v, b in zip(model.trainable_variables, before))
     assert all(np.all(np.isfinite(v.numpy())) for v in model.trainable_variables)
+
+
+def test_mixed_float16_pyramid_u_net_grows_a_grid(mixed_float16):
+    """coarsening="pyramid" builds its coarse U-Net under the model's policy; the grown network trains on."""
+    keras.utils.set_random_seed(0)
+    model = kml.models.unet(16, filters=(4, 8), pyramid=True)
+    model.compile(optimizer=kml.MultilevelOptimizer(levels=2, coarsening="pyramid", schedule=[4],
+                                                    smoother=keras.optimizers.Adam(3e-3)), loss="mse")
+    coarse = model.optimizer.hierarchy[1].model
+    assert coarse.get_layer("down_0_conv_0").compute_dtype == "float16"
+    x = np.random.default_rng(0).normal(size=(32, 16, 16, 3)).astype("float32")
+    history = model.fit(x, x[..., :1] * x[..., 1:2], batch_size=8, epochs=4, verbose=0).history
+    assert np.all(np.isfinite(history["loss"])) and history["loss"][-1] < history["loss"][1]

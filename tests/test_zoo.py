@@ -145,6 +145,9 @@ def test_a_card_names_the_scheme_its_recipe_trains_with():
     assert text.startswith("MG/OPT V-cycles") and "`[(1),{4}]`" in text and "Coarse to fine" not in text
     assert zoo.card._scheme(dict(vcycles, schedule=[10])).startswith("Coarse to fine")
     assert zoo.card._scheme(dict(RECIPE, levels=1)).startswith("Single-level training")
+    grown = zoo.card._scheme(dict(RECIPE, levels=2, coarsening={"name": "pyramid"}, schedule=[10]))
+    assert grown.startswith("Coarse to fine by growing") and "(2 grids on 8×8, 1 grid on 4×4)" in grown
+    assert zoo.card._scheme(dict(vcycles, coarsening="pyramid")).startswith("MG/OPT V-cycles through the pyramid")
 
 
 def test_command_line_list_show_and_bad_arguments(presets, capsys):

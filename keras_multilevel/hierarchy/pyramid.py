@@ -43,6 +43,7 @@ import tensorflow as tf
 from keras_multilevel.hierarchy.depth import _is_functional
 from keras_multilevel.hierarchy.resolution import ImageBatches, forward_cost
 from keras_multilevel.hierarchy.transfer import TransferMaps
+from keras_multilevel.models import unet
 
 
 def unet_arguments(model):
@@ -51,8 +52,6 @@ def unet_arguments(model):
     Raises ``ValueError`` unless ``model`` is, layer for layer and setting
     for setting, what ``kml.models.unet(..., pyramid=True)`` builds.
     """
-    from keras_multilevel.models import unet
-
     refusal = (
         "coarsening='pyramid' removes the finest grid of a pyramid U-Net as kml.models.unet(..., pyramid=True) "
         f"builds it; model {getattr(model, 'name', model)!r} "
@@ -190,8 +189,6 @@ class PyramidCoarsening:
 
     def coarsen(self, model):
         """Returns ``(coarse_model, transfer)``: the network without its finest grid at ``N/2``, fresh weights."""
-        from keras_multilevel.models import unet
-
         arguments = unet_arguments(model)
         coarse = unet(**dict(arguments, resolution=arguments["resolution"] // 2, filters=arguments["filters"][1:]))
         return coarse, self.transfer(model, coarse)

@@ -42,6 +42,37 @@ def _stencil_prolongation(recipe):
     )
 
 
+def _coarsening_name(recipe):
+    from keras_multilevel.hierarchy import get_coarsening
+
+    return get_coarsening(recipe["coarsening"]).name
+
+
+def _grown(recipe, grids):
+    """The scheme of a recipe with ``coarsening="pyramid"``: V-cycles, or coarse to fine growing a grid a phase."""
+    total = len(recipe["architecture"]["filters"])
+    networks = ", ".join(f"{total - level} grid{'s' if total - level > 1 else ''} on {grid}"
+                         for level, grid in enumerate(grids.split(", ")))
+    if "schedule" not in recipe:
+        return (
+            "MG/OPT V-cycles through the pyramid hierarchy (`coarsening='pyramid'`: each coarser level is the "
+            f"U-Net without its finest grid, on the 2×2-averaged batches): {networks}; one cycle per batch, "
+            f"steps per level `{recipe.get('steps', 'the default')}`."
+        )
+    return (
+        f"Coarse to fine by growing the U-Net a grid at a time ({PAPER_004}, Algorithm 1, with "
+        "`coarsening='pyramid'`): training starts with the U-Net without its finest grid(s), on the "
+        f"2×2-averaged batches ({networks}). At the start of each finer level's phase the network grows the "
+        "next finer grid: the coarser grids keep their trained weights (their stencils keep their physical "
+        "scale), the new grid's own convolutions keep their initial weights, and its output layer starts at "
+        "zero, so the grown network first predicts exactly the coarser one's prediction, bilinearly "
+        "prolongated; the finest grid trains from there. Measured against one level from the same initial "
+        "weights in `benchmarks/results/zoo/budget/grown/` of the repository. "
+        f"Schedule (batches per coarse level, coarsest first): `{recipe.get('schedule')}`; every later batch "
+        "trains the full network."
+    )
+
+
 def _scheme(recipe):
     if recipe["levels"] == 1:
         return (
@@ -51,6 +82,8 @@ def _scheme(recipe):
             "in `benchmarks/results/zoo/` of the repository."
         )
     grids = ", ".join(f"{recipe['resolution'] >> level}×{recipe['resolution'] >> level}" for level in range(recipe["levels"]))
+    if _coarsening_name(recipe) == "pyramid":
+        return _grown(recipe, grids)
     if "schedule" not in recipe:
         return (
             f"MG/OPT V-cycles through the resolution hierarchy ({PAPER_004}, §3.1-3.2): the same U-Net on the "
