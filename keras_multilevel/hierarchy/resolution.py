@@ -370,9 +370,9 @@ def at_resolution(model, resolution, interpolation="constant", stencil_prolongat
     each doubling its stencil prolongation. Measured on the zoo's trained
     U-Nets (README, "Multilevel in resolution"): halving keeps much of the
     accuracy; doubling with the stencils unchanged (the default) gives
-    relative errors of 0.13-0.35, several times the network's own at its
+    relative errors of 0.12-0.44, several times the network's own at its
     grid, and with the exact inverse of 004 §3.2 (``"inverse"``, which
-    amplifies the checkerboard part of trained stencils) 0.17-10.4 (10^3 to
+    amplifies the checkerboard part of trained stencils) 0.77-18.7 (10^3 to
     10^5 for presets trained through it).
 
     Args:

@@ -77,9 +77,10 @@ def _scheme(recipe):
     if recipe["levels"] == 1:
         return (
             "Single-level training: every batch is one step of the optimizer below on the N×N network "
-            "(`kml.MultilevelOptimizer(levels=1)`, which counts the work units). Coarse to fine through the "
-            "resolution hierarchy (004 Algorithm 1) was measured against it from the same initial weights "
-            "in `benchmarks/results/zoo/` of the repository."
+            "(`kml.MultilevelOptimizer(levels=1)`, which counts the work units). Coarse to fine (004 Algorithm 1), "
+            "through the resolution hierarchy or growing the U-Net a grid (`coarsening='pyramid'`), was measured "
+            "against it from the same initial weights in `benchmarks/results/zoo/budget/` of the repository (the "
+            "README's \"Multilevel in resolution\" says where it pays off and where not)."
         )
     grids = ", ".join(f"{recipe['resolution'] >> level}×{recipe['resolution'] >> level}" for level in range(recipe["levels"]))
     if _coarsening_name(recipe) == "pyramid":
