@@ -69,7 +69,7 @@ def main(argv=None):
         for seed in args.seeds:
             multilevel = zoo_tables.recipe(args.problem, resolution, seed, args.coarse_epochs, args.epochs, "identity",
                                            decay="cosine", pyramid=args.pyramid, learning_rate=args.learning_rate,
-                                           grow=args.grow)
+                                           grow=args.grow, levels=args.levels)
             row["multilevel"].append(run(multilevel))
             for epochs in single_epochs:
                 row["single"][str(epochs)].append(run(zoo_tables.one_level(args.problem, resolution, seed, epochs, "cosine", args.pyramid, args.learning_rate)))
@@ -85,6 +85,7 @@ def table(args, rows, command):
     def cell(runs, key, spec):
         return _report.spread([run[key] for run in runs], spec)
 
+    coarsest = f" (N/2^{args.levels - 1} first)" if args.levels > 2 else " (N/2)"
     coarse_to_fine = (
         "the U-Net without its finest grid there, grown the grid (coarsening='pyramid': it starts as the coarse "
         "prediction prolongated)" if args.grow else "the stencils moved to N with their values kept"
@@ -95,7 +96,7 @@ def table(args, rows, command):
         f"Command: `{command}`",
         "",
         f"{zoo_tables.architecture(args)}, Adam from {args.learning_rate:g} on a cosine decay to 0, batch 64, the same initial weights per "
-        f"seed. Coarse to fine: {args.coarse_epochs} epochs at N/2, {coarse_to_fine}, "
+        f"seed. Coarse to fine: {args.coarse_epochs} epochs on each coarse level{coarsest}, {coarse_to_fine}, "
         f"{args.epochs} epochs at N (the presets' recipe). One level: the epochs at N in its column. Cells: median "
         "[min-max] over seeds; validation relative L2 at the end and the lowest after any epoch; wall time includes "
         "tracing and each epoch's validation pass at N; the error ratio is one level's final error over coarse to "

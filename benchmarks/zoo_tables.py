@@ -46,13 +46,14 @@ BATCHES_PER_EPOCH = 8000 // 64
 
 
 def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongation, decay="constant", pyramid=False,
-           learning_rate=0.002, grow=False):
+           learning_rate=0.002, grow=False, levels=2):
     """The coarse-to-fine recipe (the format of a preset's metadata; ``zoo train`` runs it).
 
     ``pyramid=True``: the U-Net reads the input at every grid and sums a prediction from every grid
     (``kml.models.unet(..., pyramid=True)``). ``grow=True`` (needs it): the coarse level is that U-Net
     without its finest grid (``coarsening="pyramid"``), which then grows the grid, instead of the same
-    U-Net at N/2 (``stencil_prolongation`` is then unused).
+    U-Net at N/2 (``stencil_prolongation`` is then unused). ``levels``: the hierarchy's depth; each of its
+    ``levels - 1`` coarse levels trains ``coarse_epochs`` epochs, coarsest first.
 
     ``decay="cosine"``: Adam's rate follows ``CosineDecay(learning_rate, epochs x batches)``, which each
     level evaluates at its own step count, so the finest level's rate reaches 0 at the end of its epochs
@@ -69,13 +70,13 @@ def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongatio
         "resolution": resolution,
         "architecture": unet_architecture(pyramid),
         "smoother": {"class_name": "Adam", "config": {"learning_rate": learning_rate}},
-        "levels": 2,
+        "levels": levels,
         "coarsening": (
             {"name": "pyramid"} if grow
             else {"name": "resolution", "interpolation": "constant", "stencil_prolongation": stencil_prolongation}
         ),
-        "schedule": [coarse_epochs * BATCHES_PER_EPOCH],
-        "epochs": coarse_epochs + epochs,
+        "schedule": [coarse_epochs * BATCHES_PER_EPOCH] * (levels - 1),
+        "epochs": coarse_epochs * (levels - 1) + epochs,
         "batch_size": 64,
         "seed": seed,
         "dataset_seed": 0,
@@ -101,6 +102,8 @@ def add_schedule_arguments(parser, resolutions, epochs):
     parser.add_argument("--learning-rate", type=float, default=0.002, help="Adam's (initial) learning rate")
     parser.add_argument("--pyramid", action="store_true",
                         help="the multiscale U-Net (kml.models.unet(..., pyramid=True)) instead of the plain one")
+    parser.add_argument("--levels", type=int, default=2,
+                        help="levels of coarse to fine, each coarse one trained --coarse-epochs epochs, coarsest first")
     parser.add_argument("--grow", action="store_true",
                         help="coarse to fine by growing the pyramid U-Net a grid (coarsening='pyramid'; needs --pyramid)")
 
@@ -167,7 +170,7 @@ def main(argv=None):
         for resolution in args.resolutions:
             preset = (
                 recipe(args.problem, resolution, args.seeds[0], args.coarse_epochs, args.epochs,
-                       args.stencil_prolongation, args.decay, args.pyramid, args.learning_rate, args.grow)
+                       args.stencil_prolongation, args.decay, args.pyramid, args.learning_rate, args.grow, args.levels)
                 if args.coarse_epochs
                 else one_level(args.problem, resolution, args.seeds[0], args.epochs, args.decay, args.pyramid, args.learning_rate)
             )
@@ -186,11 +189,11 @@ def main(argv=None):
         name = f"{args.problem}_unet_n{resolution}"
         target = kml.zoo.metadata(name)["metrics"]["validation"]["relative_l2"]
         row = {"preset": name, "resolution": resolution, "target": target, "coarse_epochs": args.coarse_epochs,
-               "epochs": args.epochs, "stencil_prolongation": args.stencil_prolongation, "decay": args.decay, "pyramid": args.pyramid, "grow": args.grow, "learning_rate": args.learning_rate, "seeds": args.seeds,
+               "epochs": args.epochs, "stencil_prolongation": args.stencil_prolongation, "decay": args.decay, "pyramid": args.pyramid, "grow": args.grow, "levels": args.levels, "learning_rate": args.learning_rate, "seeds": args.seeds,
                "multilevel": [], "single": [], "command": command}
         for seed in args.seeds:
             multilevel = recipe(args.problem, resolution, seed, args.coarse_epochs, args.epochs, args.stencil_prolongation,
-                                args.decay, args.pyramid, args.learning_rate, args.grow)
+                                args.decay, args.pyramid, args.learning_rate, args.grow, args.levels)
             single = one_level(args.problem, resolution, seed, args.epochs, args.decay, args.pyramid, args.learning_rate)
             row["multilevel"].append(run(multilevel, target))
             row["single"].append(run(single, target))
