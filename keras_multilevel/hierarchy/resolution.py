@@ -368,11 +368,11 @@ def at_resolution(model, resolution, interpolation="constant", stencil_prolongat
     No input is interpolated: the network itself changes grid. Each halving
     applies the Galerkin restriction ``Pi`` of :class:`ResolutionCoarsening`,
     each doubling its stencil prolongation. Measured on the zoo's trained
-    U-Nets (README, "Multilevel in resolution"): halving keeps much of the
-    accuracy; doubling with the stencils unchanged (the default) gives
-    relative errors of 0.12-0.44, several times the network's own at its
-    grid, and with the exact inverse of 004 §3.2 (``"inverse"``, which
-    amplifies the checkerboard part of trained stencils) 0.77-18.7 (10^3 to
+    U-Nets (README, "Multilevel in resolution"): halving gives relative
+    errors of 0.10-0.46 and doubling with the stencils unchanged (the
+    default) 0.12-0.44, several times the network's own at its grid (0.012-
+    0.071), and doubling with the exact inverse of 004 §3.2 (``"inverse"``, which
+    amplifies the checkerboard part of trained stencils) 0.77-43 (10^3 to
     10^5 for presets trained through it).
 
     Args:

@@ -61,8 +61,8 @@ def _grown(recipe, grids):
         )
     return (
         f"Coarse to fine by growing the U-Net a grid at a time ({PAPER_004}, Algorithm 1, with "
-        "`coarsening='pyramid'`): training starts with the U-Net without its finest grid(s), on the "
-        f"2×2-averaged batches ({networks}). At the start of each finer level's phase the network grows the "
+        "`coarsening='pyramid'`): training starts with the U-Net without its finest grid(s), on the batches "
+        f"averaged to its input grid ({networks}). At the start of each finer level's phase the network grows the "
         "next finer grid: the coarser grids keep their trained weights (their stencils keep their physical "
         "scale), the new grid's own convolutions keep their initial weights, and its output layer starts at "
         "zero, so the grown network first predicts exactly the coarser one's prediction, bilinearly "
