@@ -45,6 +45,7 @@ def main(argv=None):
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     command, multilevel = results(args.multilevel, args.problem)
+    singles = [(folder, *results(folder, args.problem)) for folder in args.single]
     lines = [
         f"# Coarse to fine against one level at other rates ({args.problem}), seed by seed",
         "",
@@ -52,7 +53,7 @@ def main(argv=None):
         "",
         f"Coarse to fine (Adam {rate(command)}): `{command}`. One level: the one-level runs of",
         "",
-        *(f"- `{results(folder, args.problem)[0]}`" for folder in args.single),
+        *(f"- `{single_command}`" for _, single_command, _ in singles),
         "",
         "Cells: median [min-max] over seeds; the error ratio is one level's final validation relative L2 over "
         "coarse to fine's, seed by seed (above 1: coarse to fine is better).",
@@ -61,8 +62,7 @@ def main(argv=None):
         "| error ratio |",
         "|---|---|---|---|---|---|---|",
     ]
-    for folder in args.single:
-        single_command, single = results(folder, args.problem)
+    for folder, single_command, single in singles:
         for preset, row in multilevel.items():
             if preset not in single:
                 continue

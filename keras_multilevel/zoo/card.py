@@ -48,11 +48,14 @@ def _coarsening_name(recipe):
     return get_coarsening(recipe["coarsening"]).name
 
 
-def _grown(recipe, grids):
+def _grown(recipe):
     """The scheme of a recipe with ``coarsening="pyramid"``: V-cycles, or coarse to fine growing a grid a phase."""
     total = len(recipe["architecture"]["filters"])
-    networks = ", ".join(f"{total - level} grid{'s' if total - level > 1 else ''} on {grid}"
-                         for level, grid in enumerate(grids.split(", ")))
+    networks = ", ".join(
+        f"{total - level} grid{'s' if total - level > 1 else ''} on {recipe['resolution'] >> level}×"
+        f"{recipe['resolution'] >> level}"
+        for level in range(recipe["levels"])
+    )
     if "schedule" not in recipe:
         return (
             "MG/OPT V-cycles through the pyramid hierarchy (`coarsening='pyramid'`: each coarser level is the "
@@ -82,9 +85,9 @@ def _scheme(recipe):
             "against it from the same initial weights in `benchmarks/results/zoo/budget/` of the repository (the "
             "README's \"Multilevel in resolution\" says where it pays off and where not)."
         )
-    grids = ", ".join(f"{recipe['resolution'] >> level}×{recipe['resolution'] >> level}" for level in range(recipe["levels"]))
     if _coarsening_name(recipe) == "pyramid":
-        return _grown(recipe, grids)
+        return _grown(recipe)
+    grids = ", ".join(f"{recipe['resolution'] >> level}×{recipe['resolution'] >> level}" for level in range(recipe["levels"]))
     if "schedule" not in recipe:
         return (
             f"MG/OPT V-cycles through the resolution hierarchy ({PAPER_004}, §3.1-3.2): the same U-Net on the "
