@@ -526,8 +526,14 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
 
     # -- one training step ---------------------------------------------------
 
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, model, data):
-        """One V-cycle on one batch: what ``model.train_step(data)`` runs."""
+        """One V-cycle on one batch: what ``model.train_step(data)`` runs.
+
+        Not converted by AutoGraph: the cycle builds its graph with explicit
+        ``tf.cond`` and ``tf.while_loop``, and converting its Python (a
+        recursion over the levels) was two thirds of tracing an 8-level cycle.
+        """
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if self._model_ref() is not model or self.hierarchy is None:
             with tf.init_scope():
@@ -536,6 +542,8 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
                 self.attach(model)
                 if self.hierarchy is None:
                     self._build_hierarchy()
+        if self._only_builds_metrics(model, x, y, sample_weight):
+            return self._logs(model.get_metrics_result())
         check_distributed(
             [*self.variables, *(v for level, smoother in zip(self.hierarchy, self._smoothers)
                                 for v in (*level.model.variables, *smoother.variables))],
@@ -574,11 +582,34 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         model._loss_tracker.update_state(loss, sample_weight=batch_size)
         self._iterations.assign_add(1)
         self.work_units.assign_add(work)
-        logs = dict(model.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
+        return self._logs(model.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
+
+    def _logs(self, metrics):
+        """What a train step returns: the model's metrics, the work units and MLSGD's stop counts."""
+        logs = dict(metrics)
         logs["work_units"] = tf.identity(self.work_units.value)
         for kind, count in self.stop_counts.items():
             logs[f"mlsgd_{kind}_stops"] = tf.identity(count.value)
         return logs
+
+    @staticmethod
+    def _only_builds_metrics(model, x, y, sample_weight):
+        """Builds the model's compiled metrics if they are not, and says whether this trace is then thrown away.
+
+        Without a distribution strategy Keras builds them in the first trace
+        of its train function. A ``tf.function`` whose first trace creates
+        variables traces again for every call and never runs that first
+        graph (only the variables' initializers are lifted out of it): tracing
+        the V-cycle there doubled its start-up cost. So the first trace
+        builds the metrics and stops; the cycle is traced once, in the trace
+        that runs. Metrics without variables create none: then the cycle
+        is traced right away.
+        """
+        metrics = getattr(model, "_compile_metrics", None)
+        if metrics is None or metrics.built or not tf.inside_function():
+            return False
+        model._symbolic_build(data_batch=(x, y, sample_weight))
+        return bool(metrics.variables)
 
     def apply(self, grads, trainable_variables=None):
         raise RuntimeError(
