@@ -24,24 +24,30 @@ def seeded():
 def cycle_cost(monkeypatch):
     """``cycle_cost(model, x, y)``: the work units one ``train_on_batch`` actually spends.
 
-    Counts every level gradient the cycle evaluates (run eagerly), each
-    weighted by its level's relative cost.
+    Counts every gradient the cycle evaluates (run eagerly): the fine level's
+    at the cycle's start (``level_gradient``) and every later one
+    (``loss_gradient``), each weighted by its level's relative cost.
     """
     from keras_multilevel.optimizers import cycle
 
     def measure(model, x, y):
         cost = {id(level.model): level.relative_cost for level in model.optimizer.hierarchy}
         spent = []
-        original = cycle.level_gradient
+        originals = {name: getattr(cycle, name) for name in ("level_gradient", "loss_gradient")}
 
-        def counting(level_model, *args, **kwargs):
-            spent.append(cost[id(level_model)])
-            return original(level_model, *args, **kwargs)
+        def counting(original):
+            def counted(level_model, *args, **kwargs):
+                spent.append(cost[id(level_model)])
+                return original(level_model, *args, **kwargs)
 
-        monkeypatch.setattr(cycle, "level_gradient", counting)
+            return counted
+
+        for name, original in originals.items():
+            monkeypatch.setattr(cycle, name, counting(original))
         model.run_eagerly = True
         model.train_on_batch(x, y)
-        monkeypatch.setattr(cycle, "level_gradient", original)
+        for name, original in originals.items():
+            monkeypatch.setattr(cycle, name, original)
         return sum(spent)
 
     return measure

@@ -175,15 +175,18 @@ def test_each_level_sees_the_minibatches_of_its_layout(monkeypatch):
     count = optimizer.minibatches
     x, y = regression(count * 4)
     seen = {level: set() for level in range(3)}
-    original = cycle.level_gradient
     levels = {id(level.model): index for index, level in enumerate(optimizer.hierarchy)}
 
-    def recording(level_model, data, *args, **kwargs):
-        first = np.asarray(data[0])[0]
-        seen[levels[id(level_model)]].add(int(np.flatnonzero((x == first).all(axis=1))[0]) % count)
-        return original(level_model, data, *args, **kwargs)
+    def recording(original):
+        def recorded(level_model, data, *args, **kwargs):
+            first = np.asarray(data[0])[0]
+            seen[levels[id(level_model)]].add(int(np.flatnonzero((x == first).all(axis=1))[0]) % count)
+            return original(level_model, data, *args, **kwargs)
 
-    monkeypatch.setattr(cycle, "level_gradient", recording)
+        return recorded
+
+    for name in ("level_gradient", "loss_gradient"):
+        monkeypatch.setattr(cycle, name, recording(getattr(cycle, name)))
     model.run_eagerly = True
     model.train_on_batch(x, y)
     layout = optimizer.layout

@@ -182,7 +182,7 @@ def test_work_units_count_the_gradients_evaluated(monkeypatch, levels, steps):
     model.train_on_batch(x, y)  # builds the hierarchy
     cost = {id(level.model): level.relative_cost for level in model.optimizer.hierarchy}
     spent = []
-    for name in ("level_gradient", "value_and_gradient"):
+    for name in ("level_gradient", "loss_gradient"):
         original = getattr(cycle, name)
         monkeypatch.setattr(cycle, name, lambda m, *a, _f=original, **k: spent.append(cost[id(m)]) or _f(m, *a, **k))
     model.train_on_batch(x, y)

@@ -99,6 +99,15 @@ class DepthCoarsening:
         ]
         return coarse, Transfer(operators)
 
+    def trace_key(self, model):
+        """Levels with equal keys evaluate their losses with one traced function (:mod:`~keras_multilevel.optimizers.traces`).
+
+        The levels are the same network but for the stacks' number of blocks,
+        which the traced function leaves open; what it fixes is how many
+        blocks each iteration of every stack's loop takes.
+        """
+        return tuple(stack.unroll for stack in residual_stacks(model))
+
     def relative_cost(self, model, finest):
         """Cost of a gradient of ``model`` per gradient of ``finest``: the ratio of
         their residual blocks, ``2^-i`` on level ``i`` (000 eq 10)."""

@@ -94,6 +94,11 @@ class ResidualStack(keras.layers.Layer):
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
 
     @property
+    def unroll(self):
+        """Blocks per iteration of the forward loop, ``gcd(K, BLOCKS_PER_ITERATION)``."""
+        return math.gcd(self.blocks, BLOCKS_PER_ITERATION)
+
+    @property
     def step_size(self):
         """The time step ``h = T / K`` of the forward Euler scheme (000 eq 5)."""
         return self.final_time / self.blocks
@@ -142,8 +147,16 @@ class ResidualStack(keras.layers.Layer):
     def call(self, inputs):
         kernel = ops.cast(self.kernel.value, inputs.dtype)
         bias = ops.cast(self.bias.value, inputs.dtype)
-        step_size = ops.convert_to_tensor(self.step_size, dtype=inputs.dtype)
-        unroll = math.gcd(self.blocks, BLOCKS_PER_ITERATION)
+        # The time step T / K follows the kernel's length: a coarser level's
+        # weights standing in for these (one traced evaluation for every level
+        # of a depth hierarchy) take twice the step with half the blocks.
+        blocks = kernel.shape[0]
+        if blocks is None:
+            step_size = self.final_time / ops.cast(ops.shape(kernel)[0], inputs.dtype)
+            unroll = self.unroll  # the same on every level sharing the evaluation (DepthCoarsening.trace_key)
+        else:
+            step_size = ops.convert_to_tensor(self.final_time / blocks, dtype=inputs.dtype)
+            unroll = math.gcd(blocks, BLOCKS_PER_ITERATION)  # self.unroll, or a substituted level's
         if not (tf.inside_function() and getattr(_sharing, "enabled", False)):
             return _euler(self._linear, self.activation, unroll, inputs, kernel, bias, step_size)
         # What fixes the traced loop: the block's map, its activation, ``unroll``, every shape but ``K``.

@@ -73,9 +73,12 @@ from keras_multilevel.optimizers.loss_scale import apply_step, loss_scale
 from keras_multilevel.optimizers.mlsgd import (
     angle_holds, descends, step_regularization_gradient, step_regularization_value, variance_reduced,
 )
-from keras_multilevel.optimizers.objective import add_coupling, level_gradient, level_objective, tau_correction
-from keras_multilevel.optimizers.replicas import several_replicas
+from keras_multilevel.optimizers.objective import (
+    add_coupling, level_gradient, level_objective, loss_gradient, loss_value, tau_correction, tikhonov,
+)
+from keras_multilevel.optimizers.replicas import sum_over_replicas
 from keras_multilevel.optimizers.steps import FORWARD_COST, work_units
+from keras_multilevel.optimizers.traces import level_functions
 from keras_multilevel.optimizers.trust_region import couple, value_and_gradient
 
 
@@ -132,14 +135,24 @@ def _mean(gradient_lists):
     return [tf.add_n(list(parts)) / count for parts in zip(*gradient_lists)]
 
 
-def _gradient_only(model, regularization, optimizer):
-    """``data -> gradient`` of :func:`~keras_multilevel.optimizers.objective.level_gradient` alone,
-    with the level optimizer's loss scale (read when called: it is a variable)."""
+def _gradient(model, values, data, scale):
+    """``grad L`` alone (:func:`~keras_multilevel.optimizers.objective.loss_gradient`): what most evaluations need."""
+    return loss_gradient(model, data, scale, values)[2]
 
-    def gradient(data):
-        return level_gradient(model, data, regularization, loss_scale(optimizer))[2]
 
-    return gradient
+def _loss_and_gradient(model, values, data):
+    """``(loss, y_pred, grad L)``: what RMTR's steps evaluate (its ratio tests need the value)."""
+    return loss_gradient(model, data, None, values)
+
+
+def _loss(model, values, data):
+    """The loss alone: what the acceptance test compares."""
+    return loss_value(model, data, values)
+
+
+def _read(scale):
+    """A level optimizer's loss scale as a tensor (``None``: not scaled)."""
+    return None if scale is None else tf.convert_to_tensor(scale)
 
 
 CycleReport = collections.namedtuple("CycleReport", ["loss", "y_pred", "work_units", "recursion_stops", "angle_stops"])
@@ -212,37 +225,35 @@ def v_cycle(
             "give it with `MultilevelOptimizer.use_full_batch(x, y)` before training."
         )
     last = len(hierarchy) - 1
-    # Inside a graph, each level's gradient is one traced function called as
-    # often as the cycle needs it, rather than traced again at every call; the
-    # tau-correction is added outside it, so each level is traced once. The
-    # functions are not inlined, and every call uses all their outputs (the
-    # gradient alone, but for the report at the start), so TensorFlow optimizes
-    # each once instead of a specialized copy per call: with 8 levels that was
-    # most of the first cycle's start-up time.
     start = functools.partial(
         level_gradient, hierarchy[0].model, regularization=regularization[0], loss_scale=loss_scale(smoothers[0])
     )
+    # Each level's loss and gradient, traced once per group of alike levels
+    # (:mod:`~keras_multilevel.optimizers.traces`); the sum over replicas and
+    # the Tikhonov, coupling and step-regularization terms are added outside.
+    variables = [level.variables for level in hierarchy]
     if trust_region is None:
+        gradients = level_functions(hierarchy, _gradient)
         evaluate = [
-            _gradient_only(level.model, beta, smoother)
-            for level, beta, smoother in zip(hierarchy, regularization, smoothers)
+            functools.partial(
+                lambda data, index: tikhonov(
+                    sum_over_replicas(gradients[index](data, _read(loss_scale(smoothers[index])))),
+                    variables[index], regularization[index]),
+                index=index,
+            )
+            for index in range(len(hierarchy))
         ]
     else:  # RMTR's steps need the objective's value with its gradient
+        evaluated = level_functions(hierarchy, _loss_and_gradient)
         evaluate = [
-            functools.partial(value_and_gradient, level.model, regularization=beta)
-            for level, beta in zip(hierarchy, regularization)
+            functools.partial(
+                lambda data, index: value_and_gradient(
+                    hierarchy[index].model, data, regularization[index], evaluated[index](data)),
+                index=index,
+            )
+            for index in range(len(hierarchy))
         ]
-    objective = [
-        functools.partial(level_objective, level.model, regularization=beta)
-        for level, beta in zip(hierarchy, regularization)
-    ]
-    # (Under several replicas a gradient ends in a sum over them, which may not
-    # sit inside a nested function: each call is then traced where it is made.)
-    if tf.inside_function() and not several_replicas():
-        evaluate, objective = (
-            [tf.function(function, experimental_attributes={"_noinline": True}) for function in functions]
-            for functions in (evaluate, objective)
-        )
+    losses = level_functions(hierarchy, _loss)
     batches = list(minibatches) if full_batch is None else [*minibatches, full_batch]
     data = level_data(hierarchy, batches)
     batch_costs = _batch_costs(minibatches, full_batch)
@@ -334,7 +345,7 @@ def v_cycle(
 
     def level_value(index, batch, coupling):
         shift = None if coupling is None else coupling.shift
-        value = objective[index](data[index][batch], shift)
+        value = level_objective(losses[index](data[index][batch]), variables[index], shift, regularization[index])
         if coupling is None or not strength:
             return value
         regularized = step_regularization_value(hierarchy[index].variables, coupling.start, inner_products[index], strength)

@@ -20,6 +20,7 @@ gradient correction, 001 §3), ``delta g = 0``.
 import tensorflow as tf
 
 from keras_multilevel.optimizers.replicas import sum_over_replicas
+from keras_multilevel.optimizers.traces import substituted
 
 
 def _per_variable(regularization, variables):
@@ -32,6 +33,47 @@ def _loss(model, data):
     x, y, sample_weight = data
     y_pred = model(x, training=True)
     return model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight), y_pred
+
+
+def loss_value(model, data, values=None):
+    """The loss Keras reports for one mini-batch, with the weights ``values`` (``None``: the model's own).
+
+    ``values`` stand in for ``model.trainable_variables`` and may have other
+    sizes (:func:`~keras_multilevel.optimizers.traces.substituted`): one
+    traced function then evaluates every level of a depth hierarchy.
+    """
+    with substituted(model.trainable_variables, values):
+        return _loss(model, data)[0]
+
+
+def loss_gradient(model, data, loss_scale=None, values=None):
+    """``(loss, y_pred, grad L)`` of ``model`` on one mini-batch: the model's loss and its Euclidean gradient.
+
+    With ``values`` (weights standing in for ``model.trainable_variables``,
+    see :func:`loss_value`) the gradient is taken with respect to them. This
+    is the part of :func:`level_gradient` that a compiled V-cycle traces
+    (:mod:`~keras_multilevel.optimizers.traces`); the sum over replicas and
+    the Tikhonov term (:func:`tikhonov`) are added outside it.
+    """
+    variables = model.trainable_variables
+    sources = variables if values is None else list(values)
+    with tf.GradientTape() as tape:
+        if values is not None:
+            tape.watch(sources)
+        with substituted(variables, values):
+            loss, y_pred = _loss(model, data)
+        scaled = loss if loss_scale is None else loss * tf.cast(loss_scale, loss.dtype)
+    gradients = tape.gradient(scaled, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    if loss_scale is not None:
+        gradients = [g / tf.cast(loss_scale, g.dtype) for g in gradients]
+    return loss, y_pred, gradients
+
+
+def tikhonov(gradients, variables, regularization=0.0):
+    """``grad (L_l + sum_j beta_j ||theta_j||^2)`` from ``grad L_l``: adds ``2 beta_j theta_j`` (000 §4)."""
+    return [
+        g + (2.0 * beta) * v if beta else g for g, v, beta in zip(gradients, variables, _per_variable(regularization, variables))
+    ]
 
 
 def level_gradient(model, data, regularization=0.0, loss_scale=None):
@@ -57,29 +99,21 @@ def level_gradient(model, data, regularization=0.0, loss_scale=None):
     batch, the same on every replica (:mod:`~keras_multilevel.optimizers.replicas`);
     ``y_pred`` is the replica's own.
     """
-    variables = model.trainable_variables
-    with tf.GradientTape() as tape:
-        loss, y_pred = _loss(model, data)
-        scaled = loss if loss_scale is None else loss * tf.cast(loss_scale, loss.dtype)
-    gradients = tape.gradient(scaled, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    if loss_scale is not None:
-        gradients = [g / tf.cast(loss_scale, g.dtype) for g in gradients]
+    loss, y_pred, gradients = loss_gradient(model, data, loss_scale)
     loss, *gradients = sum_over_replicas([loss, *gradients])
-    gradients = [
-        g + (2.0 * beta) * v if beta else g for g, v, beta in zip(gradients, variables, _per_variable(regularization, variables))
-    ]
-    return loss, y_pred, gradients
+    return loss, y_pred, tikhonov(gradients, model.trainable_variables, regularization)
 
 
-def level_objective(model, data, shift=None, regularization=0.0):
-    """``H_l(theta)`` itself (000 eq 9) on one mini-batch: loss, Tikhonov and coupling terms, no gradient.
+def level_objective(loss, variables, shift=None, regularization=0.0):
+    """``H_l(theta)`` itself (000 eq 9) from one replica's ``loss`` (:func:`loss_value`): loss, Tikhonov
+    and coupling terms, no gradient.
 
     What the cycle's acceptance test compares before and after a coarse
     correction. ``shift`` is the coupling ``delta g_l`` (``None`` on the
     finest level); ``regularization`` as for :func:`level_gradient`.
     """
-    (value,) = sum_over_replicas([_loss(model, data)[0]])
-    return value + tf.cast(penalty(model.trainable_variables, shift, regularization), value.dtype)
+    (value,) = sum_over_replicas([loss])
+    return value + tf.cast(penalty(variables, shift, regularization), value.dtype)
 
 
 def penalty(variables, shift=None, regularization=0.0):

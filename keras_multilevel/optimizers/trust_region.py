@@ -60,7 +60,8 @@ import tensorflow as tf
 
 from keras_multilevel.optimizers import lsr1
 from keras_multilevel.optimizers.mlsgd import descends
-from keras_multilevel.optimizers.objective import level_gradient, penalty
+from keras_multilevel.optimizers.objective import loss_gradient, penalty, tikhonov
+from keras_multilevel.optimizers.replicas import sum_over_replicas
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,12 +140,16 @@ def updated_radius(radius, rho, constants):
     return tf.where(rho < constants.eta_1, constants.shrink * radius, tf.where(rho >= constants.eta_2, grown, radius))
 
 
-def value_and_gradient(model, data, regularization):
+def value_and_gradient(model, data, regularization, evaluated=None):
     """``(H_l, grad H_l, loss, y_pred)`` without the coupling term, ``H_l`` in float64 (one gradient evaluation).
 
-    The loss and prediction are what Keras reports (the cycle's start reports them).
+    The loss and prediction are what Keras reports (the cycle's start reports them). ``evaluated``:
+    the model's :func:`~keras_multilevel.optimizers.objective.loss_gradient` on ``data`` when the
+    caller has it (the cycle's traced evaluation), else it is computed here.
     """
-    loss, y_pred, gradients = level_gradient(model, data, regularization)
+    loss, y_pred, gradients = loss_gradient(model, data) if evaluated is None else evaluated
+    loss, *gradients = sum_over_replicas([loss, *gradients])
+    gradients = tikhonov(gradients, model.trainable_variables, regularization)
     value = tf.cast(loss, tf.float64) + tf.cast(penalty(model.trainable_variables, None, regularization), tf.float64)
     return value, gradients, loss, y_pred
 
