@@ -24,7 +24,7 @@ from keras_multilevel import datasets, zoo  # noqa: E402
 __version__ = "0.1.0"
 
 _TENSORFLOW_ONLY = (
-    "ConvResidualStack", "CycleSteps", "DenseResidualStack", "Hierarchy", "MultilevelOptimizer",
+    "ConvResidualStack", "CycleSteps", "DenseResidualStack", "Hierarchy", "MultilevelOptimizer", "MultilevelSolver",
     "hierarchy", "layers", "models", "optimizers",
 )
 
@@ -32,7 +32,7 @@ if keras.backend.backend() == "tensorflow":
     from keras_multilevel import _keras_hooks, hierarchy, layers, models, optimizers
     from keras_multilevel.hierarchy import Hierarchy
     from keras_multilevel.layers import ConvResidualStack, DenseResidualStack
-    from keras_multilevel.optimizers import CycleSteps, MultilevelOptimizer
+    from keras_multilevel.optimizers import CycleSteps, MultilevelOptimizer, MultilevelSolver
 
     _keras_hooks.install()
 else:

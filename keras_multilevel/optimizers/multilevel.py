@@ -7,6 +7,7 @@ compiled train function: see :mod:`keras_multilevel._keras_hooks` for how the
 optimizer takes over ``train_step``.
 """
 
+import collections
 import threading
 import weakref
 
@@ -24,6 +25,17 @@ from keras_multilevel.optimizers.scheme import PRESET, CycleScheme, minibatch_la
 from keras_multilevel.optimizers.steps import CycleSteps, work_units
 from keras_multilevel.optimizers.trust_region import RecursiveTrustRegion, TrustRegion
 
+
+StepReport = collections.namedtuple("StepReport", ["loss", "y_pred", "data", "work_units", "stops"])
+StepReport.__doc__ = """What :meth:`MultilevelOptimizer.step` did on one batch.
+
+``loss`` and ``y_pred``: the finest model's loss and prediction on the
+minibatch in ``data`` (``(x, y, sample_weight)``, the cycle's first fine
+minibatch), before the cycle moved the weights; ``work_units``: the step's
+cost in fine gradient evaluations (000 eq 10);
+``stops``: MLSGD's early stops in this step by kind (``"recursion"``,
+``"angle"``; 001 eqs 3.3-3.5), empty for the other schemes.
+"""
 
 # Set while a hierarchy is being built: `keras.models.clone_model` re-compiles
 # each coarse clone with a copy of this optimizer, which must not attach itself.
@@ -126,6 +138,23 @@ def _check_trust_region(scheme, smoother, trust_region, schedule, learning_rate_
     if learning_rate_divisor != 1.0:
         raise ValueError("scheme='rmtr' has no learning rate (its radii set the steps): leave `learning_rate_divisor` out.")
     return TrustRegion.create(trust_region)
+
+
+def _smoother(smoother):
+    """The level optimizer ``smoother`` names: a Keras optimizer, its name or its config (``None``: SGD)."""
+    allowed = (
+        "a single-level Keras optimizer (e.g. keras.optimizers.SGD(0.1)), the name of one ('sgd', 'adam', ...) "
+        "or its config dict"
+    )
+    if isinstance(smoother, MultilevelOptimizer):
+        raise ValueError(f"`smoother` must be {allowed}, not a MultilevelOptimizer.")
+    try:
+        optimizer = keras.optimizers.get("sgd" if smoother is None else smoother)
+    except (ValueError, TypeError):
+        optimizer = None
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise ValueError(f"`smoother` must be {allowed}, got {smoother!r}.")
+    return optimizer
 
 
 def _has_schedule(optimizer):
@@ -323,9 +352,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
                     "there is no V-cycle: leave `steps` out."
                 )
         constants = _check_trust_region(scheme, smoother, trust_region, schedule, learning_rate_divisor)
-        smoother = keras.optimizers.get("sgd" if smoother is None else smoother)
-        if isinstance(smoother, MultilevelOptimizer):
-            raise ValueError("`smoother` must be a single-level Keras optimizer, not a MultilevelOptimizer.")
+        smoother = _smoother(smoother)
         _check_smoother_options(smoother)
         if isinstance(regularization, bool) or not isinstance(regularization, (int, float)) or regularization < 0:
             raise ValueError(f"`regularization` must be a number >= 0, got {regularization!r}.")
@@ -526,24 +553,32 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
 
     # -- one training step ---------------------------------------------------
 
+    def _prepare(self, model, x):
+        """Attaches to ``model`` and builds the levels the first time (outside any graph being traced)."""
+        if self._model_ref() is model and self.hierarchy is not None:
+            return
+        with tf.init_scope():
+            if not model.built:  # a Sequential model without an Input
+                model.build(tf.nest.map_structure(lambda tensor: tensor.shape, x))
+            self.attach(model)
+            if self.hierarchy is None:
+                self._build_hierarchy()
+
     @tf.autograph.experimental.do_not_convert
-    def train_step(self, model, data):
-        """One V-cycle on one batch: what ``model.train_step(data)`` runs.
+    def step(self, model, data):
+        """One V-cycle (or coarse-to-fine step) of ``model`` on one batch; returns a :class:`StepReport`.
+
+        The whole of the multilevel work of a training step, without Keras'
+        loss tracker and metrics: :meth:`train_step` adds those, and
+        :class:`~keras_multilevel.optimizers.solver.MultilevelSolver` calls it
+        from any training loop. Runs eagerly or inside a ``tf.function``.
 
         Not converted by AutoGraph: the cycle builds its graph with explicit
         ``tf.cond`` and ``tf.while_loop``, and converting its Python (a
         recursion over the levels) was two thirds of tracing an 8-level cycle.
         """
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        if self._model_ref() is not model or self.hierarchy is None:
-            with tf.init_scope():
-                if not model.built:  # a Sequential model without an Input
-                    model.build(tf.nest.map_structure(lambda tensor: tensor.shape, x))
-                self.attach(model)
-                if self.hierarchy is None:
-                    self._build_hierarchy()
-        if self._only_builds_metrics(model, x, y, sample_weight):
-            return self._logs(model.get_metrics_result())
+        self._prepare(model, x)
         check_distributed(
             [*self.variables, *(v for level, smoother in zip(self.hierarchy, self._smoothers)
                                 for v in (*level.model.variables, *smoother.variables))],
@@ -552,6 +587,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         if self.hierarchy.rematch_every:
             due = tf.logical_and(self.iterations > 0, self.iterations % self.hierarchy.rematch_every == 0)
             tf.cond(due, self.hierarchy.rematch, lambda: tf.constant(False))
+        stops = {}
         if self.schedule:
             refuse_decisions("A coarse-to-fine `schedule`", "Train it on one device, or use V-cycles (no `schedule`).")
             loss, y_pred, index = coarse_to_fine_step(
@@ -574,15 +610,27 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
                 )
             loss, y_pred, work = report.loss, report.y_pred, report.work_units
             for kind, count in self.stop_counts.items():
-                count.assign_add(getattr(report, f"{kind}_stops"))
-            # Loss and metrics of the finest level's first minibatch, at the start of the cycle.
+                stops[kind] = getattr(report, f"{kind}_stops")
+                count.assign_add(stops[kind])
+            # Loss and prediction are the finest level's on its first minibatch, at the start of the cycle.
             x, y, sample_weight = minibatches[self.layout.smoothing[0][0]]
-        batch_size = tf.shape(tf.nest.flatten(x)[0])[0]
-        # Keras' own train_step updates this private tracker the same way.
-        model._loss_tracker.update_state(loss, sample_weight=batch_size)
         self._iterations.assign_add(1)
         self.work_units.assign_add(work)
-        return self._logs(model.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
+        return StepReport(loss, y_pred, (x, y, sample_weight), work, stops)
+
+    @tf.autograph.experimental.do_not_convert
+    def train_step(self, model, data):
+        """What ``model.train_step(data)`` runs: :meth:`step`, then Keras' loss tracker and metrics."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        self._prepare(model, x)
+        if self._only_builds_metrics(model, x, y, sample_weight):
+            return self._logs(model.get_metrics_result())
+        report = self.step(model, data)
+        x, y, sample_weight = report.data
+        batch_size = tf.shape(tf.nest.flatten(x)[0])[0]
+        # Keras' own train_step updates this private tracker the same way.
+        model._loss_tracker.update_state(report.loss, sample_weight=batch_size)
+        return self._logs(model.compute_metrics(x, y, report.y_pred, sample_weight=sample_weight))
 
     def _logs(self, metrics):
         """What a train step returns: the model's metrics, the work units and MLSGD's stop counts."""
@@ -612,12 +660,17 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         return bool(metrics.variables)
 
     def apply(self, grads, trainable_variables=None):
+        model = self._model_ref()
+        if model is None:
+            caller = "This one is not attached to a model yet (`model.compile(optimizer=...)` attaches it)"
+        elif type(model).train_step is not keras.Model.train_step:
+            caller = f"Model {model.name!r} ({type(model).__name__}) overrides train_step, which called it"
+        else:
+            caller = f"It was called directly, not by model {model.name!r}'s train_step (which runs V-cycles)"
         raise RuntimeError(
-            "MultilevelOptimizer runs whole V-cycles and cannot apply a single gradient. "
-            "It drives models through Keras' standard train_step; a model whose class "
-            f"overrides train_step ({type(self._model_ref()).__name__}) "
-            "cannot be trained by it. Remove the custom train_step, or call "
-            "`model.optimizer.train_step(model, data)` from it."
+            f"MultilevelOptimizer runs whole V-cycles and cannot apply a single gradient. {caller}. "
+            "Train with `model.fit`, step a `kml.MultilevelSolver(model)` from your own loop, or call "
+            "`model.optimizer.train_step(model, data)` from a custom train_step."
         )
 
     def apply_gradients(self, grads_and_vars):
@@ -638,6 +691,17 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             optimizer.learning_rate = value if divisor == 1.0 else value / divisor
 
     # -- saving ----------------------------------------------------------------
+
+    def __repr__(self):
+        settings = [f"levels={self.levels}", f"scheme={self.scheme.name!r}", f"coarsening={self.coarsening.name!r}"]
+        settings.append(f"schedule={list(self.schedule)}" if self.schedule else f"steps={str(self.steps)!r}")
+        if not self.scheme.trust_region:
+            rate = self.smoother._learning_rate
+            rate = type(rate).__name__ if _has_schedule(self.smoother) else f"{float(keras.ops.convert_to_numpy(rate)):g}"
+            settings.append(f"smoother={type(self.smoother).__name__}(learning_rate={rate})")
+        model = self._model_ref()
+        settings.append(f"model={model.name!r}" if model is not None else "model=None")
+        return f"MultilevelOptimizer({', '.join(settings)})"
 
     def _transfer_state(self):
         """The variables that define the transfers (a width hierarchy's matching), finest first."""
