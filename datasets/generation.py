@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from . import problems, shards
+from . import files, problems, shards
 
 SHARD_SIZE = 100
 WORKER_LOG = ".worker-"  # stderr of worker k: .worker-<k>.log-<host>-<pid of the run>
@@ -67,16 +67,20 @@ def plan(samples, shard_size=SHARD_SIZE):
 
 
 def check_out(root, argument="root"):
-    """Creates ``root`` if needed and checks that it can be written (a ValueError names ``argument``)."""
+    """Creates ``root`` if needed and checks that it can be written (a ValueError names ``argument``).
+
+    The probe file is opened by :func:`.files.open_owned`: a symbolic link
+    planted at its name is refused, not followed (the ValueError says so).
+    """
     root = pathlib.Path(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe = root / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
+        os.close(files.open_owned(probe))
         probe.unlink()
     except OSError as error:
         raise ValueError(
-            f"`{argument}` must be a writable directory, got {str(root)!r} ({error.strerror})."
+            f"`{argument}` must be a writable directory, got {str(root)!r} ({error.strerror or error})."
         ) from None
     return root
 
@@ -246,7 +250,7 @@ def _produce_in_workers(problem, resolution, seed, directory, ranges, workers, o
     for worker in range(1, workers):
         if not queue:
             break
-        errors = open(directory / shards.owned_name(f"{WORKER_LOG}{worker}.log"), "w+")
+        errors = open(directory / shards.owned_name(f"{WORKER_LOG}{worker}.log"), "w+", opener=files.opener)
         process = subprocess.Popen(
             [sys.executable, "-m", f"{__package__}.generation"],
             stdin=subprocess.PIPE,

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from keras_multilevel import datasets
-from keras_multilevel_datasets import builders, generation, integrity, locks, shards
+from keras_multilevel_datasets import builders, files, generation, integrity, locks, shards
 
 BIN = pathlib.Path(sys.executable).parent
 RESOLUTION, SAMPLES = 24, 2000  # slow enough (a few seconds) to be interrupted part-way
@@ -253,3 +253,59 @@ def test_tfds_own_download_and_prepare_locks_and_seals_too(tmp_path, small):
     builder.download_and_prepare()
     assert integrity.check(_folder(tmp_path, 6, 30)) is None
     assert _files(_folder(tmp_path, 6, 30)) == original
+
+
+# -- files planted by another user in a shared data folder (issue 25 item 1) ------------------------------------
+
+VICTIM = "chapter 1: the thesis nobody backed up\n"
+
+
+def _hold(folder):
+    with locks.holding(folder):
+        pass
+
+
+def _write_shard(folder):
+    shards.write(folder / shards.name(0, 2), np.zeros(2, dtype=[("index", "i8")]))
+
+
+def _manifest(folder):
+    integrity.seal(folder, {})
+
+
+PLANTED = {  # what the library writes: (the path another user can predict, the call that writes it)
+    "the lock": (lambda folder: folder / locks.LOCK_NAME, _hold),
+    "the write probe": (lambda folder: folder / f".write-test-{os.getpid()}", generation.check_out),
+    "a temporary shard": (lambda folder: folder / shards.owned_name(f".{shards.name(0, 2)}{shards.TEMPORARY}"),
+                          _write_shard),
+    "the temporary manifest": (lambda folder: folder / f".{integrity.MANIFEST}.tmp", _manifest),
+}
+
+
+@pytest.mark.parametrize("planted", sorted(PLANTED))
+def test_a_symbolic_link_planted_where_a_run_writes_is_refused_and_its_target_left_alone(tmp_path, planted):
+    """``.lock -> ~/thesis.tex``: the run stops with one clear error and the victim's file is unchanged."""
+    path, write = PLANTED[planted]
+    victim, folder = tmp_path / "thesis.tex", tmp_path / "shared"
+    victim.write_text(VICTIM)
+    folder.mkdir()
+    path(folder).symlink_to(victim)
+    with pytest.raises((files.UnsafeFile, ValueError), match="is a symbolic link: refusing to write through it"):
+        write(folder)
+    assert victim.read_text() == VICTIM
+    assert path(folder).is_symlink()  # not ours to remove
+
+
+def test_a_lock_that_is_not_a_regular_file_of_this_user_is_refused(tmp_path):
+    folder = tmp_path / "shared"
+    (folder / locks.LOCK_NAME).mkdir(parents=True)
+    with pytest.raises(files.UnsafeFile, match="is a folder, not a regular file"):
+        _hold(folder)
+    if os.geteuid() == 0:  # only root can give a file away
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / locks.LOCK_NAME).write_text(VICTIM)
+        os.chown(other / locks.LOCK_NAME, 4242, -1)
+        with pytest.raises(files.UnsafeFile, match=r"belongs to another user \(uid 4242"):
+            _hold(other)
+        assert (other / locks.LOCK_NAME).read_text() == VICTIM
