@@ -13,13 +13,19 @@ returns an exit code). The sub-commands:
 
 Every command that reads or writes PDE data takes the folder as
 ``--data-dir``, by default TFDS' data folder, the one
-``kml.datasets.load`` uses.
+``kml.datasets.load`` uses. Whichever command meets them, two conditions of
+that folder are one line on stderr and an exit status (:func:`main`): another
+run holding the data set (``locks.Busy``) exits with 75, a file planted there
+that the library refuses to write through (``files.UnsafeFile``) with 1.
 """
 
 import argparse
 import importlib.metadata
 import os
 import sys
+
+BUSY = 75  # another run holds the data set (EX_TEMPFAIL: try again later)
+UNSAFE = 1  # a file in the data folder the library refuses to write through
 
 # The Keras backends the command line runs on: its commands train and evaluate with the multilevel
 # optimizer, which is TensorFlow code (under other backends only kml.datasets and kml.zoo import).
@@ -77,11 +83,19 @@ def main(argv=None):
     """Parses ``argv`` (default ``sys.argv[1:]``) and runs the sub-command; returns its exit code.
 
     A ``KERAS_BACKEND`` other than those in :data:`BACKENDS` exits with 2
-    and a one-line error before anything is imported.
+    and a one-line error before anything is imported; a data set held by
+    another run exits with :data:`BUSY` and an unsafe file in the data folder
+    with :data:`UNSAFE`, each with a one-line error, whatever the command.
     """
+    from keras_multilevel_datasets import files, locks
+
     args = build_parser().parse_args(argv)
     error = check_backend()
     if error:
         print(error, file=sys.stderr)
         return 2
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (locks.Busy, files.UnsafeFile) as error:
+        print(f"keras-multilevel {args.command}: error: {error}", file=sys.stderr)
+        return BUSY if isinstance(error, locks.Busy) else UNSAFE
