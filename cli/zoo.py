@@ -80,8 +80,12 @@ def _list(args):
             file=sys.stderr,
         )
         return 1
-    print(zoo.table(args.presets))
-    return 0
+
+    def listing():
+        print(zoo.table(args.presets))
+        return 0
+
+    return _run(listing)
 
 
 def _show(args):

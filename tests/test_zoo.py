@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 import shutil
 
 import keras
@@ -122,6 +123,49 @@ def test_a_config_with_a_lambda_layer_or_an_unknown_class_is_refused(presets):
     _rehash(folder / NAME, "config.json")
     with pytest.raises(ValueError, match="config.json cannot be rebuilt in Keras' safe mode"):
         zoo.load(NAME, presets_dir=folder)
+
+
+def _nested(depth):
+    return "[" * depth + "]" * depth
+
+
+MALFORMED = {  # metadata.json text from its parsed original: (the change, what the error names)
+    "a list": (lambda meta: "[]", "its top level must be an object, got list"),
+    "no metrics": (lambda meta: json.dumps({k: v for k, v in meta.items() if k != "metrics"}),
+                   "it lacks the field `metrics`"),
+    "no test metrics": (lambda meta: json.dumps({**meta, "metrics": {"validation": METRICS}}),
+                        "it lacks the field `metrics.test`"),
+    "a string parameter count": (lambda meta: json.dumps({**meta, "parameter_count": "31107"}),
+                                 "the field `parameter_count` must be an integer >= 0, got '31107'"),
+    "a NaN metric": (lambda meta: json.dumps({**meta, "metrics": {"validation": METRICS, "test": {
+        **METRICS, "relative_l2": float("nan")}}}), "the field `metrics.test.relative_l2` must be a finite number"),
+    "metrics as a list": (lambda meta: json.dumps({**meta, "metrics": [1, 2]}),
+                          "its field `metrics` must be an object, got list"),
+    "an unknown tolerance metric": (lambda meta: json.dumps({**meta, "tolerance": {"metric": "l1", "relative": 1}}),
+                                    "the field `tolerance.metric` must be one of l2, relative_l2, linf, got 'l1'"),
+    "10,000 nested lists": (lambda meta: _nested(10_000), "JSON nested too deeply to read"),
+    "nested lists as the recipe": (lambda meta: json.dumps(meta)[:-1] + ', "recipe": ' + _nested(500) + "}",
+                                   "the field `recipe` must be an object or null, got [[[[[[[...]]]]]]]"),
+    "not UTF-8": (lambda meta: b"\xff\xfe{".decode("latin-1"), "is not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("malformed", sorted(MALFORMED))
+def test_a_malformed_metadata_json_is_an_integrity_error_naming_the_file_and_the_field(presets, capsys, malformed):
+    """Not an AttributeError, KeyError or RecursionError from kml.zoo.load, nor a traceback from the command."""
+    folder, _ = presets
+    change, message = MALFORMED[malformed]
+    path = folder / NAME / "metadata.json"
+    path.write_text(change(json.loads(path.read_text())), encoding="latin-1")
+    with pytest.raises(zoo.IntegrityError, match=re.escape(message)) as error:
+        zoo.load(str(folder / NAME))
+    assert str(error.value).startswith(f"{path} is ")
+    assert str(error.value).endswith("reinstall keras-multilevel or re-train the preset.")
+    for command in (["zoo", "list"], ["zoo", "evaluate", NAME, "--samples", "3"]):
+        assert cli.main([*command, "--presets", str(folder)]) == 1
+        error = capsys.readouterr().err
+        assert error.startswith(f"keras-multilevel zoo: error: {path} is ") and error.count("\n") == 1, error
+        assert message in error
 
 
 def test_an_unknown_name_lists_the_available_presets(presets):

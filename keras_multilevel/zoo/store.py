@@ -13,21 +13,26 @@ A preset is a folder ``<presets>/<name>/`` (keras-hub style names,
 ``metadata.json``
     what the card says, as data: recipe, data set, metrics, tolerance,
     versions, and the sha256 of the three files above (it cannot hold its
-    own hash; it is only ever parsed as JSON).
+    own hash; it is only ever parsed as JSON, and every field the library
+    reads is checked against :data:`SCHEMA` when it is: a malformed one is
+    an :class:`IntegrityError` naming the file and the field).
 """
 
 import datetime
 import hashlib
 import importlib.metadata
 import json
+import math
 import pathlib
 import platform
+import reprlib
 import warnings
 
 import keras
 import keras_multilevel_zoo
 
 from keras_multilevel.zoo import card as cards
+from keras_multilevel.zoo.metrics import NAMES
 from keras_multilevel.zoo.recipe import check_recipe, dataset_description
 
 PRESETS = pathlib.Path(keras_multilevel_zoo.__file__).parent  # the repository's top-level zoo/, in the wheel
@@ -36,7 +41,59 @@ DEFAULT_TOLERANCE = {"metric": "relative_l2", "relative": 0.25}
 
 
 class IntegrityError(ValueError):
-    """A preset file does not match the sha256 that its metadata.json records."""
+    """A preset file does not match the sha256 that its metadata.json records, or metadata.json is malformed."""
+
+
+def _is_number(value):
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _is_count(value):
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 0
+
+
+_STRING, _OBJECT = ("a string", lambda value: isinstance(value, str)), ("an object", lambda value: isinstance(value, dict))
+_NUMBER, _COUNT = ("a finite number", _is_number), ("an integer >= 0", _is_count)
+_METRICS = {name: _NUMBER for name in NAMES}
+# Every field of metadata.json that the library reads: (what it must be, the check), or the schema of an object.
+SCHEMA = {
+    "name": _STRING,
+    "task": _STRING,
+    "problem": _STRING,
+    "target": _STRING,
+    "resolution": _COUNT,
+    "parameter_count": _COUNT,
+    "recipe": ("an object or null", lambda value: value is None or isinstance(value, dict)),
+    "dataset": {"name": _STRING, "target": _STRING, "resolution": _COUNT, "samples": _COUNT, "seed": _COUNT},
+    "metrics": {"validation": _METRICS, "test": _METRICS},
+    "tolerance": {"metric": ("one of " + ", ".join(NAMES), lambda value: value in NAMES), "relative": _NUMBER},
+    "training": _OBJECT,
+    "files": ("an object of sha256 strings", lambda value: isinstance(value, dict)
+              and all(isinstance(digest, str) for digest in value.values())),
+}
+
+
+def _check_schema(value, schema, path, prefix=""):
+    """Raises :class:`IntegrityError` naming ``path`` and the first field of ``value`` that ``schema`` refuses."""
+    if not isinstance(value, dict):
+        where = f"field `{prefix[:-1]}`" if prefix else "top level"
+        raise IntegrityError(
+            f"{path} is malformed: its {where} must be an object, got {type(value).__name__}; reinstall "
+            "keras-multilevel or re-train the preset."
+        )
+    for key, expected in schema.items():
+        if key not in value:
+            raise IntegrityError(
+                f"{path} is malformed: it lacks the field `{prefix}{key}`; reinstall keras-multilevel or re-train "
+                "the preset."
+            )
+        if isinstance(expected, dict):
+            _check_schema(value[key], expected, path, f"{prefix}{key}.")
+        elif not expected[1](value[key]):
+            raise IntegrityError(
+                f"{path} is malformed: the field `{prefix}{key}` must be {expected[0]}, got {reprlib.repr(value[key])}; reinstall "
+                "keras-multilevel or re-train the preset."
+            )
 
 
 def preset_name(problem, resolution):
@@ -150,14 +207,21 @@ def preset_folder(name, presets_dir=None):
 
 
 def metadata(name, presets_dir=None):
-    """The parsed ``metadata.json`` of preset ``name``."""
+    """The parsed ``metadata.json`` of preset ``name``, checked against :data:`SCHEMA` (else :class:`IntegrityError`)."""
     path = preset_folder(name, presets_dir) / "metadata.json"
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        meta = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise IntegrityError(
             f"{path} is not valid JSON ({error}); reinstall keras-multilevel or re-train the preset."
         ) from None
+    except RecursionError:
+        raise IntegrityError(
+            f"{path} is not valid metadata (JSON nested too deeply to read); reinstall keras-multilevel or re-train "
+            "the preset."
+        ) from None
+    _check_schema(meta, SCHEMA, path)
+    return meta
 
 
 def verify(name, presets_dir=None):
