@@ -1,7 +1,9 @@
 """The model zoo: preset files, integrity, safe loading, metrics, recipes, command line, shipped presets."""
 
 import copy
+import errno
 import json
+import os
 import re
 import shutil
 
@@ -81,6 +83,52 @@ def test_save_load_round_trip_gives_identical_predictions(presets):
     with pytest.raises(ValueError, match=r"is not a preset folder: it has no metadata.json"):
         zoo.load(str(folder / "nowhere"))
     assert not hasattr(zoo, "list")  # no builtin shadowed: kml.zoo.list_presets()
+
+
+def _files(folder):
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_an_existing_preset_is_replaced_only_when_asked_and_only_once_the_new_one_is_written(presets, monkeypatch):
+    """save_preset wrote in place: a full disk left a refused folder (the previous preset lost), and an existing
+    preset was replaced without a word."""
+    folder, _ = presets
+    before, other = _files(folder / NAME), kml.models.unet(8, filters=(4, 8))
+
+    def save(**overwrite):
+        return zoo.save_preset(other, folder / NAME, RECIPE, RECORD, {"validation": METRICS, "test": METRICS},
+                               **overwrite)
+
+    with pytest.raises(FileExistsError, match=f"{re.escape(str(folder / NAME))} exists already: pass overwrite=True"):
+        save()
+    assert _files(folder / NAME) == before
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(other, "save_weights", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        save(overwrite=True)
+    assert _files(folder / NAME) == before and sorted(path.name for path in folder.iterdir()) == [NAME]
+    zoo.verify(NAME, folder)
+    monkeypatch.undo()
+    save(overwrite=True)
+    assert sorted(path.name for path in folder.iterdir()) == [NAME]  # no temporary folder, no previous one
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_array_equal(zoo.load(NAME, presets_dir=folder).predict(x, verbose=0), other.predict(x, verbose=0))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (folder / NAME).stat().st_mode & 0o777 == 0o777 & ~umask  # as a folder made by mkdir, not mkdtemp's 0o700
+
+
+def test_zoo_train_into_a_folder_holding_the_preset_is_refused_before_training(presets, capsys):
+    folder, _ = presets
+    before = _files(folder / NAME)
+    assert cli.main(["zoo", "train", NAME, "--presets", str(folder), "--out", str(folder), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert error == (f"keras-multilevel zoo: error: {folder / NAME} exists already: pass overwrite=True "
+                     "(keras-multilevel zoo train --overwrite) to replace it, or choose another folder.\n")
+    assert _files(folder / NAME) == before
 
 
 def test_load_at_another_resolution(presets):

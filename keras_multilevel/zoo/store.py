@@ -24,8 +24,11 @@ import importlib.metadata
 import json
 import math
 import pathlib
+import os
 import platform
 import reprlib
+import shutil
+import tempfile
 import warnings
 
 import keras
@@ -126,8 +129,28 @@ def _versions():
     }
 
 
-def save_preset(model, folder, recipe, record, metrics, tolerance=None, dataset=None):
-    """Writes ``model`` as a preset folder (created if missing) and returns its metadata.
+def check_destination(folder, overwrite):
+    """Raises ``FileExistsError`` when ``folder`` exists and ``overwrite`` is False (call it before a long training)."""
+    if os.path.lexists(folder) and not overwrite:
+        raise FileExistsError(
+            f"{folder} exists already: pass overwrite=True (keras-multilevel zoo train --overwrite) to replace it, "
+            "or choose another folder."
+        )
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def save_preset(model, folder, recipe, record, metrics, tolerance=None, dataset=None, overwrite=False):
+    """Writes ``model`` as a preset folder and returns its metadata.
+
+    The files are written to a new temporary folder beside ``folder``, which
+    is then renamed into place: a write that fails (a full disk) leaves the
+    previous preset as it was and no temporary folder behind, and a preset is
+    never half written.
 
     Args:
         model: the trained Keras model.
@@ -146,6 +169,8 @@ def save_preset(model, folder, recipe, record, metrics, tolerance=None, dataset=
         tolerance: ``{"metric": name, "relative": r}``: a retrained model or a fresh
             sample must reach ``metric <= card value * (1 + r)`` on test data
             (default ``relative_l2`` within 25%).
+        overwrite: replace an existing ``folder``; without it an existing
+            folder is a ``FileExistsError`` and is left alone.
 
     Returns:
         The metadata dict written to ``metadata.json``.
@@ -159,13 +184,46 @@ def save_preset(model, folder, recipe, record, metrics, tolerance=None, dataset=
     except TypeError as error:
         raise ValueError(f"The training record must be JSON (numbers, strings, lists, dicts): {error}.") from None
     folder = pathlib.Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    check_destination(folder, overwrite)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        metadata = _write_preset(model, staging, folder.name, recipe, record, metrics, tolerance, dataset)
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's folder is private; a preset is not
+        _replace(staging, folder, overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return metadata
+
+
+def _replace(staging, folder, overwrite):
+    """Renames the finished preset ``staging`` to ``folder``; an existing ``folder`` goes only once it is in place."""
+    if not os.path.lexists(folder):
+        os.rename(staging, folder)
+        return
+    check_destination(folder, overwrite)  # another process may have written it during the training
+    previous = staging.with_name(staging.name + ".previous")
+    os.rename(folder, previous)
+    try:
+        os.rename(staging, folder)
+    except BaseException:
+        os.rename(previous, folder)
+        raise
+    if previous.is_dir() and not previous.is_symlink():
+        shutil.rmtree(previous)
+    else:
+        previous.unlink()
+
+
+def _write_preset(model, folder, name, recipe, record, metrics, tolerance, dataset):
+    """Writes the four files of preset ``name`` into the empty ``folder``; returns the metadata."""
     config = keras.saving.serialize_keras_object(model)
     config.pop("compile_config", None)  # the preset is architecture and weights; load() compiles
     (folder / "config.json").write_text(json.dumps(config, indent=1) + "\n")
     model.save_weights(folder / "model.weights.h5")
     metadata = {
-        "name": folder.name,
+        "name": name,
         "task": "regression",
         "problem": dataset["name"],
         "target": dataset["target"],
