@@ -45,9 +45,13 @@ def write(path, records):
     payload = buffer.getvalue()
     temporary = path.with_name(owned_name(f".{path.name}{TEMPORARY}"))
     with open(temporary, "wb", opener=files.opener) as file:
-        file.write(MAGIC + hashlib.sha256(payload).digest() + payload)
-        file.flush()
-        os.fsync(file.fileno())
+        try:
+            file.write(MAGIC + hashlib.sha256(payload).digest() + payload)
+            file.flush()
+            os.fsync(file.fileno())
+        except OSError:  # a full disk: the partial file, ours, would only take space
+            temporary.unlink()
+            raise
     os.replace(temporary, path)
     directory = os.open(path.parent, os.O_RDONLY)
     try:
