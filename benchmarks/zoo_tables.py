@@ -174,7 +174,7 @@ def main(argv=None):
                 if args.coarse_epochs
                 else one_level(args.problem, resolution, args.seeds[0], args.epochs, args.decay, args.pyramid, args.learning_rate)
             )
-            metadata = kml.zoo.create(preset, args.create_presets)
+            metadata = kml.zoo.create(preset, args.create_presets, overwrite=True)  # retrains the shipped ones
             print(metadata["name"], json.dumps(metadata["metrics"]["validation"]), flush=True)
         return
     out = pathlib.Path(args.out)

@@ -13,13 +13,22 @@ returns an exit code). The sub-commands:
 
 Every command that reads or writes PDE data takes the folder as
 ``--data-dir``, by default TFDS' data folder, the one
-``kml.datasets.load`` uses.
+``kml.datasets.load`` uses. Whichever command meets them, three conditions
+of that folder are one line on stderr and an exit status (:func:`main`):
+another run holding the data set (``locks.Busy``) exits with 75, a full disk
+during generation (``generation.DiskFull``, which says what is kept and how to
+resume) with 74, a file planted there that the library refuses to write
+through (``files.UnsafeFile``) with 1.
 """
 
 import argparse
 import importlib.metadata
 import os
 import sys
+
+BUSY = 75  # another run holds the data set (EX_TEMPFAIL: try again later)
+DISK_FULL = 74  # the disk filled up while a data set was generated (EX_IOERR)
+UNSAFE = 1  # a file in the data folder the library refuses to write through
 
 # The Keras backends the command line runs on: its commands train and evaluate with the multilevel
 # optimizer, which is TensorFlow code (under other backends only kml.datasets and kml.zoo import).
@@ -77,11 +86,21 @@ def main(argv=None):
     """Parses ``argv`` (default ``sys.argv[1:]``) and runs the sub-command; returns its exit code.
 
     A ``KERAS_BACKEND`` other than those in :data:`BACKENDS` exits with 2
-    and a one-line error before anything is imported.
+    and a one-line error before anything is imported; a data set held by
+    another run exits with :data:`BUSY`, a full disk during generation with
+    :data:`DISK_FULL` and an unsafe file in the data folder with
+    :data:`UNSAFE`, each with a one-line error, whatever the command.
     """
     args = build_parser().parse_args(argv)
     error = check_backend()
     if error:
         print(error, file=sys.stderr)
         return 2
-    return args.func(args)
+    from keras_multilevel_datasets import files, generation, locks  # after parsing: generation imports NumPy
+
+    statuses = {locks.Busy: BUSY, generation.DiskFull: DISK_FULL, files.UnsafeFile: UNSAFE}
+    try:
+        return args.func(args)
+    except tuple(statuses) as error:
+        print(f"keras-multilevel {args.command}: error: {error}", file=sys.stderr)
+        return next(status for kind, status in statuses.items() if isinstance(error, kind))

@@ -3,7 +3,8 @@
 ``evaluate`` measures a preset on freshly generated data and ``train``
 retrains it from its recipe; both compare the result with the preset's card
 (:mod:`keras_multilevel.zoo`). A bad argument prints an error naming it and
-exits with status 2; ``train`` exits with 1 when the retrained model misses
+exits with status 2 (``train`` also when ``--out`` holds the preset already
+and ``--overwrite`` is not given); ``train`` exits with 1 when the retrained model misses
 the card's tolerance, every command exits with 1 on a preset whose files
 fail their sha256 check, and ``list`` exits with 1 when ``--presets`` holds
 no preset. ``keras_multilevel`` (and TensorFlow) is imported only when a
@@ -42,6 +43,7 @@ def register(commands):
         "--data-dir", default=None, help="folder of the training data (default: TFDS' data folder, as kml.datasets.load)"
     )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--overwrite", action="store_true", help="replace the preset folder if --out has one")
     train.set_defaults(func=_train)
 
     for parser in (listing, show, evaluate, train):
@@ -57,7 +59,8 @@ def _fail(error):
 
 
 def _run(action):
-    """Runs ``action()``: a broken preset exits with 1, any other ``ValueError`` (a bad argument) with 2."""
+    """Runs ``action()``: a broken preset exits with 1, any other ``ValueError`` (a bad argument) and an
+    existing preset folder that ``--overwrite`` does not allow to replace (``FileExistsError``) with 2."""
     from keras_multilevel import zoo
 
     try:
@@ -65,7 +68,7 @@ def _run(action):
     except zoo.IntegrityError as error:
         print(f"keras-multilevel zoo: error: {error}", file=sys.stderr)
         return 1
-    except ValueError as error:
+    except (ValueError, FileExistsError) as error:
         return _fail(error)
 
 
@@ -80,8 +83,12 @@ def _list(args):
             file=sys.stderr,
         )
         return 1
-    print(zoo.table(args.presets))
-    return 0
+
+    def listing():
+        print(zoo.table(args.presets))
+        return 0
+
+    return _run(listing)
 
 
 def _show(args):
@@ -119,7 +126,8 @@ def _train(args):
     from keras_multilevel import zoo
 
     def train():
-        metadata, comparison = zoo.train(args.name, args.out, args.data_dir, not args.quiet, args.presets)
+        metadata, comparison = zoo.train(args.name, args.out, args.data_dir, not args.quiet, args.presets,
+                                         args.overwrite)
         print(f"wrote the preset {args.out}/{metadata['name']} ({metadata['training']['wall_time_s']:.0f} s)")
         print(comparison)
         return 0 if comparison.passed else 1

@@ -11,6 +11,7 @@ Installed as ``keras_multilevel_datasets`` (the repository's top-level
 - :mod:`.generation` sharded, resumable generation over processes and MPI ranks,
 - :mod:`.builders` the TensorFlow Datasets builders ``poisson`` and ``darcy``,
 - :mod:`.integrity` checksums of the TFDS records, :mod:`.locks` one run per data set,
+- :mod:`.files` files created in shared folders, never written through a link,
 - :mod:`.plots` pictures of examples, :mod:`.cli` the ``datasets`` command.
 
 Nothing here imports dolfinx or TensorFlow at package import time.

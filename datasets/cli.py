@@ -11,8 +11,9 @@ one ``kml.datasets.load`` uses when ``data_dir`` is None: data made by
 either is found by the other. Arguments are checked by the same validators
 as the Python API; a bad one (or a run too large for the memory) prints an
 error naming it and what is allowed, and the command exits with status 2.
-Other exit statuses of ``generate``: 75 when another run holds the data set
-(:mod:`.locks`), 130 / 143 on SIGINT / SIGTERM (one line saying what is
+Every command exits with 75 when another run holds the data set
+(:mod:`.locks`; one line, printed by ``keras_multilevel_cli.main``). Other
+exit statuses of ``generate``: 130 / 143 on SIGINT / SIGTERM (one line saying what is
 saved and how to resume), 1 when freshly written records do not read back.
 TensorFlow is imported only when a command runs.
 """
@@ -23,8 +24,6 @@ import signal
 import sys
 
 from . import locks, problems
-
-BUSY = 75  # exit status when another run holds the data set (EX_TEMPFAIL: try again later)
 
 
 def _integer_or_text(text):
@@ -126,9 +125,6 @@ def _generate(args):
             if rank != 0:
                 return 0
             prepared = datasets.prepare(args.name, args.resolution, samples, args.seed, root, workers=1, progress=False)
-    except locks.Busy as error:
-        print(f"keras-multilevel datasets: error: {error}", file=sys.stderr)
-        return BUSY
     except integrity.Damaged as error:
         print(f"keras-multilevel datasets: error: {error}; run the same command again to rewrite them",
               file=sys.stderr)

@@ -8,7 +8,9 @@ every example depends only on (seed, problem, N, index) (:mod:`.problems`),
 the files are byte-identical whatever the ranks and workers. A run first checks the shards already on
 disk: complete, verified ones are kept, missing ones are generated and
 corrupt ones are reported and regenerated, so a killed run resumes where it
-stopped with nothing lost or duplicated.
+stopped with nothing lost or duplicated. A full disk (or quota) is a
+:class:`DiskFull` saying how many shards are kept and to run again once
+space is freed; the partial shard is removed.
 
 Worker 0 is the calling process; the others are fresh ``python -m
 keras_multilevel_datasets.generation`` processes (never forks of a process
@@ -21,6 +23,7 @@ Layout: ``<root>/raw/<problem>/n<N>-seed<seed>/examples-<start>-<stop>.shard``.
 
 import collections
 import dataclasses
+import errno
 import json
 import os
 import pathlib
@@ -32,11 +35,17 @@ import time
 
 import numpy as np
 
-from . import problems, shards
+from . import files, problems, shards
 
 SHARD_SIZE = 100
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+WORKER_DISK_FULL = 74  # exit status of a worker whose disk is full (EX_IOERR)
 WORKER_LOG = ".worker-"  # stderr of worker k: .worker-<k>.log-<host>-<pid of the run>
 _MPI_ENVIRONMENT = ("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_", "MPI_LOCALRANKID", "MPI_LOCALNRANKS")
+
+
+class DiskFull(RuntimeError):
+    """The disk (or the quota) filled up during generation: the message says what is kept and how to resume."""
 
 
 @dataclasses.dataclass
@@ -67,16 +76,20 @@ def plan(samples, shard_size=SHARD_SIZE):
 
 
 def check_out(root, argument="root"):
-    """Creates ``root`` if needed and checks that it can be written (a ValueError names ``argument``)."""
+    """Creates ``root`` if needed and checks that it can be written (a ValueError names ``argument``).
+
+    The probe file is opened by :func:`.files.open_owned`: a symbolic link
+    planted at its name is refused, not followed (the ValueError says so).
+    """
     root = pathlib.Path(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe = root / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
+        os.close(files.open_owned(probe))
         probe.unlink()
     except OSError as error:
         raise ValueError(
-            f"`{argument}` must be a writable directory, got {str(root)!r} ({error.strerror})."
+            f"`{argument}` must be a writable directory, got {str(root)!r} ({error.strerror or error})."
         ) from None
     return root
 
@@ -246,7 +259,7 @@ def _produce_in_workers(problem, resolution, seed, directory, ranges, workers, o
     for worker in range(1, workers):
         if not queue:
             break
-        errors = open(directory / shards.owned_name(f"{WORKER_LOG}{worker}.log"), "w+")
+        errors = open(directory / shards.owned_name(f"{WORKER_LOG}{worker}.log"), "w+", opener=files.opener)
         process = subprocess.Popen(
             [sys.executable, "-m", f"{__package__}.generation"],
             stdin=subprocess.PIPE,
@@ -287,12 +300,14 @@ def _produce_in_workers(problem, resolution, seed, directory, ranges, workers, o
         raise
     finally:
         failures = _collect(processes, readers)
+    if any(code == WORKER_DISK_FULL for code, _ in failures):
+        raise OSError(errno.ENOSPC, "No space left on device (in a generation worker)")
     if failures:
-        raise RuntimeError("a generation worker failed:\n" + "\n".join(failures))
+        raise RuntimeError("a generation worker failed:\n" + "\n".join(log for _, log in failures))
 
 
 def _collect(processes, readers):
-    """Waits for the worker processes; returns the error logs of those that failed."""
+    """Waits for the worker processes; returns ``(exit status, end of the error log)`` of those that failed."""
     failures = []
     for (process, errors), reader in zip(processes, readers):
         process.wait()
@@ -302,7 +317,7 @@ def _collect(processes, readers):
         errors.close()
         os.unlink(errors.name)
         if process.returncode != 0:
-            failures.append(log[-2000:])
+            failures.append((process.returncode, log[-2000:]))
     return failures
 
 
@@ -322,6 +337,10 @@ def generate(
         progress: show a tqdm progress bar (rank 0 only).
         use_mpi: under mpirun, share the shards among the ranks (collective:
             every rank must call it); False generates everything here.
+
+    Raises:
+        DiskFull: the disk or quota filled up; the complete shards are kept
+            and the same call resumes once space is freed.
     """
     problem = validate(name, resolution, samples, seed, workers, shard_size)
     if workers > usable_cpus():
@@ -350,10 +369,20 @@ def generate(
             with lock:
                 bar.update(count)
 
-        if workers == 1 or len(todo) <= 1:
-            _produce(problem, resolution, seed, directory, todo, on_sample)
-        else:
-            _produce_in_workers(problem, resolution, seed, directory, todo, workers, on_sample)
+        try:
+            if workers == 1 or len(todo) <= 1:
+                _produce(problem, resolution, seed, directory, todo, on_sample)
+            else:
+                _produce_in_workers(problem, resolution, seed, directory, todo, workers, on_sample)
+        except OSError as error:
+            if error.errno not in DISK_FULL_ERRNOS:
+                raise
+            complete = [shard for shard in mine if (directory / shards.name(*shard)).exists()]
+            raise DiskFull(
+                f"the disk holding {directory} is full ({os.strerror(error.errno)}): {len(complete)} of {len(mine)} "
+                f"shards ({sum(stop - start for start, stop in complete)} of {samples} examples) are complete and "
+                "kept; free some space, then run the same command again to resume"
+            ) from None
     if comm is not None:
         count = comm.allreduce(count)
         corrupt = sum(comm.allgather(corrupt), [])
@@ -421,6 +450,10 @@ def _worker_main():
         _produce(problem, job["resolution"], job["seed"], pathlib.Path(job["directory"]), assigned(), on_sample, on_shard)
     except BrokenPipeError:  # the parent is gone (killed): its shards are for the next run; end without a word
         os._exit(1)
+    except OSError as error:  # a full disk: the parent says so, once, for every worker
+        if error.errno not in DISK_FULL_ERRNOS:
+            raise
+        os._exit(WORKER_DISK_FULL)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ split, rewrites each record with a deterministic serialization (TFDS
 serializes the ``tf.train.Example`` feature map in an order that changes from
 process to process; the same map in key order makes the files byte-identical
 between two runs of the same data set) and writes :data:`MANIFEST`, the
-SHA-256 of every file. :func:`check` compares the folder with its manifest;
+SHA-256 of every file (its temporary files are opened by
+:func:`.files.open_owned`, never through a planted link). :func:`check` compares the folder with its manifest;
 any difference (a file missing, altered or truncated, the manifest missing or
 unreadable) is a reason to rewrite the records, which
 ``kml.datasets.prepare`` gives and acts on.
@@ -20,6 +21,8 @@ import hashlib
 import json
 import os
 import pathlib
+
+from . import files
 
 MANIFEST = "kml-sha256.json"
 _RECORDS = "*.tfrecord-*"
@@ -79,6 +82,7 @@ def seal(folder, split_sizes):
     for path in sorted(path for path in folder.glob(_RECORDS) if not path.name.startswith(".")):
         split = path.name.split(".tfrecord-")[0].rsplit("-", 1)[1]
         temporary = path.with_name(f".{path.name}.canonical")
+        os.close(files.open_owned(temporary, truncate=True))  # a planted link is refused before TensorFlow opens it
         try:
             with tf.io.TFRecordWriter(str(temporary)) as writer:
                 for record in tf.data.TFRecordDataset(str(path)):
@@ -91,9 +95,10 @@ def seal(folder, split_sizes):
         os.replace(temporary, path)
     if counts != split_sizes:
         raise Damaged(f"{folder} holds {counts} examples per split instead of {split_sizes}")
-    files = sorted(path for path in folder.iterdir() if path.is_file() and not path.name.startswith(".")
-                   and path.name != MANIFEST)
-    manifest = json.dumps({"sha256": {path.name: _sha256(path) for path in files}}, indent=1, sort_keys=True)
+    hashed = sorted(path for path in folder.iterdir() if path.is_file() and not path.name.startswith(".")
+                    and path.name != MANIFEST)
+    manifest = json.dumps({"sha256": {path.name: _sha256(path) for path in hashed}}, indent=1, sort_keys=True)
     temporary = folder / f".{MANIFEST}.tmp"
-    temporary.write_text(manifest + "\n")
+    with open(temporary, "w", opener=files.opener) as file:
+        file.write(manifest + "\n")
     os.replace(temporary, folder / MANIFEST)

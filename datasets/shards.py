@@ -6,7 +6,9 @@ array (the record of :mod:`.problems`). File layout: the 8-byte magic
 ``.npy`` serialization of the array (no timestamps: the same examples give
 the same bytes). It is written to a temporary file in the same folder,
 flushed and fsync'ed, then renamed over the final name (``os.replace`` is
-atomic on POSIX), so a killed writer leaves either no shard or a whole one.
+atomic on POSIX), so a killed writer leaves either no shard or a whole one;
+the temporary file is opened by :func:`.files.open_owned` (never through a
+link another user planted).
 :func:`read` re-checks magic, checksum, dtype and indices; any mismatch is a
 :class:`CorruptShard`, which the generator answers by regenerating the shard.
 """
@@ -18,6 +20,8 @@ import pathlib
 import socket
 
 import numpy as np
+
+from . import files
 
 MAGIC = b"KMLSHRD1"
 SUFFIX = ".shard"
@@ -40,10 +44,14 @@ def write(path, records):
     np.save(buffer, records, allow_pickle=False)
     payload = buffer.getvalue()
     temporary = path.with_name(owned_name(f".{path.name}{TEMPORARY}"))
-    with open(temporary, "wb") as file:
-        file.write(MAGIC + hashlib.sha256(payload).digest() + payload)
-        file.flush()
-        os.fsync(file.fileno())
+    with open(temporary, "wb", opener=files.opener) as file:
+        try:
+            file.write(MAGIC + hashlib.sha256(payload).digest() + payload)
+            file.flush()
+            os.fsync(file.fileno())
+        except OSError:  # a full disk: the partial file, ours, would only take space
+            temporary.unlink()
+            raise
     os.replace(temporary, path)
     directory = os.open(path.parent, os.O_RDONLY)
     try:

@@ -5,6 +5,7 @@ same verified records, byte for byte, as a run that saw no fault, and leaves
 no debris (temporary shards, worker logs, half-written TFDS folders).
 """
 
+import contextlib
 import os
 import pathlib
 import random
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from keras_multilevel import datasets
-from keras_multilevel_datasets import builders, generation, integrity, locks, shards
+from keras_multilevel_datasets import builders, files, generation, integrity, locks, shards
 
 BIN = pathlib.Path(sys.executable).parent
 RESOLUTION, SAMPLES = 24, 2000  # slow enough (a few seconds) to be interrupted part-way
@@ -132,17 +133,27 @@ def test_an_orphaned_worker_ends_silently_and_its_log_is_removed_by_the_next_run
     assert not list(_raw(root).glob(".worker-*"))
 
 
+@contextlib.contextmanager
+def _held_by_another_process(folder):
+    """Holds the lock of the data set in ``folder`` from another process while the block runs; yields that process."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from keras_multilevel_datasets import locks\n"
+         f"with locks.holding({str(folder)!r}):\n    print('held', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_second_run_is_refused_while_the_first_holds_the_data_set(tmp_path, capsys):
     from keras_multilevel_cli import main
 
     root = tmp_path / "data"
     folder = _folder(root, 6, 30)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from keras_multilevel_datasets import locks\n"
-         f"with locks.holding({str(folder.parent)!r}):\n    print('held', flush=True); time.sleep(600)"],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline() == "held\n"
+    with _held_by_another_process(folder.parent) as holder:
         assert main(["datasets", "generate", "poisson", "--resolution", "6", "--samples", "30", "--data-dir",
                      str(root), "--quiet"]) == 75
         error = capsys.readouterr().err
@@ -150,11 +161,33 @@ def test_a_second_run_is_refused_while_the_first_holds_the_data_set(tmp_path, ca
         assert "wait until it ends, or stop it, then run this again" in error
         with pytest.raises(locks.Busy, match=f"pid {holder.pid}"):
             datasets.load("poisson", 6, data_dir=root, samples=30)
-    finally:
-        holder.kill()
-        holder.wait()
     assert main(["datasets", "generate", "poisson", "--resolution", "6", "--samples", "30", "--data-dir", str(root),
                  "--quiet"]) == 0  # the kernel dropped the killed holder's lock
+
+
+BUSY_COMMANDS = {  # every command that may write a data set: (its arguments, the data set it writes)
+    "datasets show": (["datasets", "show", "poisson", "--resolution", "6", "--samples", "30"], (6, 30, 0)),
+    "datasets generate": (["datasets", "generate", "poisson", "--resolution", "6", "--samples", "30", "--quiet"],
+                          (6, 30, 0)),
+    "zoo evaluate": (["zoo", "evaluate", "poisson_unet_n16", "--samples", "30"], (16, 30, 777)),
+}
+
+
+@pytest.mark.parametrize("command", sorted(BUSY_COMMANDS))
+def test_every_command_meeting_a_held_data_set_says_one_line_and_exits_75(tmp_path, capsys, command):
+    """Not a traceback ending in ``locks.Busy`` (``datasets show`` and ``zoo evaluate`` gave one, exit 1)."""
+    from keras_multilevel_cli import main
+
+    arguments, (resolution, samples, seed) = BUSY_COMMANDS[command]
+    root = tmp_path / "data"
+    folder = builders.version_folder("poisson", builders.config("poisson", resolution, samples, seed), root)
+    with _held_by_another_process(folder.parent) as holder:
+        assert main([*arguments, "--data-dir", str(root), *(["--png", str(tmp_path / "x.png")] if "show" in command
+                                                             else [])]) == 75
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error, error
+    assert error.startswith(f"keras-multilevel {command.split()[0]}: error: another run (host ")
+    assert f"pid {holder.pid}) is writing the data set in {folder.parent}: wait until it ends" in error
 
 
 def test_two_concurrent_runs_one_writes_the_other_waits_its_turn_or_is_refused(tmp_path, reference):
@@ -253,3 +286,76 @@ def test_tfds_own_download_and_prepare_locks_and_seals_too(tmp_path, small):
     builder.download_and_prepare()
     assert integrity.check(_folder(tmp_path, 6, 30)) is None
     assert _files(_folder(tmp_path, 6, 30)) == original
+
+
+# -- files planted by another user in a shared data folder (issue 25 item 1) ------------------------------------
+
+VICTIM = "chapter 1: the thesis nobody backed up\n"
+
+
+def _hold(folder):
+    with locks.holding(folder):
+        pass
+
+
+def _write_shard(folder):
+    shards.write(folder / shards.name(0, 2), np.zeros(2, dtype=[("index", "i8")]))
+
+
+def _manifest(folder):
+    integrity.seal(folder, {})
+
+
+PLANTED = {  # what the library writes: (the path another user can predict, the call that writes it)
+    "the lock": (lambda folder: folder / locks.LOCK_NAME, _hold),
+    "the write probe": (lambda folder: folder / f".write-test-{os.getpid()}", generation.check_out),
+    "a temporary shard": (lambda folder: folder / shards.owned_name(f".{shards.name(0, 2)}{shards.TEMPORARY}"),
+                          _write_shard),
+    "the temporary manifest": (lambda folder: folder / f".{integrity.MANIFEST}.tmp", _manifest),
+}
+
+
+@pytest.mark.parametrize("planted", sorted(PLANTED))
+def test_a_symbolic_link_planted_where_a_run_writes_is_refused_and_its_target_left_alone(tmp_path, planted):
+    """``.lock -> ~/thesis.tex``: the run stops with one clear error and the victim's file is unchanged."""
+    path, write = PLANTED[planted]
+    victim, folder = tmp_path / "thesis.tex", tmp_path / "shared"
+    victim.write_text(VICTIM)
+    folder.mkdir()
+    path(folder).symlink_to(victim)
+    with pytest.raises((files.UnsafeFile, ValueError), match="is a symbolic link: refusing to write through it"):
+        write(folder)
+    assert victim.read_text() == VICTIM
+    assert path(folder).is_symlink()  # not ours to remove
+
+
+def test_a_lock_that_is_not_a_regular_file_of_this_user_is_refused(tmp_path):
+    folder = tmp_path / "shared"
+    (folder / locks.LOCK_NAME).mkdir(parents=True)
+    with pytest.raises(files.UnsafeFile, match="is a folder, not a regular file"):
+        _hold(folder)
+    if os.geteuid() == 0:  # only root can give a file away
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / locks.LOCK_NAME).write_text(VICTIM)
+        os.chown(other / locks.LOCK_NAME, 4242, -1)
+        with pytest.raises(files.UnsafeFile, match=r"belongs to another user \(uid 4242"):
+            _hold(other)
+        assert (other / locks.LOCK_NAME).read_text() == VICTIM
+
+
+def test_the_command_refuses_a_planted_lock_in_one_line(tmp_path, capsys):
+    from keras_multilevel_cli import main
+
+    victim, root = tmp_path / "thesis.tex", tmp_path / "data"
+    victim.write_text(VICTIM)
+    lock = _folder(root, 6, 30).parent / locks.LOCK_NAME
+    lock.parent.mkdir(parents=True)
+    lock.symlink_to(victim)
+    assert main(["datasets", "generate", "poisson", "--resolution", "6", "--samples", "30", "--data-dir", str(root),
+                 "--quiet"]) == 1
+    error = capsys.readouterr().err
+    assert error == (f"keras-multilevel datasets: error: {lock} is a symbolic link: refusing to write through it "
+                     f"(another user who can write to {lock.parent} may have planted it); remove it if it is yours "
+                     "to remove, or use a folder only you can write to\n")
+    assert victim.read_text() == VICTIM

@@ -1,5 +1,6 @@
 """Sharded generation: determinism over workers and MPI ranks, resume after a kill, corrupt shards, bad input."""
 
+import errno
 import os
 import pathlib
 import signal
@@ -243,3 +244,44 @@ def test_the_memory_model_bounds_a_measured_solver(name):
     solver = problem.solver_bytes_per_cell * resolution**2
     assert peak <= generation.PROCESS_BYTES + solver
     assert peak - before >= 0.5 * solver
+
+
+def _disk_full_after(monkeypatch, shards_written):
+    """Makes the disk fill up while the shard after ``shards_written`` is written (fsync: file, then folder)."""
+    calls, fsync = [], os.fsync
+
+    def full(descriptor):
+        calls.append(descriptor)
+        if len(calls) > 2 * shards_written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        fsync(descriptor)
+
+    monkeypatch.setattr(shards.os, "fsync", full)
+
+
+KEPT = "2 of 6 shards (20 of 60 examples) are complete and kept; free some space, then run the same command again to resume"
+
+
+def test_a_full_disk_is_one_clear_error_saying_what_is_kept_and_the_rerun_resumes(tmp_path, monkeypatch):
+    """Not a 17-50 line traceback from deep in the shard writer (issue 25 item 7)."""
+    _disk_full_after(monkeypatch, 2)
+    with pytest.raises(generation.DiskFull) as error:
+        generation.generate("poisson", 6, 60, root=tmp_path, shard_size=10, progress=False)
+    directory = _shard_directory(tmp_path, "poisson", 6)
+    assert str(error.value) == f"the disk holding {directory} is full (No space left on device): {KEPT}"
+    assert sorted(path.name for path in directory.iterdir()) == [shards.name(0, 10), shards.name(10, 20)]  # no partial
+    monkeypatch.undo()
+    rerun = generation.generate("poisson", 6, 60, root=tmp_path, shard_size=10, progress=False)
+    assert (rerun.kept, rerun.generated) == (20, 40)
+
+
+def test_the_command_reports_a_full_disk_in_one_line_and_a_non_zero_status(tmp_path, monkeypatch, capsys):
+    from keras_multilevel_cli import main
+
+    _disk_full_after(monkeypatch, 1)  # shards of generation.SHARD_SIZE = 100 examples
+    assert main(["datasets", "generate", "poisson", "--resolution", "6", "--samples", "300", "--data-dir",
+                 str(tmp_path), "--quiet"]) == 74
+    error = capsys.readouterr().err
+    assert error.startswith("keras-multilevel datasets: error: the disk holding ") and error.count("\n") == 1
+    assert error.endswith("1 of 3 shards (100 of 300 examples) are complete and kept; free some space, then run the "
+                          "same command again to resume\n")

@@ -1,7 +1,10 @@
 """The model zoo: preset files, integrity, safe loading, metrics, recipes, command line, shipped presets."""
 
 import copy
+import errno
 import json
+import os
+import re
 import shutil
 
 import keras
@@ -82,6 +85,52 @@ def test_save_load_round_trip_gives_identical_predictions(presets):
     assert not hasattr(zoo, "list")  # no builtin shadowed: kml.zoo.list_presets()
 
 
+def _files(folder):
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_an_existing_preset_is_replaced_only_when_asked_and_only_once_the_new_one_is_written(presets, monkeypatch):
+    """save_preset wrote in place: a full disk left a refused folder (the previous preset lost), and an existing
+    preset was replaced without a word."""
+    folder, _ = presets
+    before, other = _files(folder / NAME), kml.models.unet(8, filters=(4, 8))
+
+    def save(**overwrite):
+        return zoo.save_preset(other, folder / NAME, RECIPE, RECORD, {"validation": METRICS, "test": METRICS},
+                               **overwrite)
+
+    with pytest.raises(FileExistsError, match=f"{re.escape(str(folder / NAME))} exists already: pass overwrite=True"):
+        save()
+    assert _files(folder / NAME) == before
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(other, "save_weights", disk_full)
+    with pytest.raises(OSError, match="No space left on device"):
+        save(overwrite=True)
+    assert _files(folder / NAME) == before and sorted(path.name for path in folder.iterdir()) == [NAME]
+    zoo.verify(NAME, folder)
+    monkeypatch.undo()
+    save(overwrite=True)
+    assert sorted(path.name for path in folder.iterdir()) == [NAME]  # no temporary folder, no previous one
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_array_equal(zoo.load(NAME, presets_dir=folder).predict(x, verbose=0), other.predict(x, verbose=0))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (folder / NAME).stat().st_mode & 0o777 == 0o777 & ~umask  # as a folder made by mkdir, not mkdtemp's 0o700
+
+
+def test_zoo_train_into_a_folder_holding_the_preset_is_refused_before_training(presets, capsys):
+    folder, _ = presets
+    before = _files(folder / NAME)
+    assert cli.main(["zoo", "train", NAME, "--presets", str(folder), "--out", str(folder), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert error == (f"keras-multilevel zoo: error: {folder / NAME} exists already: pass overwrite=True "
+                     "(keras-multilevel zoo train --overwrite) to replace it, or choose another folder.\n")
+    assert _files(folder / NAME) == before
+
+
 def test_load_at_another_resolution(presets):
     folder, _ = presets
     with pytest.warns(UserWarning, match="span half the physical distance"):
@@ -122,6 +171,49 @@ def test_a_config_with_a_lambda_layer_or_an_unknown_class_is_refused(presets):
     _rehash(folder / NAME, "config.json")
     with pytest.raises(ValueError, match="config.json cannot be rebuilt in Keras' safe mode"):
         zoo.load(NAME, presets_dir=folder)
+
+
+def _nested(depth):
+    return "[" * depth + "]" * depth
+
+
+MALFORMED = {  # metadata.json text from its parsed original: (the change, what the error names)
+    "a list": (lambda meta: "[]", "its top level must be an object, got list"),
+    "no metrics": (lambda meta: json.dumps({k: v for k, v in meta.items() if k != "metrics"}),
+                   "it lacks the field `metrics`"),
+    "no test metrics": (lambda meta: json.dumps({**meta, "metrics": {"validation": METRICS}}),
+                        "it lacks the field `metrics.test`"),
+    "a string parameter count": (lambda meta: json.dumps({**meta, "parameter_count": "31107"}),
+                                 "the field `parameter_count` must be an integer >= 0, got '31107'"),
+    "a NaN metric": (lambda meta: json.dumps({**meta, "metrics": {"validation": METRICS, "test": {
+        **METRICS, "relative_l2": float("nan")}}}), "the field `metrics.test.relative_l2` must be a finite number"),
+    "metrics as a list": (lambda meta: json.dumps({**meta, "metrics": [1, 2]}),
+                          "its field `metrics` must be an object, got list"),
+    "an unknown tolerance metric": (lambda meta: json.dumps({**meta, "tolerance": {"metric": "l1", "relative": 1}}),
+                                    "the field `tolerance.metric` must be one of l2, relative_l2, linf, got 'l1'"),
+    "10,000 nested lists": (lambda meta: _nested(10_000), "JSON nested too deeply to read"),
+    "nested lists as the recipe": (lambda meta: json.dumps(meta)[:-1] + ', "recipe": ' + _nested(500) + "}",
+                                   "the field `recipe` must be an object or null, got [[[[[[[...]]]]]]]"),
+    "not UTF-8": (lambda meta: b"\xff\xfe{".decode("latin-1"), "is not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("malformed", sorted(MALFORMED))
+def test_a_malformed_metadata_json_is_an_integrity_error_naming_the_file_and_the_field(presets, capsys, malformed):
+    """Not an AttributeError, KeyError or RecursionError from kml.zoo.load, nor a traceback from the command."""
+    folder, _ = presets
+    change, message = MALFORMED[malformed]
+    path = folder / NAME / "metadata.json"
+    path.write_text(change(json.loads(path.read_text())), encoding="latin-1")
+    with pytest.raises(zoo.IntegrityError, match=re.escape(message)) as error:
+        zoo.load(str(folder / NAME))
+    assert str(error.value).startswith(f"{path} is ")
+    assert str(error.value).endswith("reinstall keras-multilevel or re-train the preset.")
+    for command in (["zoo", "list"], ["zoo", "evaluate", NAME, "--samples", "3"]):
+        assert cli.main([*command, "--presets", str(folder)]) == 1
+        error = capsys.readouterr().err
+        assert error.startswith(f"keras-multilevel zoo: error: {path} is ") and error.count("\n") == 1, error
+        assert message in error
 
 
 def test_an_unknown_name_lists_the_available_presets(presets):

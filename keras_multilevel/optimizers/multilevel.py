@@ -8,6 +8,7 @@ optimizer takes over ``train_step``.
 """
 
 import collections
+import math
 import threading
 import weakref
 
@@ -43,18 +44,28 @@ _building = threading.local()
 
 
 def _learning_rate_divisors(divisor, levels):
-    """Per-level learning-rate divisors from ``eta`` (``eta^i``) or an explicit list (002 §6.1.4)."""
-    def positive(value):
-        return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
+    """Per-level learning-rate divisors from ``eta`` (``eta^i``) or an explicit list (002 §6.1.4).
 
+    Every divisor must be finite and > 0: an infinite one would set a level's
+    learning rate to 0 and a NaN one would make its loss NaN.
+    """
+    def positive(value):
+        return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+    divisors = None
     if positive(divisor):
-        return [float(divisor) ** index for index in range(levels)]
-    if isinstance(divisor, (list, tuple)) and len(divisor) == levels and all(map(positive, divisor)):
-        return [float(value) for value in divisor]
-    raise ValueError(
-        f"`learning_rate_divisor` must be a number > 0 (level i divides the learning rate by "
-        f"eta**i) or a list of {levels} numbers > 0, one per level, got {divisor!r}."
-    )
+        try:
+            divisors = [float(divisor) ** index for index in range(levels)]
+        except OverflowError:  # eta**i beyond the largest float
+            pass
+    elif isinstance(divisor, (list, tuple)) and len(divisor) == levels and all(map(positive, divisor)):
+        divisors = [float(value) for value in divisor]
+    if divisors is None or not all(map(positive, divisors)):
+        raise ValueError(
+            f"`learning_rate_divisor` must be a finite number > 0 (level i divides the learning rate by "
+            f"eta**i, which must be finite too) or a list of {levels} finite numbers > 0, one per level, got {divisor!r}."
+        )
+    return divisors
 
 
 @keras.saving.register_keras_serializable(package="keras_multilevel")
@@ -354,8 +365,9 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         constants = _check_trust_region(scheme, smoother, trust_region, schedule, learning_rate_divisor)
         smoother = _smoother(smoother)
         _check_smoother_options(smoother)
-        if isinstance(regularization, bool) or not isinstance(regularization, (int, float)) or regularization < 0:
-            raise ValueError(f"`regularization` must be a number >= 0, got {regularization!r}.")
+        if (isinstance(regularization, bool) or not isinstance(regularization, (int, float))
+                or not math.isfinite(regularization) or regularization < 0):
+            raise ValueError(f"`regularization` must be a finite number >= 0, got {regularization!r}.")
         cycle_steps = CycleSteps.parse(steps, levels)
         cycle_scheme = CycleScheme.create(
             scheme,

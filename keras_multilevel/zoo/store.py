@@ -13,21 +13,29 @@ A preset is a folder ``<presets>/<name>/`` (keras-hub style names,
 ``metadata.json``
     what the card says, as data: recipe, data set, metrics, tolerance,
     versions, and the sha256 of the three files above (it cannot hold its
-    own hash; it is only ever parsed as JSON).
+    own hash; it is only ever parsed as JSON, and every field the library
+    reads is checked against :data:`SCHEMA` when it is: a malformed one is
+    an :class:`IntegrityError` naming the file and the field).
 """
 
 import datetime
 import hashlib
 import importlib.metadata
 import json
+import math
 import pathlib
+import os
 import platform
+import reprlib
+import shutil
+import tempfile
 import warnings
 
 import keras
 import keras_multilevel_zoo
 
 from keras_multilevel.zoo import card as cards
+from keras_multilevel.zoo.metrics import NAMES
 from keras_multilevel.zoo.recipe import check_recipe, dataset_description
 
 PRESETS = pathlib.Path(keras_multilevel_zoo.__file__).parent  # the repository's top-level zoo/, in the wheel
@@ -36,7 +44,59 @@ DEFAULT_TOLERANCE = {"metric": "relative_l2", "relative": 0.25}
 
 
 class IntegrityError(ValueError):
-    """A preset file does not match the sha256 that its metadata.json records."""
+    """A preset file does not match the sha256 that its metadata.json records, or metadata.json is malformed."""
+
+
+def _is_number(value):
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _is_count(value):
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 0
+
+
+_STRING, _OBJECT = ("a string", lambda value: isinstance(value, str)), ("an object", lambda value: isinstance(value, dict))
+_NUMBER, _COUNT = ("a finite number", _is_number), ("an integer >= 0", _is_count)
+_METRICS = {name: _NUMBER for name in NAMES}
+# Every field of metadata.json that the library reads: (what it must be, the check), or the schema of an object.
+SCHEMA = {
+    "name": _STRING,
+    "task": _STRING,
+    "problem": _STRING,
+    "target": _STRING,
+    "resolution": _COUNT,
+    "parameter_count": _COUNT,
+    "recipe": ("an object or null", lambda value: value is None or isinstance(value, dict)),
+    "dataset": {"name": _STRING, "target": _STRING, "resolution": _COUNT, "samples": _COUNT, "seed": _COUNT},
+    "metrics": {"validation": _METRICS, "test": _METRICS},
+    "tolerance": {"metric": ("one of " + ", ".join(NAMES), lambda value: value in NAMES), "relative": _NUMBER},
+    "training": _OBJECT,
+    "files": ("an object of sha256 strings", lambda value: isinstance(value, dict)
+              and all(isinstance(digest, str) for digest in value.values())),
+}
+
+
+def _check_schema(value, schema, path, prefix=""):
+    """Raises :class:`IntegrityError` naming ``path`` and the first field of ``value`` that ``schema`` refuses."""
+    if not isinstance(value, dict):
+        where = f"field `{prefix[:-1]}`" if prefix else "top level"
+        raise IntegrityError(
+            f"{path} is malformed: its {where} must be an object, got {type(value).__name__}; reinstall "
+            "keras-multilevel or re-train the preset."
+        )
+    for key, expected in schema.items():
+        if key not in value:
+            raise IntegrityError(
+                f"{path} is malformed: it lacks the field `{prefix}{key}`; reinstall keras-multilevel or re-train "
+                "the preset."
+            )
+        if isinstance(expected, dict):
+            _check_schema(value[key], expected, path, f"{prefix}{key}.")
+        elif not expected[1](value[key]):
+            raise IntegrityError(
+                f"{path} is malformed: the field `{prefix}{key}` must be {expected[0]}, got {reprlib.repr(value[key])}; reinstall "
+                "keras-multilevel or re-train the preset."
+            )
 
 
 def preset_name(problem, resolution):
@@ -69,8 +129,28 @@ def _versions():
     }
 
 
-def save_preset(model, folder, recipe, record, metrics, tolerance=None, dataset=None):
-    """Writes ``model`` as a preset folder (created if missing) and returns its metadata.
+def check_destination(folder, overwrite):
+    """Raises ``FileExistsError`` when ``folder`` exists and ``overwrite`` is False (call it before a long training)."""
+    if os.path.lexists(folder) and not overwrite:
+        raise FileExistsError(
+            f"{folder} exists already: pass overwrite=True (keras-multilevel zoo train --overwrite) to replace it, "
+            "or choose another folder."
+        )
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def save_preset(model, folder, recipe, record, metrics, tolerance=None, dataset=None, overwrite=False):
+    """Writes ``model`` as a preset folder and returns its metadata.
+
+    The files are written to a new temporary folder beside ``folder``, which
+    is then renamed into place: a write that fails (a full disk) leaves the
+    previous preset as it was and no temporary folder behind, and a preset is
+    never half written.
 
     Args:
         model: the trained Keras model.
@@ -89,6 +169,8 @@ def save_preset(model, folder, recipe, record, metrics, tolerance=None, dataset=
         tolerance: ``{"metric": name, "relative": r}``: a retrained model or a fresh
             sample must reach ``metric <= card value * (1 + r)`` on test data
             (default ``relative_l2`` within 25%).
+        overwrite: replace an existing ``folder``; without it an existing
+            folder is a ``FileExistsError`` and is left alone.
 
     Returns:
         The metadata dict written to ``metadata.json``.
@@ -102,13 +184,46 @@ def save_preset(model, folder, recipe, record, metrics, tolerance=None, dataset=
     except TypeError as error:
         raise ValueError(f"The training record must be JSON (numbers, strings, lists, dicts): {error}.") from None
     folder = pathlib.Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    check_destination(folder, overwrite)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        metadata = _write_preset(model, staging, folder.name, recipe, record, metrics, tolerance, dataset)
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's folder is private; a preset is not
+        _replace(staging, folder, overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return metadata
+
+
+def _replace(staging, folder, overwrite):
+    """Renames the finished preset ``staging`` to ``folder``; an existing ``folder`` goes only once it is in place."""
+    if not os.path.lexists(folder):
+        os.rename(staging, folder)
+        return
+    check_destination(folder, overwrite)  # another process may have written it during the training
+    previous = staging.with_name(staging.name + ".previous")
+    os.rename(folder, previous)
+    try:
+        os.rename(staging, folder)
+    except BaseException:
+        os.rename(previous, folder)
+        raise
+    if previous.is_dir() and not previous.is_symlink():
+        shutil.rmtree(previous)
+    else:
+        previous.unlink()
+
+
+def _write_preset(model, folder, name, recipe, record, metrics, tolerance, dataset):
+    """Writes the four files of preset ``name`` into the empty ``folder``; returns the metadata."""
     config = keras.saving.serialize_keras_object(model)
     config.pop("compile_config", None)  # the preset is architecture and weights; load() compiles
     (folder / "config.json").write_text(json.dumps(config, indent=1) + "\n")
     model.save_weights(folder / "model.weights.h5")
     metadata = {
-        "name": folder.name,
+        "name": name,
         "task": "regression",
         "problem": dataset["name"],
         "target": dataset["target"],
@@ -150,14 +265,21 @@ def preset_folder(name, presets_dir=None):
 
 
 def metadata(name, presets_dir=None):
-    """The parsed ``metadata.json`` of preset ``name``."""
+    """The parsed ``metadata.json`` of preset ``name``, checked against :data:`SCHEMA` (else :class:`IntegrityError`)."""
     path = preset_folder(name, presets_dir) / "metadata.json"
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        meta = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise IntegrityError(
             f"{path} is not valid JSON ({error}); reinstall keras-multilevel or re-train the preset."
         ) from None
+    except RecursionError:
+        raise IntegrityError(
+            f"{path} is not valid metadata (JSON nested too deeply to read); reinstall keras-multilevel or re-train "
+            "the preset."
+        ) from None
+    _check_schema(meta, SCHEMA, path)
+    return meta
 
 
 def verify(name, presets_dir=None):

@@ -132,22 +132,24 @@ def train_recipe(recipe, data_dir=None, progress=True, callbacks=()):
     return model, {"wall_time_s": wall_time, "work_units": record.epochs[-1]["work_units"], "epochs": record.epochs}
 
 
-def create(recipe, presets_dir, data_dir=None, progress=True, tolerance=None, callbacks=()):
+def create(recipe, presets_dir, data_dir=None, progress=True, tolerance=None, callbacks=(), overwrite=False):
     """Trains a recipe and writes it as the preset ``<presets_dir>/{problem}_unet_n{N}``; returns its metadata.
 
     The card's metrics are measured on the validation and test splits of
-    the recipe's data set. ``tolerance``: see :func:`~keras_multilevel.zoo.store.save_preset`;
-    ``callbacks``: see :func:`train_recipe`.
+    the recipe's data set. ``tolerance`` and ``overwrite`` (an existing
+    preset folder is refused before the training unless True): see
+    :func:`~keras_multilevel.zoo.store.save_preset`; ``callbacks``: see :func:`train_recipe`.
     """
-    model, record = train_recipe(recipe, data_dir, progress, callbacks)
-    dataset = dataset_description(recipe)
-    measured = {split: measure(model, _data(dataset, split, data_dir, recipe["batch_size"])) for split in SPLITS[1:]}
+    dataset = dataset_description(check_recipe(recipe))
     folder = pathlib.Path(presets_dir) / store.preset_name(dataset["name"], dataset["resolution"])
-    return store.save_preset(model, folder, recipe, record, measured, tolerance)
+    store.check_destination(folder, overwrite)
+    model, record = train_recipe(recipe, data_dir, progress, callbacks)
+    measured = {split: measure(model, _data(dataset, split, data_dir, recipe["batch_size"])) for split in SPLITS[1:]}
+    return store.save_preset(model, folder, recipe, record, measured, tolerance, overwrite=overwrite)
 
 
 def save_to_preset(model, folder, problem, *, target=None, samples=None, dataset_seed=0, data_dir=None,
-                   training=None, tolerance=None, batch_size=32):
+                   training=None, tolerance=None, batch_size=32, overwrite=False):
     """Writes a model you trained yourself as a preset folder; returns its metadata (keras-hub's ``save_to_preset``).
 
     The folder gets what a shipped preset has: ``config.json``,
@@ -173,6 +175,9 @@ def save_to_preset(model, folder, problem, *, target=None, samples=None, dataset
             ``{"optimizer": "MultilevelOptimizer(levels=3, ...)", "epochs": 20}``.
         tolerance: see :func:`~keras_multilevel.zoo.store.save_preset`.
         batch_size: batches in which the metrics are measured.
+        overwrite: replace an existing ``folder`` (else a ``FileExistsError``,
+            before any measurement); the folder is replaced only once the new
+            preset is completely written.
     """
     from keras_multilevel import datasets
 
@@ -184,10 +189,12 @@ def save_to_preset(model, folder, problem, *, target=None, samples=None, dataset
             f"A PDE preset maps (N, N, 3) inputs (coefficient, x, y) to N x N values; the model's input "
             f"shape is {shape[1:]}."
         )
+    store.check_destination(folder, overwrite)
     description = {"problem": problem, "resolution": shape[1], "samples": samples, "dataset_seed": dataset_seed, "target": target}
     dataset = dataset_description(description)
     measured = {split: measure(model, _data(dataset, split, data_dir, batch_size)) for split in SPLITS[1:]}
-    return store.save_preset(model, folder, None, dict(training or {}), measured, tolerance, dataset=dataset)
+    return store.save_preset(model, folder, None, dict(training or {}), measured, tolerance, dataset=dataset,
+                             overwrite=overwrite)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,8 +231,11 @@ def compare(metadata, measured):
     return Comparison(metadata["name"], metric, card, measured[metric], tolerance["relative"])
 
 
-def train(name, out_dir, data_dir=None, progress=True, presets_dir=None):
+def train(name, out_dir, data_dir=None, progress=True, presets_dir=None, overwrite=False):
     """Retrains preset ``name`` from scratch with its recipe, into ``<out_dir>/<name>``.
+
+    An existing ``<out_dir>/<name>`` is replaced only with ``overwrite``
+    (else a ``FileExistsError`` before the training).
 
     The data set is regenerated if it is missing from ``data_dir`` (it is
     bitwise the same as the one the preset was trained on: same problem, N,
@@ -242,7 +252,7 @@ def train(name, out_dir, data_dir=None, progress=True, presets_dir=None):
             f"Preset {name!r} was saved without a recipe (kml.zoo.save_to_preset): it cannot be retrained. "
             "Presets made by kml.zoo.create(recipe, ...) can."
         )
-    retrained = create(shipped["recipe"], out_dir, data_dir, progress, shipped["tolerance"])
+    retrained = create(shipped["recipe"], out_dir, data_dir, progress, shipped["tolerance"], overwrite=overwrite)
     return retrained, compare(shipped, retrained["metrics"]["test"])
 
 
