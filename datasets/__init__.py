@@ -1,4 +1,4 @@
-"""PDE regression data sets of paper 002 §8 regenerated with FEniCSx (DOLFINx 0.11).
+"""PDE regression data sets of Ponce et al. (2022), §8 (paper 002), regenerated with FEniCSx (DOLFINx 0.11).
 
 Installed as ``keras_multilevel_datasets`` (the repository's top-level
 ``datasets/`` folder). Modules, one concept each:

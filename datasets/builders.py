@@ -1,4 +1,4 @@
-"""TensorFlow Datasets builders ``poisson`` (paper 002 §8.1) and ``darcy`` (002 §8.2).
+"""TensorFlow Datasets builders ``poisson`` and ``darcy``: Ponce et al. (2022), §8.1 and §8.2 (paper 002).
 
 One builder per problem, one config per resolution: ``n16``, ``n32``,
 ``n64`` are listed; any N >= 4 (and other sizes or seeds) is a config made
@@ -30,6 +30,7 @@ at cell centres):
 """
 
 import dataclasses
+import importlib.util
 import pathlib
 import re
 import shutil
@@ -41,14 +42,26 @@ from etils import epath
 
 from . import fem_grid, generation, integrity, locks, problems
 
-CITATION = """@article{ponce2022multilevel,
-  title   = {Multilevel-in-Layer Training for Deep Neural Network Regression},
-  author  = {Ponce, Colin and Mao, Christina and Li, Ruipeng and Vassilevski, Panayot},
-  journal = {preprint},
-  month   = nov,
-  year    = {2022},
-  note    = {Section 8.1 (Poisson) and 8.2 (Darcy)}
-}"""
+
+def _references():
+    """``keras_multilevel.references``, loaded from its file without importing ``keras_multilevel``.
+
+    The bibliographic entries live in the main package (the model cards use
+    them too); importing that package would start Keras and TensorFlow, and it
+    imports this module, so the one standard-library module is loaded alone.
+    """
+    if "keras_multilevel.references" in sys.modules:
+        return sys.modules["keras_multilevel.references"]
+    package = importlib.util.find_spec("keras_multilevel")
+    path = pathlib.Path(next(iter(package.submodule_search_locations))) / "references.py"
+    spec = importlib.util.spec_from_file_location("keras_multilevel_datasets._references", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The data sets' paper, Ponce et al. (2022), as BibTeX (TFDS' ``info.citation``).
+CITATION = _references().bibtex("002", note="Section 8.1 (Poisson) and 8.2 (Darcy)")
 SPLITS = ("train", "validation", "test")
 # TFDS writes float64 tensors through float32 lists unless they are stored as bytes.
 _EXACT = tfds.features.Encoding.BYTES
@@ -119,7 +132,7 @@ class _PDEBuilder(tfds.core.GeneratorBasedBuilder):
     """Shared machinery; subclasses name the problem and its features."""
 
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Regenerated with DOLFINx 0.11 (paper 002 §8)."}
+    RELEASE_NOTES = {"1.0.0": "Regenerated with DOLFINx 0.11 (Ponce et al. (2022), §8)."}
     PROBLEM = None
     # Explicit, so that TFDS need not resolve the package's resources (it cannot
     # for the editable install of the `datasets/` folder as another package name).
@@ -228,7 +241,7 @@ def _inputs(field, coordinates):
 
 
 class Poisson(_PDEBuilder):
-    """002 §8.1: -div(κ grad u) = f on the unit square, u = 0 on the boundary (P1, DOLFINx)."""
+    """Ponce et al. (2022), §8.1: -div(κ grad u) = f on the unit square, u = 0 on the boundary (P1, DOLFINx)."""
 
     PROBLEM = "poisson"
     SUPERVISED_KEYS = ("inputs", "target")
@@ -255,7 +268,7 @@ class Poisson(_PDEBuilder):
 
 
 class Darcy(_PDEBuilder):
-    """002 §8.2: mixed RT/DG0 Darcy flow with log-normal permeability; cell pressures and Q (eq 43)."""
+    """Ponce et al. (2022), §8.2: mixed RT/DG0 Darcy flow with log-normal permeability; cell pressures and Q (eq 43)."""
 
     PROBLEM = "darcy"
     SUPERVISED_KEYS = ("inputs", "pressure")
@@ -267,7 +280,7 @@ class Darcy(_PDEBuilder):
             "inputs": tfds.features.Tensor(shape=(n, n, 3), dtype=np.float32, doc="channels log k, x, y at cell centres"),
             "pressure": tfds.features.Tensor(shape=(n, n), dtype=np.float32, doc="DG0 pressure of each cell"),
             "outflow_flux": tfds.features.Tensor(
-                shape=(), dtype=np.float64, encoding=_EXACT, doc="Q, mean outflow flux (002 eq 43)"
+                shape=(), dtype=np.float64, encoding=_EXACT, doc="Q, mean outflow flux (Ponce et al. (2022), eq 43)"
             ),
             "index": tfds.features.Scalar(dtype=np.int64, doc="example index (its seed)"),
         }

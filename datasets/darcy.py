@@ -1,4 +1,4 @@
-"""The Darcy flow problem of paper 002 §8.2 (``shared/papers/002_f1d31f67c771c552.txt``, eqs 42-43).
+"""The Darcy flow problem of Ponce et al. (2022), §8.2, eqs 42-43 (paper 002).
 
 Mixed formulation on the unit square with the N×N mesh of squares: find the
 flux ``q`` in lowest-order Raviart-Thomas (``RTCF1`` on quadrilaterals) and

@@ -1,4 +1,4 @@
-"""The Poisson problem of paper 002 §8.1 (``shared/papers/002_f1d31f67c771c552.txt``, eq 41).
+"""The Poisson problem of Ponce et al. (2022), §8.1, eq 41 (paper 002).
 
 ``-div(κ grad u) = f`` on the unit square, ``u = 0`` on its boundary, with
 

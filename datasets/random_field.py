@@ -1,6 +1,6 @@
 """Spatially correlated Gaussian fields on the N×N cell grid (the log-permeability of 002 §8.2).
 
-Paper 002 §8.2 (``shared/papers/002_f1d31f67c771c552.txt``) takes the
+Ponce et al. (2022), §8.2 (paper 002) take the
 permeability ``k = exp(u)`` with ``u`` a Gaussian field constant on each
 cell, without fixing the covariance. We use the separable exponential
 covariance, a standard model for log-permeability in multilevel Monte Carlo

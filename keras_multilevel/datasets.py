@@ -1,7 +1,7 @@
 """Datasets: the co-centric circles toy problem and the PDE regression data.
 
-`concentric_circles` is the classification problem of paper 000 §4
-(``../shared/papers/000_e714f331a8b33d0e.txt``, eq 11). The PDE datasets
+`concentric_circles` is the classification problem of Gaedke-Merzhäuser et
+al. (2021), §4, eq 11 (paper 000). The PDE datasets
 (Poisson, Darcy) are regenerated with FEniCSx by the TFDS builders of the
 top-level ``datasets/`` folder (installed as ``keras_multilevel_datasets``);
 this module is their thin public front.

@@ -3,7 +3,7 @@
 Coarsening in resolution (:mod:`~keras_multilevel.hierarchy.resolution`)
 runs the *same* network at ``N/2``, so every stencil spans twice the
 physical distance there and a stencil trained at ``N/2`` means something
-else at ``N`` (004 §3.2, ``../shared/papers/004_722495dc5e854b54.txt``).
+else at ``N`` (Haber et al. (2018), §3.2).
 A pyramid U-Net (:func:`keras_multilevel.models.unet` with ``pyramid=True``)
 already holds its coarser networks: its grids ``1, 2, ...`` read ``R^i x``
 and predict ``y_i = output_i(d_i) + P y_{i+1}``, so what runs on grids

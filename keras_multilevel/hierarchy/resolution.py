@@ -1,7 +1,7 @@
 """Coarsening in resolution: the same network on a grid of half the pixels.
 
-Paper 004 §3.1-3.2 (``../shared/papers/004_722495dc5e854b54.txt``) and 001
-§4.3 (``001_b0d247ee4c58de04.txt``). The coarse network has the fine one's
+Haber et al. (2018), §3.1-3.2 (paper 004) and Jacob (2024), §4.3 (paper
+001). The coarse network has the fine one's
 layers; its input is the fine input restricted to ``N/2 x N/2`` by 2x2
 averaging (004 eq 8, 001 §4.3). Its weights follow from the fine ones
 variable by variable (:mod:`keras_multilevel.hierarchy.stencil`):

@@ -1,6 +1,6 @@
 """Images, convolution stencils and image-shaped weights between two grids.
 
-Paper 004 §3.1-3.2 (``../shared/papers/004_722495dc5e854b54.txt``). A coarse
+Haber et al. (2018), §3.1-3.2 (paper 004). A coarse
 image ``y_H`` (pixel size ``H = 2h``) and a fine one ``y_h`` are linked by a
 restriction and a prolongation (004 eq 8)::
 

@@ -1,7 +1,8 @@
 """The transfer between two adjacent levels: three linear maps on parameters.
 
-DESIGN.md, "the core idea in code": between a fine level and the next coarser
-one a multilevel method needs
+Between a fine level and the next coarser one a multilevel method (MG/OPT,
+Gaedke-Merzhäuser et al. (2021), §3; FAS, Ponce et al. (2022), §3, §5.1-5.3)
+needs
 
 * ``restrict`` (``Pi``): a fine iterate -> a coarse iterate, with ``Pi P = I``;
 * ``prolong`` (``P``): a coarse correction -> a fine correction;

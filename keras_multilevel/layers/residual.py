@@ -1,6 +1,6 @@
 """Coarsenable residual stacks: a ResNet as forward Euler of an ODE.
 
-Paper 000 (``../shared/papers/000_e714f331a8b33d0e.txt``) eqs 3-8: a stack of
+Gaedke-Merzhäuser et al. (2021), eqs 3-8 (paper 000): a stack of
 ``K`` residual blocks
 
     y_{k+1} = y_k + h * sigma(W_k y_k + b_k),    h = T / K,    k = 0 .. K-1,

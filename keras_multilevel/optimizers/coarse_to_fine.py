@@ -1,6 +1,6 @@
 """Coarse-to-fine training: paper 004 Algorithm 1 ("multigrid prolongation"), one batch at a time.
 
-``../shared/papers/004_722495dc5e854b54.txt`` §3.2, Algorithm 1: train the
+Haber et al. (2018), §3.2, Algorithm 1: train the
 coarsest network first, prolong its weights to the next finer level (004
 §3.2 for stencils, 001 §4.3 for feature-map weights), train there from that
 starting point, and so on up to the finest network, which then trains alone.

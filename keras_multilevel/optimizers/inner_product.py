@@ -1,13 +1,13 @@
 """Level inner products: a residual stack's weights as functions of time.
 
-Paper 001 §3.2 (``../shared/papers/001_b0d247ee4c58de04.txt``) puts level
+Jacob (2024), §3.2 (paper 001) puts level
 ``l``'s parameters in the Hilbert space ``V_l = (R^{n_l}, <.,.>_l)`` with
 ``<u, v>_l = h_l <u, v>`` and trains with the gradient in that inner product,
 the vector ``grad_l F`` with ``<grad_l F, u>_l = F'(w) u``, that is
 ``grad_l F = grad F / h_l``. For a residual stack (000 eqs 3-8) the ``K``
 blocks are samples ``theta_k = theta(t_k)`` of one function of time on
 ``[0, T]`` with step ``h = T / K``, and ``h sum_k <u_k, v_k>`` is the
-``L^2(0, T)`` inner product of the functions (DESIGN.md). In it:
+``L^2(0, T)`` inner product of the piecewise-constant functions. In it:
 
 * a gradient step moves ``theta(t)`` by the same amount whatever ``K`` is,
   whereas the Euclidean gradient of a block shrinks like ``h`` (each block

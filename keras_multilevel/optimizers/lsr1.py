@@ -1,7 +1,7 @@
 """Limited-memory SR1 curvature and its trust-region subproblem, solved exactly (003's level model).
 
-Paper 003 (``../shared/papers/003_1aa57ce6de479069.txt``; the seed holds only
-its abstract) gives every level of its recursive trust-region method a
+Kopaničáková and Krause (2023) (paper 003; written from its abstract)
+gives every level of its recursive trust-region method a
 quadratic model whose Hessian is a limited-memory symmetric rank-one (L-SR1)
 matrix. Its full text was not available here; this module follows the
 standard formulations it builds on:

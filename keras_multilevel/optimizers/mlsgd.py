@@ -1,6 +1,6 @@
 """MLSGD's safeguards and variants (001 §3.2-3.3, Algorithms 4-5) as small pure functions.
 
-Paper 001 (``../shared/papers/001_b0d247ee4c58de04.txt``) runs the V-cycle of
+Jacob (2024) (paper 001) runs the V-cycle of
 :mod:`~keras_multilevel.optimizers.cycle` with three safeguards on the coarse
 levels and compares gradient corrections with and without variance
 reduction; the constants are the scheme's

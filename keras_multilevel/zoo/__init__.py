@@ -17,8 +17,8 @@ the other files) in the repository's top-level ``zoo/`` folder (installed as
     metadata, comparison = kml.zoo.train("poisson_unet_n32", "retrained/")   # the recipe again
 
 The presets are trained coarse to fine through the resolution hierarchy
-(``../shared/papers/004_722495dc5e854b54.txt`` §3.2, Algorithm 1) on the
-Poisson and Darcy data of ``../shared/papers/002_f1d31f67c771c552.txt`` §8.
+(Haber et al. (2018), §3.2, Algorithm 1) on the Poisson and Darcy data of
+Ponce et al. (2022), §8.
 Every function taking ``presets_dir`` reads presets from that folder instead
 of the shipped ones (``keras_multilevel.zoo.store.PRESETS``).
 """

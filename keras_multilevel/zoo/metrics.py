@@ -1,8 +1,8 @@
 """The zoo's error metrics, one definition for training records, cards and ``evaluate``.
 
-``l2`` is the mean squared error over all pixels, the L2 loss that paper
-002 trains and reports for its Poisson and Darcy regressions (§8, eqs 41-43;
-``../shared/papers/002_f1d31f67c771c552.txt``). ``relative_l2`` (the mean of
+``l2`` is the mean squared error over all pixels, the L2 loss that Ponce et
+al. (2022) train and report for their Poisson and Darcy regressions (§8,
+eqs 41-43). ``relative_l2`` (the mean of
 ``||u_pred - u||_2 / ||u||_2`` over examples) and ``linf`` (the largest pointwise
 error) are the usual operator-learning errors beside it: the first does not
 depend on the scale of the solution, the second shows the worst pixel.
