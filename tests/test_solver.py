@@ -163,3 +163,17 @@ def test_apply_gradients_says_who_called_it():
     model.compile(optimizer=optimizer, loss="mse")
     with pytest.raises(RuntimeError, match=f"called directly, not by model '{model.name}'"):
         optimizer.apply_gradients([])
+
+
+def test_non_finite_weights_left_by_a_cycle_show_as_a_nan_loss():
+    """A NaN in a later minibatch of a FAS cycle used to leave NaN weights behind a finite logged loss."""
+    keras.utils.set_random_seed(0)
+    x, y = circles(256)
+    x[255] = np.nan  # in the cycle's last minibatch, never the first one whose loss is logged
+    model = kml.models.feedforward_network((2,), outputs=2, hidden=(16, 16))
+    model.compile(optimizer=kml.MultilevelOptimizer(levels=2, scheme="fas", coarsening="width", steps="[2,{2}]",
+                                                    tau_batches=2, smoother=keras.optimizers.SGD(0.05)), loss="mse")
+    history = model.fit(x, y, batch_size=64, epochs=2, shuffle=False, verbose=0,
+                        callbacks=[keras.callbacks.TerminateOnNaN()])
+    assert not all(np.isfinite(v.numpy()).all() for v in model.trainable_variables)
+    assert np.isnan(history.history["loss"][-1]) and len(history.history["loss"]) == 1

@@ -626,6 +626,10 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
                 count.assign_add(stops[kind])
             # Loss and prediction are the finest level's on its first minibatch, at the start of the cycle.
             x, y, sample_weight = minibatches[self.layout.smoothing[0][0]]
+        # The logged loss is of the cycle's first minibatch; a cycle that left non-finite fine weights
+        # (a NaN in a later minibatch) must still show it, or TerminateOnNaN never sees it.
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in model.trainable_variables])
+        loss = tf.where(finite, loss, tf.constant(float("nan"), dtype=loss.dtype))
         self._iterations.assign_add(1)
         self.work_units.assign_add(work)
         return StepReport(loss, y_pred, (x, y, sample_weight), work, stops)
