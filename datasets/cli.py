@@ -165,8 +165,9 @@ def _signals_raise():
     An exception raised by a signal handler is lost when the signal lands in a
     garbage-collector callback or a ``__del__`` (Python prints "Exception
     ignored" and goes on; JAX, when installed, registers such a callback), so
-    the handler also arms a 0.2 s timer whose SIGALRM raises it again; leaving
-    the block (as the exception unwinds it) disarms the timer.
+    the handler also arms a 0.2 s timer whose SIGALRM raises it again, and
+    the lost one is not printed (``sys.unraisablehook``); leaving the block
+    (as the exception unwinds it) disarms the timer.
     """
     received = []
 
@@ -175,14 +176,20 @@ def _signals_raise():
         signal.setitimer(signal.ITIMER_REAL, 0.2)
         raise Interrupted(received[-1])
 
+    def unraisable(report, hook=sys.unraisablehook):
+        if not isinstance(report.exc_value, Interrupted):  # an Interrupted lost here is raised again by the timer
+            hook(report)
+
     signums = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
     previous = {signum: signal.signal(signum, interrupt) for signum in signums}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        sys.unraisablehook = previous_hook
 
 
 @contextlib.contextmanager

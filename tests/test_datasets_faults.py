@@ -6,6 +6,7 @@ no debris (temporary shards, worker logs, half-written TFDS folders).
 """
 
 import contextlib
+import gc
 import os
 import pathlib
 import random
@@ -89,6 +90,28 @@ def test_a_kill_at_a_random_point_loses_nothing_and_the_rerun_cleans_up(tmp_path
     assert "Traceback" not in rerun.stderr
     assert _files(_folder(root)) == reference, f"killed {delay:.3f} s into the {phase}"
     assert _debris(root) == []
+
+
+def test_an_interrupt_lost_in_a_garbage_collector_callback_is_raised_again_and_not_printed(monkeypatch):
+    """Python swallows (and prints) an exception raised in a gc callback, where JAX's lands a signal at times."""
+    from keras_multilevel_datasets import cli as datasets_cli
+
+    printed = []  # what Python's hook for lost exceptions would print
+    monkeypatch.setattr(sys, "unraisablehook", printed.append)
+
+    def callback(phase, info):
+        if phase == "start":
+            os.kill(os.getpid(), signal.SIGINT)  # its handler runs here, inside the callback
+
+    with pytest.raises(datasets_cli.Interrupted):
+        with datasets_cli._signals_raise():
+            gc.callbacks.append(callback)
+            try:
+                gc.collect()
+            finally:
+                gc.callbacks.remove(callback)
+            time.sleep(5)  # the timer raises it again
+    assert printed == []
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
