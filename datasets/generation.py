@@ -300,6 +300,7 @@ def _produce_in_workers(problem, resolution, seed, directory, ranges, workers, o
         raise
     finally:
         failures = _collect(processes, readers)
+        shards.remove_orphans(directory, f".*{shards.SUFFIX}{shards.TEMPORARY}")  # of workers killed mid-write
     if any(code == WORKER_DISK_FULL for code, _ in failures):
         raise OSError(errno.ENOSPC, "No space left on device (in a generation worker)")
     if failures:

@@ -44,15 +44,16 @@ def write(path, records):
     np.save(buffer, records, allow_pickle=False)
     payload = buffer.getvalue()
     temporary = path.with_name(owned_name(f".{path.name}{TEMPORARY}"))
-    with open(temporary, "wb", opener=files.opener) as file:
-        try:
+    file = open(temporary, "wb", opener=files.opener)  # refuses, and leaves, a link planted at the name
+    try:
+        with file:
             file.write(MAGIC + hashlib.sha256(payload).digest() + payload)
             file.flush()
             os.fsync(file.fileno())
-        except OSError:  # a full disk: the partial file, ours, would only take space
-            temporary.unlink()
-            raise
-    os.replace(temporary, path)
+        os.replace(temporary, path)
+    except BaseException:  # a full disk or an interrupt: the partial file, ours, would only take space
+        temporary.unlink(missing_ok=True)
+        raise
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)
