@@ -32,7 +32,8 @@ StepReport.__doc__ = """What :meth:`MultilevelOptimizer.step` did on one batch.
 
 ``loss`` and ``y_pred``: the finest model's loss and prediction on the
 minibatch in ``data`` (``(x, y, sample_weight)``, the cycle's first fine
-minibatch), before the cycle moved the weights; ``work_units``: the step's
+minibatch), before the cycle moved the weights (the loss is NaN if the
+cycle left any fine weight non-finite); ``work_units``: the step's
 cost in fine gradient evaluations (000 eq 10);
 ``stops``: MLSGD's early stops in this step by kind (``"recursion"``,
 ``"angle"``; 001 eqs 3.3-3.5), empty for the other schemes.
@@ -706,8 +707,6 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         for optimizer, divisor in zip(self._smoothers, self._divisors):
             optimizer.learning_rate = value if divisor == 1.0 else value / divisor
 
-    # -- saving ----------------------------------------------------------------
-
     def __repr__(self):
         settings = [f"levels={self.levels}", f"scheme={self.scheme.name!r}", f"coarsening={self.coarsening.name!r}"]
         settings.append(f"schedule={list(self.schedule)}" if self.schedule else f"steps={str(self.steps)!r}")
@@ -718,6 +717,8 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         model = self._model_ref()
         settings.append(f"model={model.name!r}" if model is not None else "model=None")
         return f"MultilevelOptimizer({', '.join(settings)})"
+
+    # -- saving ----------------------------------------------------------------
 
     def _transfer_state(self):
         """The variables that define the transfers (a width hierarchy's matching), finest first."""
