@@ -177,3 +177,71 @@ def test_non_finite_weights_left_by_a_cycle_show_as_a_nan_loss():
                         callbacks=[keras.callbacks.TerminateOnNaN()])
     assert not all(np.isfinite(v.numpy()).all() for v in model.trainable_variables)
     assert np.isnan(history.history["loss"][-1]) and len(history.history["loss"]) == 1
+
+
+# -- across processes -----------------------------------------------------------------
+
+_WORKER_SCRIPT = """
+import json, os, sys
+index, ports, out = int(sys.argv[1]), sys.argv[2].split(","), sys.argv[3]
+if index >= 0:
+    os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"localhost:{port}" for port in ports]},
+                                          "task": {"type": "worker", "index": index}})
+import numpy as np, tensorflow as tf, keras
+import keras_multilevel as kml  # before the strategy: importing it must not start TensorFlow's runtime
+strategy = tf.distribute.MultiWorkerMirroredStrategy() if index >= 0 else tf.distribute.get_strategy()
+rng = np.random.default_rng(0)
+x = rng.normal(size=(48, 6)).astype("float32")
+y = x[:, :3] ** 2
+with strategy.scope():
+    keras.utils.set_random_seed(1)
+    model = kml.models.residual_network((6,), 3, width=8, blocks=4, output_activation=None)
+    solver = kml.MultilevelSolver(model, loss="mse", levels=3, smoother=keras.optimizers.SGD(0.05, momentum=0.9))
+data = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices((x, y)).batch(24))
+
+@tf.function
+def step(batch):
+    report = strategy.run(solver.step, args=(batch,))
+    return strategy.experimental_local_results(report.loss)[0]
+
+losses = [float(step(batch)) for epoch in range(2) for batch in data]
+json.dump({"loss": losses, "work_units": solver.work_units,
+           "weights": [v.numpy().tolist() for v in model.trainable_variables]}, open(out, "w"))
+"""
+
+
+@pytest.mark.slow
+def test_two_workers_of_a_multi_worker_mirrored_strategy_train_as_one_device(tmp_path):
+    """Two processes on loopback, each one replica: a loop of ``strategy.run(solver.step)`` gives both workers
+    the weights, losses and work units of one device on the same global batches."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("localhost", 0))
+            ports.append(str(probe.getsockname()[1]))
+    script = tmp_path / "worker.py"
+    script.write_text(_WORKER_SCRIPT)
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def start(index):
+        return subprocess.Popen([sys.executable, str(script), str(index), ",".join(ports), str(tmp_path / f"{index}.json")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    workers = [start(0), start(1)]
+    one = start(-1)
+    for process in [*workers, one]:
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr[-3000:]
+    alone, *pair = (json.loads((tmp_path / f"{index}.json").read_text()) for index in (-1, 0, 1))
+    for worker in pair:
+        assert worker["work_units"] == alone["work_units"] == 16.0
+        assert worker["loss"] == pytest.approx(alone["loss"], rel=1e-5)
+        for got, expected in zip(worker["weights"], alone["weights"]):
+            np.testing.assert_allclose(np.array(got), np.array(expected), atol=1e-5)
+    assert pair[0]["weights"] == pair[1]["weights"]

@@ -46,9 +46,6 @@ SKIP_TOLERANCE = 1e-8
 NEWTON_ITERATIONS = 60
 """Safeguarded Newton iterations on the secular equation (each halves the bracket at worst)."""
 
-_zero = tf.constant(0.0, tf.float64)
-
-
 def flatten(tensors):
     """One float64 vector from a list of tensors (a level's variables or gradients)."""
     return tf.concat([tf.reshape(tf.cast(t, tf.float64), [-1]) for t in tensors], axis=0)
@@ -147,6 +144,7 @@ def subproblem(g, psi, m, gamma, radius):
     Returns:
         ``(p, sigma)``: the step and the multiplier with ``(B + sigma I) p = -g``.
     """
+    zero = tf.constant(0.0, tf.float64)
     q, r = tf.linalg.qr(psi)
     small = tf.matmul(r, tf.matmul(m, r, transpose_b=True))
     shift, u = tf.linalg.eigh(0.5 * (small + tf.transpose(small)))
@@ -164,7 +162,7 @@ def subproblem(g, psi, m, gamma, radius):
         return tf.norm(a / (eigenvalues + sigma))
 
     # Case 1: B positive definite and the Newton step inside the region.
-    interior = (lowest > 0) & (norm_at(_zero) <= radius)
+    interior = (lowest > 0) & (norm_at(zero) <= radius)
     # Case 3 (hard): g has no component on lambda_min's eigenspace and the
     # pseudo-inverse step at sigma = -lambda_min is inside the region.
     at_lowest = tf.abs(eigenvalues - lowest) <= 1e-10 * tf.maximum(tf.abs(lowest), 1.0)
@@ -196,12 +194,12 @@ def subproblem(g, psi, m, gamma, radius):
     _, _, _, sigma = tf.while_loop(
         lambda iteration, *_: iteration < NEWTON_ITERATIONS, newton, (0, low, high, 0.5 * (low + high))
     )
-    sigma = tf.where(interior | (radius <= 0), _zero, tf.where(hard, hard_sigma, sigma))
+    sigma = tf.where(interior | (radius <= 0), zero, tf.where(hard, hard_sigma, sigma))
     coefficients = tf.where(hard, hard_coefficients, a / (eigenvalues + sigma))
     coefficients = tf.where(interior | hard | (radius > 0), coefficients, tf.zeros_like(coefficients))
     # p = -P_par c_par - c_perp g_perp / ||g_perp||, written without dividing by ||g_perp||.
-    perp_scale = tf.where(hard, tf.where(at_lowest[-1], _zero, 1.0 / hard_denominators[-1]), 1.0 / (gamma + sigma))
-    perp_scale = tf.where(interior | hard | (radius > 0), perp_scale, _zero)
+    perp_scale = tf.where(hard, tf.where(at_lowest[-1], zero, 1.0 / hard_denominators[-1]), 1.0 / (gamma + sigma))
+    perp_scale = tf.where(interior | hard | (radius > 0), perp_scale, zero)
     p = -tf.linalg.matvec(basis, coefficients[:-1]) - perp_scale * g_perp
     # The hard case: go to the boundary along an eigenvector of lambda_min.
     eigenvector = _lowest_eigenvector(basis, at_lowest)

@@ -17,6 +17,17 @@ same step; the solver is for a loop of one's own::
 The levels' state (each level optimizer's, the work-unit count) lives in the
 model's optimizer, so the model saves, loads and trains on with ``fit`` as
 any model compiled with a ``MultilevelOptimizer``.
+
+Across processes: with ``tf.distribute.MultiWorkerMirroredStrategy`` (one
+replica per worker), build the model and the solver in ``strategy.scope()``
+and step ``strategy.run(solver.step, args=(batch,))`` over
+``strategy.experimental_distribute_dataset(dataset)`` inside a
+``tf.function``; every worker then holds the weights that one device would
+have on the same global batches, and ``report.loss`` is the whole batch's
+loss on every replica. This loop, not ``model.fit``, is the way: Keras 3's
+``fit`` fails under that strategy for any model, before it reaches a train
+step (keras-team/keras issue 20585). Create the strategy before any
+TensorFlow operation runs (importing ``keras_multilevel`` runs none).
 """
 
 import keras
