@@ -138,6 +138,7 @@ def _generate(args):
         return 128 + stop.signum
     print(f"TFDS data set: {prepared.data_dir} (sha256 of its checksums: {integrity.digest(folder)})")
     print(f"read it with {_load_call(args, samples, problem.default_samples)}")
+    print(f"or with {_tfds_call(args, folder)} after `import keras_multilevel` (which registers the builders)")
     if report is None:
         print(f"0 samples generated ({samples} kept: the TFDS records are complete and verified)")
         return 0
@@ -222,6 +223,12 @@ def _load_call(args, samples, default_samples):
     if args.data_dir is not None:
         arguments.append(f"data_dir={args.data_dir!r}")
     return f"kml.datasets.load({', '.join(arguments)})"
+
+
+def _tfds_call(args, folder):
+    """The ``tfds.load`` call of the same records: the builder's TFDS name, ``<problem>/<config>``."""
+    data_dir = "" if args.data_dir is None else f", data_dir={args.data_dir!r}"
+    return f"tfds.load('{args.name}/{folder.parent.name}', split='train'{data_dir})"
 
 
 def _show(args):

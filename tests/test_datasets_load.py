@@ -143,6 +143,7 @@ def test_cli_generate_resume_show_and_errors(tmp_path, capsys, monkeypatch):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "120 samples generated (0 kept" in result.stdout and "samples/s" in result.stdout.splitlines()[-1]
     assert "read it with kml.datasets.load('poisson', resolution=6, split='train', samples=120)" in result.stdout
+    assert "or with tfds.load('poisson/n6_s120_seed0', split='train') after `import keras_multilevel`" in result.stdout
     assert "sample/s" in result.stderr  # the tqdm bar
     # the rest in-process: same entry point (keras_multilevel_cli.main), without a TensorFlow start-up each
     assert main(["datasets", "generate", "poisson", "--resolution", "6", "--samples", "120", "--data-dir", str(out),
