@@ -19,6 +19,12 @@ Studies (``--study``):
   1e-5, stop at validation accuracy 0.93. The training set is smaller than
   two of 000's mini-batches of 1,000, so each step takes the whole set;
   learning rate 0.1 (000 uses 0.01 with Euclidean gradients).
+* ``safeguards``: what keeps a diverging coarse level from wrecking the fine
+  weights, across learning rates 0.1, 0.5 and 1.0 and ``learning_rate_divisor``
+  1 and 1/sqrt 2 (8 levels, against one level at each rate): only non-finite
+  corrections discarded, a bound on a correction's size relative to the
+  weights (``correction_bound`` 3 and 10), or the acceptance test
+  (``correction_test``); with the number of discarded corrections per run.
 * ``sensitivity``: 000 §4.1, learning rate in {0.05, 0.1, 0.5} x Tikhonov beta
   in {1e-3, 1e-4, 1e-5}, one level against 8 levels; and each method at its
   best learning rate (the ratio a user gains).
@@ -68,6 +74,7 @@ def record(run, target):
         "levels": run.levels, "steps": run.steps, "cycle_work_units": run.cycle_work_units,
         "reached": reached, "best_accuracy": max(run.val_accuracy), "trace_seconds": run.trace_seconds,
         "seconds_per_cycle": run.seconds_per_cycle, "work_units": run.work_units, "val_accuracy": run.val_accuracy,
+        "discarded_corrections": run.discarded_corrections,
     }
 
 
@@ -141,7 +148,7 @@ def cost_table(groups, label, baseline_key, target):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--study", choices=["table1", "table2", "fig5", "sensitivity", "digits", "coarse_steps"], required=True
+        "--study", choices=["table1", "table2", "fig5", "sensitivity", "digits", "coarse_steps", "safeguards"], required=True
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--blocks", type=int, default=2048)
@@ -182,6 +189,36 @@ def main(argv=None):
                                             f"test {'on' if r['correction_test'] else 'off'}")
         lines = ["# Larger coarse steps and the acceptance test (8 levels), co-centric circles\n", header,
                  *cost_table(groups, "L, eta, test", next(iter(groups)), args.target)]
+    elif args.study == "safeguards":
+        safeguards = {"finite only": {"correction_bound": None}, "bound 10": {"correction_bound": 10.0},
+                      "bound 3": {"correction_bound": 3.0}, "test": {"correction_bound": None, "correction_test": True}}
+        rates, etas = (0.1, 0.5, 1.0), (1.0, 0.5**0.5)
+        for rate in rates:
+            for seed in args.seeds:
+                # alternating configurations seed by seed, so that machine load falls on all of them alike
+                results.append(dict(train(args, 1, seed, learning_rate=rate, steps=None), safeguard="-"))
+                for eta in etas:
+                    for label, options in safeguards.items():
+                        results.append(dict(train(args, 8, seed, learning_rate=rate, steps=LEVEL_SETUPS[8],
+                                                  learning_rate_divisor=eta, **options), safeguard=label))
+        lines = ["# Safeguards against a diverging coarse level (8 levels), co-centric circles\n",
+                 header.replace(f"learning rate {args.learning_rate} (divided by {args.learning_rate_divisor:.3f}^i on "
+                                "level i)", "learning rate and divisor eta as in each row"),
+                 f"| learning rate | L, eta | safeguard | reached {args.target:g} | U to {args.target:g} "
+                 f"| s to {args.target:g}, tracing included | best val. acc. | discarded corrections per run |",
+                 "|" + "---|" * 8]
+        for rate in rates:
+            groups = rows_by([r for r in results if r["learning_rate"] == rate],
+                             lambda r: (r["levels"], r["learning_rate_divisor"], r["safeguard"]))
+            for (levels, eta, label), records in groups.items():
+                reached = sum(r["reached"][str(args.target)] is not None for r in records)
+                lines.append(
+                    f"| {rate:g} | {levels}, {eta:.3f} | {label} | {reached}/{len(records)} "
+                    f"| {_report.spread(at(records, args.target, 'work_units'), '.1f')} "
+                    f"| {_report.spread(at(records, args.target, 'seconds'), '.1f')} "
+                    f"| {_report.spread([r['best_accuracy'] for r in records], '.3f')} "
+                    f"| {_report.spread([r['discarded_corrections'][-1] for r in records], '.0f')} |"
+                )
     elif args.study in ("table1", "table2"):
         setups = LEVEL_SETUPS.items() if args.study == "table1" else [(8, steps) for steps in TABLE2_SETUPS]
         if args.study == "table2":

@@ -30,6 +30,7 @@ class Run:
     durations: list = field(default_factory=list)
     loss: list = field(default_factory=list)
     val_accuracy: list = field(default_factory=list)
+    discarded_corrections: list = field(default_factory=list)
     model: object = field(default=None, repr=False)
 
     @property
@@ -119,6 +120,7 @@ def train_circles(
         run.work_units.append(float(logs["work_units"]))
         run.loss.append(float(logs["loss"]))
         run.val_accuracy.append(float(accuracy))
+        run.discarded_corrections.append(float(logs.get("discarded_corrections", 0.0)))
         if progress is not None:
             progress(run)
         if accuracy >= target_accuracy - 1e-9 or run.work_units[-1] >= budget:

@@ -3,9 +3,11 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_multilevel as kml
 from keras_multilevel.layers import residual
+from keras_multilevel.optimizers.cycle import within_bound
 from keras_multilevel.optimizers.inner_product import inner_product_weights, riesz, tikhonov_weights
 from keras_multilevel.optimizers.steps import FORWARD_COST
 
@@ -148,7 +150,7 @@ def test_the_acceptance_test_discards_a_correction_that_raises_the_loss(circles,
     model = network(8)
     # Level 1 overshoots with learning rate 0.1 / 1e-2 = 10: a finite correction that raises the loss.
     train(model, x, y, 1, levels=2, steps="[(1),{3}]", learning_rate_divisor=[1.0, 1e-2],
-          correction_test=correction_test)
+          correction_test=correction_test, correction_bound=None)
     reference = network(8)
     reference.set_weights([np.asarray(w) for w in one_fine_step(x, y)])
     reference.compile(loss="categorical_crossentropy")
@@ -158,6 +160,83 @@ def test_the_acceptance_test_discards_a_correction_that_raises_the_loss(circles,
             np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-6, atol=1e-7)
     else:
         assert loss > reference.evaluate(x, y, verbose=0) + 0.01
+
+
+def test_the_correction_bound_compares_a_corrections_size_with_the_weights():
+    weights = [tf.constant([3.0, 4.0])]  # ||x|| = 5
+    assert within_bound([tf.constant([6.0, 8.0])], weights, 2.0)  # ||P e|| = 10 = 2 ||x||
+    assert not within_bound([tf.constant([6.0, 8.1])], weights, 2.0)
+    zero = [tf.zeros(2)]  # weights at zero: the bound is relative to 1
+    assert within_bound([tf.constant([0.6, 0.8])], zero, 1.0)
+    assert not within_bound([tf.constant([0.6, 0.9])], zero, 1.0)
+    assert within_bound([tf.constant([1e30, 0.0])], weights, None)  # no bound: only finiteness
+    assert not within_bound([tf.constant([3e38, 3e38])], weights, 1e30)  # a norm that overflows is refused
+    assert not within_bound([tf.constant([np.nan, 0.0])], weights, None)
+    assert not within_bound([tf.constant([0.0, np.inf])], weights, 10.0)
+
+
+def test_a_coarse_level_that_diverges_to_large_finite_values_cannot_wreck_the_fine_weights(circles):
+    """Level 1 at learning rate 0.1 / 1e-3 reaches weights of about 1e29, finite: the default bound discards
+    every such correction and History counts them; without the bound the fine weights turn NaN."""
+    x, y = circles
+
+    def fit(**options):
+        model = network(16)
+        model.compile(loss="categorical_crossentropy", optimizer=kml.MultilevelOptimizer(
+            levels=2, smoother=keras.optimizers.SGD(0.1), steps="[1,{4}]", learning_rate_divisor=[1.0, 1e-3],
+            **options))
+        return model, model.fit(x, y, batch_size=64, epochs=2, shuffle=False, verbose=0).history
+
+    bounded, history = fit()
+    assert history["discarded_corrections"] == [4.0, 8.0]  # 4 cycles per epoch, each correction discarded
+    # What is left is the fine level's own two steps per batch, before and after the descent: one level's training.
+    plain = network(16)
+    plain.compile(loss="categorical_crossentropy",
+                  optimizer=kml.MultilevelOptimizer(levels=1, steps="[{2}]", smoother=keras.optimizers.SGD(0.1)))
+    plain.fit(x, y, batch_size=64, epochs=2, shuffle=False, verbose=0)
+    for got, expected in zip(bounded.trainable_variables, plain.trainable_variables):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    _, unbounded = fit(correction_bound=None)
+    assert np.isnan(unbounded["loss"][-1])
+
+
+def test_a_healthy_run_discards_no_correction_and_the_count_is_logged_only_where_corrections_exist(circles):
+    x, y = circles
+    logs = {}
+    for name, options in {"v-cycles": {"levels": 3}, "one level": {"levels": 1},
+                          "coarse to fine": {"levels": 2, "schedule": [2]}, "rmtr": {"levels": 2, "scheme": "rmtr"}}.items():
+        model = network(8)
+        options.setdefault("smoother", None if options.get("scheme") == "rmtr" else keras.optimizers.SGD(0.1))
+        model.compile(optimizer=kml.MultilevelOptimizer(**options), loss="categorical_crossentropy")
+        logs[name] = model.fit(x, y, batch_size=64, epochs=1, verbose=0).history
+    assert logs["v-cycles"]["discarded_corrections"] == [0.0]
+    for name in ("one level", "coarse to fine", "rmtr"):
+        assert "discarded_corrections" not in logs[name], name
+
+
+def test_an_optimizer_saved_without_the_discarded_count_loads_with_the_count_at_zero(circles):
+    x, y = circles
+    model = network(8)
+    model.compile(optimizer=kml.MultilevelOptimizer(levels=2), loss="categorical_crossentropy")
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+    optimizer = model.optimizer
+    optimizer.discarded_corrections.assign(7.0)
+    store = {}
+    optimizer.save_own_variables(store)
+    last = str(max(int(key) for key in store))
+    assert float(store[last]) == 7.0  # the count is the last variable saved
+    work_units = float(optimizer.work_units.numpy())
+    del store[last]  # what a file saved before the count existed holds
+    optimizer.work_units.assign(0.0)
+    optimizer.load_own_variables(store)
+    assert float(optimizer.discarded_corrections.numpy()) == 0.0
+    assert float(optimizer.work_units.numpy()) == work_units > 0
+
+
+@pytest.mark.parametrize("bound", [0, -1.0, float("nan"), float("inf"), "10", True])
+def test_a_bad_correction_bound_is_refused(bound):
+    with pytest.raises(ValueError, match="`correction_bound` \\(the largest correction relative to the weights\\)"):
+        kml.MultilevelOptimizer(levels=2, correction_bound=bound)
 
 
 def test_the_acceptance_test_keeps_a_good_correction(circles):

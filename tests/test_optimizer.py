@@ -273,6 +273,32 @@ def test_config_and_keras_file_round_trip(tmp_path):
     loaded.fit(x, y, batch_size=32, epochs=1, verbose=0)
 
 
+def test_the_optimizer_lists_every_levels_state_and_the_summary_counts_it():
+    model = compiled(3, smoother=keras.optimizers.SGD(0.1, momentum=0.9))
+    x, y = circles()
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    optimizer = model.optimizer
+    listed = [id(variable) for variable in optimizer.variables]
+    assert len(set(listed)) == len(listed)
+    for level, smoother in zip(optimizer.hierarchy, optimizer._smoothers):
+        assert {id(v) for v in smoother.variables} <= set(listed)
+        momenta = [smoother.momentums[smoother._get_variable_index(v)] for v in level.variables]
+        assert [tuple(m.shape) for m in momenta] == [tuple(v.shape) for v in level.variables]
+    lines = []
+    model.summary(print_fn=lambda line, **kwargs: lines.append(line))
+    count = sum(int(np.prod(variable.shape)) for variable in optimizer.variables)
+    assert count > sum(int(np.prod(v.shape)) for v in model.trainable_variables)  # momenta of three levels
+    assert f"Optimizer params: {count:,}" in "\n".join(lines)
+
+
+def test_loading_the_state_of_an_optimizer_with_other_settings_is_refused():
+    store = {}
+    compiled(2).optimizer.save_own_variables(store)
+    mlsgd = compiled(2, scheme="mlsgd").optimizer  # two more variables: its stop counts
+    with pytest.raises(ValueError, match="saved with other settings"):
+        mlsgd.load_own_variables(store)
+
+
 # -- bad input ------------------------------------------------------------------------
 
 

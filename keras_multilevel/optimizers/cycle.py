@@ -21,13 +21,15 @@ On level ``i`` above the coarsest a cycle
    (002 §6.1.1; which minibatch each step takes is the scheme's
    :func:`~keras_multilevel.optimizers.scheme.minibatch_layout`),
 5. corrects ``x += alpha_p P (x_c - Pi x)`` (002 eq 4) and
-   ``m += alpha_m P (m_c - Pi m)`` (eq 36), unless the correction is not
-   finite or, with ``scheme.correction_test``, raises the level's objective
-   (the safeguard below),
+   ``m += alpha_m P (m_c - Pi m)`` (eq 36), unless the safeguard below
+   discards the correction,
 6. takes ``mu_2`` steps.
 
-The safeguard: a NaN or Inf anywhere in a prolongated correction (a coarse
-level that diverged) is discarded, so it never reaches the finer weights.
+The safeguard: a prolongated correction with a NaN or Inf anywhere (a coarse
+level that diverged), or, with ``scheme.correction_bound`` ``c``, one longer
+than ``c max(||x||, 1)`` (:func:`within_bound`: a coarse level that diverged
+to large finite values), is discarded, so it never reaches the finer weights;
+the cycle counts the corrections it discarded.
 With ``correction_test`` the corrected iterate must also pass the
 acceptance test of MG/OPT's line search (Nash 2000) and of trust-region
 cycles (001 §3.2.3, RMTR) with the weakest threshold: the level's objective
@@ -155,12 +157,16 @@ def _read(scale):
     return None if scale is None else tf.convert_to_tensor(scale)
 
 
-CycleReport = collections.namedtuple("CycleReport", ["loss", "y_pred", "work_units", "recursion_stops", "angle_stops"])
+CycleReport = collections.namedtuple(
+    "CycleReport", ["loss", "y_pred", "work_units", "recursion_stops", "angle_stops", "discarded_corrections"]
+)
 CycleReport.__doc__ = """What :func:`v_cycle` returns: the finest model's ``loss`` and ``y_pred`` on its first
 minibatch at the start of the cycle (as a plain Keras train step reports them), the
-``work_units`` the cycle spent (fine gradient evaluations, 000 eq 10), and how many
+``work_units`` the cycle spent (fine gradient evaluations, 000 eq 10), how many
 descents the recursion test stopped and how many coarse phases the angle condition
-ended (001 eqs 3.3-3.5; float64 scalars)."""
+ended (001 eqs 3.3-3.5), and how many prolongated corrections the safeguard
+discarded (float64 scalars; RMTR's ratio test, which shortens or rejects its
+recursive steps by design, counts none)."""
 
 # How a coarse level is coupled to the level above for one cycle: the coupling
 # term ``shift`` (``-gamma tau``, or None), its start point ``start`` (Pi x),
@@ -168,6 +174,25 @@ ended (001 eqs 3.3-3.5; float64 scalars)."""
 # SVRG anchor), and ``parent``, ``(gradient, weights, transfer)`` of the level
 # above for the angle condition (None without one).
 _Coupling = collections.namedtuple("_Coupling", ["shift", "start", "anchor", "parent"])
+
+
+def within_bound(correction, variables, bound):
+    """Whether a prolongated correction ``P e`` may be added to the weights ``x`` of the level it corrects.
+
+    It must be finite and, with a ``bound``, no longer than ``bound`` times
+    the weights: ``||P e|| <= bound max(||x||, 1)`` (Euclidean norms over all
+    of the level's weights; the ``1`` lets weights that start at zero be
+    corrected). A coarse level that diverged to large finite values then
+    cannot move the finer weights by more than that in one cycle: the
+    safeguard that complements the acceptance test (``correction_test``)
+    at no gradient evaluation.
+    """
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(value)) for value in correction])
+    if bound is None:
+        return finite
+    size = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(value, tf.float32))) for value in correction]))
+    weights = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(value, tf.float32))) for value in variables]))
+    return tf.logical_and(finite, size <= bound * tf.maximum(weights, 1.0))
 
 
 def _f64(value):
@@ -354,7 +379,7 @@ def v_cycle(
     def accepted(index, correction, coupling):
         """Applies the correction to level ``index`` if it passes the safeguard; returns whether it did and the work."""
         variables = hierarchy[index].variables
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(value)) for value in correction])
+        finite = within_bound(correction, variables, scheme.correction_bound)
         if not scheme.correction_test:
             add_if(finite, variables, correction)
             return finite, 0.0
@@ -369,7 +394,7 @@ def v_cycle(
 
     def descent(index, received, coupling):
         """From level ``index``'s current iterate: the recursion test, then restriction, the coarse cycle and
-        the correction. Returns the work, the recursion stops and the angle stops."""
+        the correction. Returns the work, the recursion stops, the angle stops and the discarded corrections."""
         level, coarse = hierarchy[index], hierarchy[index + 1]
         transfer = level.transfer
         tau_batches = layout.tau[index]
@@ -406,7 +431,7 @@ def v_cycle(
                 anchor = evaluate[index + 1](data[index + 1][tau_batches[0]])
                 spent, shift = cost(index + 1, tau_batches[0]), None
             parent = None if scheme.angle_threshold is None else (fine_gradients, inner_products[index], transfer)
-            coarse_work, recursion_stops, angle_stops, coarse_stopped = cycle(
+            coarse_work, recursion_stops, angle_stops, discarded, coarse_stopped = cycle(
                 index + 1, anchor, _Coupling(shift, start, anchor, parent)
             )
             if parent is not None:
@@ -417,34 +442,36 @@ def v_cycle(
                 fine_momenta, coarse_momenta, momentum_start = momenta
                 add_if(accept, fine_momenta,
                        prolongated_correction(transfer, coarse_momenta, momentum_start, scheme.momentum_scale))
-            return spent + coarse_work + tested, recursion_stops, angle_stops
+            discarded = discarded + _f64(tf.logical_not(accept))
+            return spent + coarse_work + tested, recursion_stops, angle_stops, discarded
 
         if not scheme.recursion_test:
             down = go_down()
         else:
             go = descends(fine_gradients, restricted, inner_products[index], inner_products[index + 1],
                           scheme.recursion_ratio, scheme.recursion_tolerance)
-            down = tf.cond(go, lambda: tuple(map(_f64, go_down())), lambda: (_f64(0.0), _f64(1.0), _f64(0.0)))
+            down = tf.cond(go, lambda: tuple(map(_f64, go_down())), lambda: (_f64(0.0), _f64(1.0), _f64(0.0), _f64(0.0)))
         return (work + down[0], *down[1:])
 
     def cycle(index, received, coupling):
         """``received``: the gradient of level ``index``'s objective at its iterate on its first minibatch.
 
-        Returns the work spent on this level and below, the recursion and
-        angle stops below it, and whether this level's phase was stopped.
+        Returns the work spent on this level and below, the recursion stops,
+        angle stops and discarded corrections below it, and whether this
+        level's phase was stopped.
         """
         stopped = tf.constant(False) if guarded(coupling) else False
         if index == last:
             work, stopped = smooth(index, 0, steps.coarsest, received, coupling, stopped)
-            return work, 0.0, 0.0, stopped
+            return work, 0.0, 0.0, 0.0, stopped
         work, stopped = smooth(index, 0, steps.pre[index], received, coupling, stopped)
         if guarded(coupling):
-            down = tf.cond(stopped, lambda: (_f64(0.0),) * 3,
+            down = tf.cond(stopped, lambda: (_f64(0.0),) * 4,
                            lambda: tuple(map(_f64, descent(index, received, coupling))))
         else:
             down = descent(index, received, coupling)
         after, stopped = smooth(index, steps.pre[index], steps.post[index], None, coupling, stopped)
-        return work + down[0] + after, down[1], down[2], stopped
+        return (work + down[0] + after, *down[1:], stopped)
 
     def coupled(index, batch, shift):
         """``() -> (H, grad H)`` of level ``index`` on ``batch`` at its current iterate (RMTR)."""
@@ -477,9 +504,9 @@ def v_cycle(
         value, initial, loss, y_pred = evaluate[0](data[0][layout.smoothing[0][0]])
         trust_region_cycle(0, (value, initial), None)
         work = work_units(steps, [level.relative_cost for level in hierarchy], trust_region=True)
-        return CycleReport(loss, y_pred, *map(_f64, (work, 0.0, 0.0)))
+        return CycleReport(loss, y_pred, *map(_f64, (work, 0.0, 0.0, 0.0)))
 
     loss, y_pred, initial = start(data[0][layout.smoothing[0][0]])
-    work, recursion_stops, angle_stops, _ = cycle(0, initial, None)
+    work, *counts, _ = cycle(0, initial, None)
     work = work + cost(0, layout.smoothing[0][0])
-    return CycleReport(loss, y_pred, *map(_f64, (work, recursion_stops, angle_stops)))
+    return CycleReport(loss, y_pred, *map(_f64, (work, *counts)))

@@ -27,7 +27,7 @@ from keras_multilevel.optimizers.steps import CycleSteps, work_units
 from keras_multilevel.optimizers.trust_region import RecursiveTrustRegion, TrustRegion
 
 
-StepReport = collections.namedtuple("StepReport", ["loss", "y_pred", "data", "work_units", "stops"])
+StepReport = collections.namedtuple("StepReport", ["loss", "y_pred", "data", "work_units", "stops", "discarded_corrections"])
 StepReport.__doc__ = """What :meth:`MultilevelOptimizer.step` did on one batch.
 
 ``loss`` and ``y_pred``: the finest model's loss and prediction on the
@@ -36,7 +36,9 @@ minibatch), before the cycle moved the weights (the loss is NaN if the
 cycle left any fine weight non-finite); ``work_units``: the step's
 cost in fine gradient evaluations (000 eq 10);
 ``stops``: MLSGD's early stops in this step by kind (``"recursion"``,
-``"angle"``; 001 eqs 3.3-3.5), empty for the other schemes.
+``"angle"``; 001 eqs 3.3-3.5), empty for the other schemes;
+``discarded_corrections``: how many coarse corrections the cycle's safeguard
+discarded (0 for one level, a coarse-to-fine schedule and RMTR).
 """
 
 # Set while a hierarchy is being built: `keras.models.clone_model` re-compiles
@@ -184,7 +186,11 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
     steps, prolongated corrections ``P`` and smoothing on the way up.
     Metrics, validation, callbacks and ``History`` work as usual;
     ``History.history["work_units"]`` records the cumulative cost in fine
-    gradient evaluations (000 eq 10, 002 §8) at the end of each epoch.
+    gradient evaluations (000 eq 10, 002 §8) at the end of each epoch, and
+    ``History.history["discarded_corrections"]`` (V-cycles other than RMTR's)
+    the cumulative count of coarse corrections the safeguard discarded (see
+    ``correction_test`` and ``correction_bound``): a run whose every
+    correction is discarded is one level's training at a multilevel price.
 
     Data-parallel training works the usual Keras way (model and optimizer
     created and compiled in a ``MirroredStrategy``'s scope): the cycle sums
@@ -282,6 +288,13 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             minibatch (MG/OPT's acceptance test; two loss evaluations per level
             and cycle, counted in the work units). Default ``False``. Either
             way a correction with a NaN or Inf is discarded.
+        correction_bound: ``c > 0`` or ``None``: discard a prolongated
+            correction longer than ``c`` times the weights it corrects,
+            ``||P e|| > c max(||x||, 1)`` (Euclidean norms over the level's
+            weights), which keeps a coarse level that diverged to large
+            finite values from wrecking the fine weights, at no gradient
+            evaluation. Default 3 (``None`` with ``scheme="rmtr"``, whose trust
+            region bounds its steps), measured to discard nothing in healthy runs.
         gradient_correction: ``"none"`` (``tau_scale=0``), ``"stochastic"``
             (tau on the cycle's minibatches; ``"mgopt"``, ``"fas"``) or
             ``"deterministic"`` (tau with the full gradient over the data set
@@ -341,6 +354,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         correction_scale=None,
         momentum_scale=PRESET,
         correction_test=None,
+        correction_bound=PRESET,
         gradient_correction=None,
         step_regularization=None,
         recursion_ratio=None,
@@ -378,6 +392,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             correction_scale=correction_scale,
             momentum_scale=momentum_scale,
             correction_test=correction_test,
+            correction_bound=correction_bound,
             gradient_correction=gradient_correction,
             step_regularization=step_regularization,
             recursion_ratio=recursion_ratio,
@@ -414,6 +429,12 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
                 kind: self.add_variable(shape=(), initializer="zeros", dtype="float64", name=f"mlsgd_{kind}_stops")
                 for kind in ("recursion", "angle")
             }
+        # Cumulative count of coarse corrections the safeguard discarded, logged like the work units.
+        self.discarded_corrections = None
+        if levels > 1 and schedule is None and not cycle_scheme.trust_region:
+            self.discarded_corrections = self.add_variable(
+                shape=(), initializer="zeros", dtype="float64", name="discarded_corrections"
+            )
         self._full_batch = None
         self.hierarchy = None
         self._inner_products = self._regularization = None  # per level, once the hierarchy is built
@@ -518,6 +539,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             trust_region=self.scheme.trust_region,
         )
         self._compile_levels()
+        self.built = True  # every level's state exists: Keras' summary counts it
 
     def _compile_levels(self):
         """Compiles every coarse model with the fine model's loss and metrics and its level optimizer."""
@@ -593,14 +615,14 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         self._prepare(model, x)
         check_distributed(
-            [*self.variables, *(v for level, smoother in zip(self.hierarchy, self._smoothers)
+            [*self._variables, *(v for level, smoother in zip(self.hierarchy, self._smoothers)
                                 for v in (*level.model.variables, *smoother.variables))],
             tf.distribute.get_strategy(),
         )
         if self.hierarchy.rematch_every:
             due = tf.logical_and(self.iterations > 0, self.iterations % self.hierarchy.rematch_every == 0)
             tf.cond(due, self.hierarchy.rematch, lambda: tf.constant(False))
-        stops = {}
+        stops, discarded = {}, tf.constant(0.0, tf.float64)
         if self.schedule:
             refuse_decisions("A coarse-to-fine `schedule`", "Train it on one device, or use V-cycles (no `schedule`).")
             loss, y_pred, index = coarse_to_fine_step(
@@ -625,6 +647,9 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             for kind, count in self.stop_counts.items():
                 stops[kind] = getattr(report, f"{kind}_stops")
                 count.assign_add(stops[kind])
+            discarded = report.discarded_corrections
+            if self.discarded_corrections is not None:
+                self.discarded_corrections.assign_add(discarded)
             # Loss and prediction are the finest level's on its first minibatch, at the start of the cycle.
             x, y, sample_weight = minibatches[self.layout.smoothing[0][0]]
         # The logged loss is of the cycle's first minibatch; a cycle that left non-finite fine weights
@@ -633,7 +658,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         loss = tf.where(finite, loss, tf.constant(float("nan"), dtype=loss.dtype))
         self._iterations.assign_add(1)
         self.work_units.assign_add(work)
-        return StepReport(loss, y_pred, (x, y, sample_weight), work, stops)
+        return StepReport(loss, y_pred, (x, y, sample_weight), work, stops, discarded)
 
     @tf.autograph.experimental.do_not_convert
     def train_step(self, model, data):
@@ -650,9 +675,12 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         return self._logs(model.compute_metrics(x, y, report.y_pred, sample_weight=sample_weight))
 
     def _logs(self, metrics):
-        """What a train step returns: the model's metrics, the work units and MLSGD's stop counts."""
+        """What a train step returns: the model's metrics, the work units, the discarded corrections and
+        MLSGD's stop counts."""
         logs = dict(metrics)
         logs["work_units"] = tf.identity(self.work_units.value)
+        if self.discarded_corrections is not None:
+            logs["discarded_corrections"] = tf.identity(self.discarded_corrections.value)
         for kind, count in self.stop_counts.items():
             logs[f"mlsgd_{kind}_stops"] = tf.identity(count.value)
         return logs
@@ -693,6 +721,12 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
     def apply_gradients(self, grads_and_vars):
         return self.apply(None)
 
+    @property
+    def variables(self):
+        """This optimizer's own variables (iterations, work units, counts), then every level optimizer's
+        state, finest level first: what ``model.summary()`` counts as optimizer parameters."""
+        return [*self._variables, *(variable for smoother in self._smoothers for variable in smoother.variables)]
+
     # -- learning rate, config -----------------------------------------------
 
     @property
@@ -727,15 +761,32 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         return [v for level in self.hierarchy[:-1] for v in level.transfer.state_variables]
 
     def save_own_variables(self, store):
-        """Saves the optimizer's variables and the transfers' state (the current matching)."""
-        super().save_own_variables(store)
+        """Saves the optimizer's own variables and the transfers' state (the current matching).
+
+        The level optimizers' state, which :attr:`variables` also lists, is
+        saved by each level optimizer itself (Keras saves them as this
+        optimizer's children).
+        """
+        for index, variable in enumerate(self._variables):
+            store[str(index)] = variable.numpy()
         for index, variable in enumerate(self._transfer_state()):
             store[f"transfer_{index}"] = variable.numpy()
 
     def load_own_variables(self, store):
         """Restores what :meth:`save_own_variables` saved."""
         keys = list(store.keys())
-        super().load_own_variables({key: store[key] for key in keys if not key.startswith("transfer_")})
+        own = [key for key in keys if not key.startswith("transfer_")]
+        if self.discarded_corrections is not None and len(own) == len(self._variables) - 1:
+            # Saved before the count of discarded corrections existed (its last variable): the count starts at 0.
+            self.discarded_corrections.assign(0.0)
+        elif len(own) != len(self._variables):
+            raise ValueError(
+                f"The saved MultilevelOptimizer has {len(own)} variables, this one has {len(self._variables)} "
+                f"({', '.join(v.name for v in self._variables)}): the file was saved with other settings "
+                "(levels, scheme, schedule). Load it with the optimizer it was saved with."
+            )
+        for index in range(len(own)):
+            self._variables[index].assign(store[str(index)])
         state = self._transfer_state()
         saved = [key for key in keys if key.startswith("transfer_")]
         if len(saved) != len(state):
@@ -761,6 +812,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             "correction_scale": self.scheme.correction_scale,
             "momentum_scale": self.scheme.momentum_scale,
             "correction_test": self.scheme.correction_test,
+            "correction_bound": self.scheme.correction_bound,
             "gradient_correction": self.scheme.gradient_correction,
             "step_regularization": self.scheme.step_regularization,
             "recursion_ratio": self.scheme.recursion_ratio,

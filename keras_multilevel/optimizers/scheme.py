@@ -28,6 +28,9 @@ schemes of the papers; they differ only in these constants:
 * ``correction_test``: accept a prolongated correction only if it does not
   raise the level's objective (the cycle's safeguard; a correction that is not
   finite is always discarded).
+* ``correction_bound`` ``c``: discard a prolongated correction longer than
+  ``c`` times the weights it corrects, ``||P e|| > c max(||x||, 1)``
+  (:data:`CORRECTION_BOUND` by default; ``None`` bounds nothing).
 
 The safeguards and variants of MLSGD (001 §3.2-3.3, Algorithms 4-5; the
 functions are in :mod:`~keras_multilevel.optimizers.mlsgd`):
@@ -73,27 +76,38 @@ import numpy as np
 
 GRADIENT_CORRECTIONS = ("none", "stochastic", "deterministic")
 
+CORRECTION_BOUND = 3.0
+"""The default ``correction_bound`` of the V-cycle schemes (RMTR's trust region bounds its steps itself).
+
+Measured on the circles (benchmarks/results/depth/safeguards_k512.md: 8
+levels, learning rates 0.1-1.0, divisors 1 and 1/sqrt 2, 3 seeds): 3 never
+discarded a correction where the runs were healthy (the longest correction
+seen there was 2.3 times the weights), and it let every run with the
+divisor 1/sqrt 2 reach the target, which 10 did not; the acceptance test
+did too, at a quarter more work per cycle."""
+
 _STOCHASTIC_ONLY = {"gradient_correction": "stochastic", "step_regularization": 0.0, "recursion_ratio": 0.0,
                     "recursion_tolerance": 0.0, "angle_threshold": None, "variance_reduction": False}
 
 PRESETS = {
     "mgopt": {"tau_scale": 1.0, "tau_batches": 1, "fresh_batches": False, "correction_scale": 1.0,
-              "momentum_scale": None, "correction_test": False, **_STOCHASTIC_ONLY},
+              "momentum_scale": None, "correction_test": False, "correction_bound": CORRECTION_BOUND, **_STOCHASTIC_ONLY},
     "fas": {"tau_scale": 1.0, "tau_batches": 2, "fresh_batches": True, "correction_scale": 1.0,
-            "momentum_scale": 1.0, "correction_test": False, **_STOCHASTIC_ONLY},
+            "momentum_scale": 1.0, "correction_test": False, "correction_bound": CORRECTION_BOUND, **_STOCHASTIC_ONLY},
     "mlsgd": {"tau_scale": 0.0, "tau_batches": 1, "fresh_batches": False, "correction_scale": 1.0,
-              "momentum_scale": None, "correction_test": False, "gradient_correction": "none",
+              "momentum_scale": None, "correction_test": False, "correction_bound": CORRECTION_BOUND,
+              "gradient_correction": "none",
               "step_regularization": 0.0, "recursion_ratio": 0.1, "recursion_tolerance": 0.0,
               "angle_threshold": 0.0, "variance_reduction": False},
     "rmtr": {"tau_scale": 1.0, "tau_batches": 1, "fresh_batches": False, "correction_scale": 1.0,
-             "momentum_scale": None, "correction_test": False, **_STOCHASTIC_ONLY},
+             "momentum_scale": None, "correction_test": False, "correction_bound": None, **_STOCHASTIC_ONLY},
 }
 
 
 PRESET = "preset"
 """An override that keeps the preset's value (the default of the constants ``None`` switches off)."""
 
-_SWITCHED_OFF_BY_NONE = ("momentum_scale", "angle_threshold")
+_SWITCHED_OFF_BY_NONE = ("momentum_scale", "angle_threshold", "correction_bound")
 
 
 def _keeps_preset(key, value):
@@ -114,6 +128,7 @@ class CycleScheme:
     correction_scale: float
     momentum_scale: float | None
     correction_test: bool
+    correction_bound: float | None
     gradient_correction: str
     step_regularization: float
     recursion_ratio: float
@@ -153,6 +168,10 @@ class CycleScheme:
         _check_number("tau_scale", values["tau_scale"], 0.0, 1.0, "gamma of 002 §6.1.4")
         _settle_gradient_correction(values, given)
         _check_number("correction_scale", values["correction_scale"], 0.0, 1.0, "alpha_p of 002 §6.1.4", open_low=True)
+        if values["correction_bound"] is not None:
+            _check_number("correction_bound", values["correction_bound"], 0.0, float("inf"),
+                          "the largest correction relative to the weights", open_low=True)
+            values["correction_bound"] = float(values["correction_bound"])
         if values["momentum_scale"] is not None:
             _check_number("momentum_scale", values["momentum_scale"], 0.0, 1.0, "alpha_m of 002 eq 36")
         batches = values["tau_batches"]
