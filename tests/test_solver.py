@@ -183,9 +183,10 @@ def test_non_finite_weights_left_by_a_cycle_show_as_a_nan_loss():
 
 _WORKER_SCRIPT = """
 import json, os, sys
-index, ports, out = int(sys.argv[1]), sys.argv[2].split(","), sys.argv[3]
+index, ports, out, backups, die_after = sys.argv[1:]
+index, die_after = int(index), int(die_after)
 if index >= 0:
-    os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"localhost:{port}" for port in ports]},
+    os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"localhost:{port}" for port in ports.split(",")]},
                                           "task": {"type": "worker", "index": index}})
 import numpy as np, tensorflow as tf, keras
 import keras_multilevel as kml  # before the strategy: importing it must not start TensorFlow's runtime
@@ -204,44 +205,113 @@ def step(batch):
     report = strategy.run(solver.step, args=(batch,))
     return strategy.experimental_local_results(report.loss)[0]
 
-losses = [float(step(batch)) for epoch in range(2) for batch in data]
-json.dump({"loss": losses, "work_units": solver.work_units,
+# The chief's backup after each step: weights and optimizer state (save_weights holds both), then a pointer.
+pointer = os.path.join(backups, "latest.json")
+done = 0
+if os.path.exists(pointer):
+    done = json.load(open(pointer))["steps"]
+    model.load_weights(os.path.join(backups, f"step{done}.weights.h5"))
+losses = []
+for number, batch in enumerate([batch for epoch in range(2) for batch in data], 1):
+    if number <= done:
+        continue
+    losses.append(float(step(batch)))
+    if index <= 0:
+        model.save_weights(os.path.join(backups, "partial.weights.h5"))
+        os.replace(os.path.join(backups, "partial.weights.h5"), os.path.join(backups, f"step{number}.weights.h5"))
+        json.dump({"steps": number}, open(pointer + ".partial", "w"))
+        os.replace(pointer + ".partial", pointer)
+    if number == die_after:
+        os._exit(3)
+json.dump({"loss": losses, "work_units": solver.work_units, "iterations": int(model.optimizer.iterations.numpy()),
            "weights": [v.numpy().tolist() for v in model.trainable_variables]}, open(out, "w"))
 """
 
 
-@pytest.mark.slow
-def test_two_workers_of_a_multi_worker_mirrored_strategy_train_as_one_device(tmp_path):
-    """Two processes on loopback, each one replica: a loop of ``strategy.run(solver.step)`` gives both workers
-    the weights, losses and work units of one device on the same global batches."""
-    import json
-    import os
+def _free_ports(count):
     import socket
-    import subprocess
-    import sys
 
     ports = []
-    for _ in range(2):
+    for _ in range(count):
         with socket.socket() as probe:
             probe.bind(("localhost", 0))
             ports.append(str(probe.getsockname()[1]))
+    return ",".join(ports)
+
+
+def _worker(tmp_path, index, ports, name, die_after=-1):
+    """One process of the script above: worker ``index`` (``-1``: one device, no strategy)."""
+    import os
+    import subprocess
+    import sys
+
     script = tmp_path / "worker.py"
     script.write_text(_WORKER_SCRIPT)
+    (tmp_path / name).mkdir(exist_ok=True)
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen(
+        [sys.executable, str(script), str(index), ports, str(tmp_path / name / f"{index}.json"), str(tmp_path / name),
+         str(die_after)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
-    def start(index):
-        return subprocess.Popen([sys.executable, str(script), str(index), ",".join(ports), str(tmp_path / f"{index}.json")],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
-    workers = [start(0), start(1)]
-    one = start(-1)
-    for process in [*workers, one]:
+def _finish(processes, code=0):
+    for process in processes:
         _, stderr = process.communicate(timeout=600)
-        assert process.returncode == 0, stderr[-3000:]
-    alone, *pair = (json.loads((tmp_path / f"{index}.json").read_text()) for index in (-1, 0, 1))
-    for worker in pair:
+        assert process.returncode == code, stderr[-3000:]
+
+
+def _assert_as_one_device(workers, alone):
+    for worker in workers:
         assert worker["work_units"] == alone["work_units"] == 16.0
-        assert worker["loss"] == pytest.approx(alone["loss"], rel=1e-5)
+        assert worker["iterations"] == alone["iterations"] == 4
         for got, expected in zip(worker["weights"], alone["weights"]):
             np.testing.assert_allclose(np.array(got), np.array(expected), atol=1e-5)
-    assert pair[0]["weights"] == pair[1]["weights"]
+    assert workers[0]["weights"] == workers[1]["weights"]
+
+
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory):
+    """Four steps (two epochs of two global batches of 24) on one device, without a strategy."""
+    import json
+
+    tmp_path = tmp_path_factory.mktemp("one_device")
+    _finish([_worker(tmp_path, -1, "", "alone")])
+    return json.loads((tmp_path / "alone" / "-1.json").read_text())
+
+
+@pytest.mark.slow
+def test_two_workers_of_a_multi_worker_mirrored_strategy_train_as_one_device(tmp_path, one_device):
+    """Two processes on loopback, each one replica: a loop of ``strategy.run(solver.step)`` gives both workers
+    the weights, losses and work units of one device on the same global batches."""
+    import json
+
+    ports = _free_ports(2)
+    _finish([_worker(tmp_path, index, ports, "pair") for index in (0, 1)])
+    pair = [json.loads((tmp_path / "pair" / f"{index}.json").read_text()) for index in (0, 1)]
+    _assert_as_one_device(pair, one_device)
+    for worker in pair:
+        assert worker["loss"] == pytest.approx(one_device["loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_epoch_resumes_from_the_chiefs_backup_without_loss(tmp_path, one_device):
+    """Worker 1 dies after the first step of the second epoch; the chief, blocked on it, is killed. Both
+    restarted load the chief's backup (weights and every level's optimizer state) and end as one device."""
+    import json
+    import time
+
+    ports = _free_ports(2)
+    chief, victim = (_worker(tmp_path, index, ports, "run", die_after=3 if index == 1 else -1) for index in (0, 1))
+    _finish([victim], code=3)
+    pointer = tmp_path / "run" / "latest.json"
+    deadline = time.monotonic() + 300
+    while not (pointer.exists() and json.loads(pointer.read_text())["steps"] == 3):
+        assert chief.poll() is None and time.monotonic() < deadline, "the chief never backed up step 3"
+        time.sleep(0.2)
+    chief.kill()
+    chief.communicate()
+    ports = _free_ports(2)
+    _finish([_worker(tmp_path, index, ports, "run") for index in (0, 1)])
+    resumed = [json.loads((tmp_path / "run" / f"{index}.json").read_text()) for index in (0, 1)]
+    assert [len(worker["loss"]) for worker in resumed] == [1, 1]  # only step 4 was left
+    _assert_as_one_device(resumed, one_device)

@@ -195,6 +195,9 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
     Data-parallel training works the usual Keras way (model and optimizer
     created and compiled in a ``MirroredStrategy``'s scope): the cycle sums
     every gradient over the replicas (:mod:`~keras_multilevel.optimizers.replicas`).
+    Across processes (``MultiWorkerMirroredStrategy``), where Keras 3's ``fit``
+    itself fails, step a :class:`~keras_multilevel.optimizers.solver.MultilevelSolver`
+    with ``strategy.run`` (see there).
 
     Three schemes, three coarsenings, and a coarse-to-fine schedule:
 
