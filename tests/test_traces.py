@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import keras_multilevel as kml
 from keras_multilevel.optimizers import multilevel, traces
-from keras_multilevel.optimizers.cycle import _loss_and_gradient
+from keras_multilevel.optimizers.trust_region import _loss_and_gradient
 
 
 def circles(samples=32):

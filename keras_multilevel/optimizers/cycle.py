@@ -45,7 +45,9 @@ the angle condition (eq 3.3), whose first failure undoes the step and skips
 the rest of that level's phase (Algorithm 5). With a full-gradient
 correction tau is formed on the held data set (§3.3.2).
 
-RMTR (``scheme="rmtr"``, :mod:`~keras_multilevel.optimizers.trust_region`)
+RMTR (``scheme="rmtr"``) is a scheme of its own module,
+:mod:`~keras_multilevel.optimizers.trust_region`, whose
+:meth:`~keras_multilevel.optimizers.trust_region.RecursiveTrustRegion.cycle`
 walks the same levels with the trust region's hooks: each level step is an
 L-SR1 trust-region step, each level carries ``(H, grad H)`` at its iterate on
 the cycle's one minibatch from step to step, step 3 forms tau from that
@@ -69,7 +71,7 @@ import functools
 
 import tensorflow as tf
 
-from keras_multilevel.hierarchy.hierarchy import restrict_level
+from keras_multilevel.hierarchy.hierarchy import prolongated_correction, restrict_level
 from keras_multilevel.optimizers.inner_product import riesz
 from keras_multilevel.optimizers.loss_scale import apply_step, loss_scale
 from keras_multilevel.optimizers.mlsgd import (
@@ -81,7 +83,6 @@ from keras_multilevel.optimizers.objective import (
 from keras_multilevel.optimizers.replicas import sum_over_replicas
 from keras_multilevel.optimizers.steps import FORWARD_COST, work_units
 from keras_multilevel.optimizers.traces import level_functions
-from keras_multilevel.optimizers.trust_region import couple, value_and_gradient
 
 
 def split_batch(data, parts):
@@ -140,11 +141,6 @@ def _mean(gradient_lists):
 def _gradient(model, values, data, scale):
     """``grad L`` alone (:func:`~keras_multilevel.optimizers.objective.loss_gradient`): what most evaluations need."""
     return loss_gradient(model, data, scale, values)[2]
-
-
-def _loss_and_gradient(model, values, data):
-    """``(loss, y_pred, grad L)``: what RMTR's steps evaluate (its ratio tests need the value)."""
-    return loss_gradient(model, data, None, values)
 
 
 def _loss(model, values, data):
@@ -235,8 +231,8 @@ def v_cycle(
             per row of the first minibatch in work units.
         trust_region: ``None``, or the
             :class:`~keras_multilevel.optimizers.trust_region.RecursiveTrustRegion`
-            whose hooks replace the level optimizers' steps and the acceptance
-            of corrections (RMTR, 003).
+            whose cycle runs instead (RMTR, 003: trust-region level steps and
+            ratio-tested corrections).
 
     Returns:
         A :class:`CycleReport`. With MLSGD's recursion test or angle condition
@@ -256,31 +252,24 @@ def v_cycle(
     # Each level's loss and gradient, traced once per group of alike levels
     # (:mod:`~keras_multilevel.optimizers.traces`); the sum over replicas and
     # the Tikhonov, coupling and step-regularization terms are added outside.
-    variables = [level.variables for level in hierarchy]
-    if trust_region is None:
-        gradients = level_functions(hierarchy, _gradient)
-        evaluate = [
-            functools.partial(
-                lambda data, index: tikhonov(
-                    sum_over_replicas(gradients[index](data, _read(loss_scale(smoothers[index])))),
-                    variables[index], regularization[index]),
-                index=index,
-            )
-            for index in range(len(hierarchy))
-        ]
-    else:  # RMTR's steps need the objective's value with its gradient
-        evaluated = level_functions(hierarchy, _loss_and_gradient)
-        evaluate = [
-            functools.partial(
-                lambda data, index: value_and_gradient(
-                    hierarchy[index].model, data, regularization[index], evaluated[index](data)),
-                index=index,
-            )
-            for index in range(len(hierarchy))
-        ]
-    losses = level_functions(hierarchy, _loss)
     batches = list(minibatches) if full_batch is None else [*minibatches, full_batch]
     data = level_data(hierarchy, batches)
+    if trust_region is not None:
+        loss, y_pred = trust_region.cycle(steps, layout, data, regularization)
+        work = work_units(steps, [level.relative_cost for level in hierarchy], trust_region=True)
+        return CycleReport(loss, y_pred, *map(_f64, (work, 0.0, 0.0, 0.0)))
+    variables = [level.variables for level in hierarchy]
+    gradients = level_functions(hierarchy, _gradient)
+    evaluate = [
+        functools.partial(
+            lambda data, index: tikhonov(
+                sum_over_replicas(gradients[index](data, _read(loss_scale(smoothers[index])))),
+                variables[index], regularization[index]),
+            index=index,
+        )
+        for index in range(len(hierarchy))
+    ]
+    losses = level_functions(hierarchy, _loss)
     batch_costs = _batch_costs(minibatches, full_batch)
     strength = scheme.step_regularization
 
@@ -364,10 +353,6 @@ def v_cycle(
         for variable, value in zip(variables, values):
             variable.assign_add(tf.where(condition, value, tf.zeros_like(value)))
 
-    def prolongated_correction(transfer, coarse_values, start, scale):
-        correction = transfer.prolong([value - begin for value, begin in zip(coarse_values, start)])
-        return correction if scale == 1.0 else [scale * value for value in correction]
-
     def level_value(index, batch, coupling):
         shift = None if coupling is None else coupling.shift
         value = level_objective(losses[index](data[index][batch]), variables[index], shift, regularization[index])
@@ -436,12 +421,12 @@ def v_cycle(
             )
             if parent is not None:
                 angle_stops = angle_stops + tf.cast(coarse_stopped, tf.float64)
-            correction = prolongated_correction(transfer, coarse.variables, start, scheme.correction_scale)
+            correction = prolongated_correction(level, coarse.variables, start, scheme.correction_scale)
             accept, tested = accepted(index, correction, coupling)
             if momenta is not None:
                 fine_momenta, coarse_momenta, momentum_start = momenta
                 add_if(accept, fine_momenta,
-                       prolongated_correction(transfer, coarse_momenta, momentum_start, scheme.momentum_scale))
+                       prolongated_correction(level, coarse_momenta, momentum_start, scheme.momentum_scale))
             discarded = discarded + _f64(tf.logical_not(accept))
             return spent + coarse_work + tested, recursion_stops, angle_stops, discarded
 
@@ -472,39 +457,6 @@ def v_cycle(
             down = descent(index, received, coupling)
         after, stopped = smooth(index, steps.pre[index], steps.post[index], None, coupling, stopped)
         return (work + down[0] + after, *down[1:], stopped)
-
-    def coupled(index, batch, shift):
-        """``() -> (H, grad H)`` of level ``index`` on ``batch`` at its current iterate (RMTR)."""
-        return lambda: couple(evaluate[index](data[index][batch])[:2], hierarchy[index].variables, shift)
-
-    def trust_region_cycle(index, current, shift):
-        """RMTR's walk of steps 1-6 from ``current``, ``(H, grad H)`` of level ``index`` at its iterate on the
-        cycle's minibatch; returns them at the level's last iterate."""
-        own = coupled(index, layout.smoothing[index][0], shift)
-        if index == last:
-            return trust_region.steps(index, steps.coarsest, current, own)
-        level, coarse = hierarchy[index], hierarchy[index + 1]
-        transfer = level.transfer
-        current = trust_region.steps(index, steps.pre[index], current, own)
-        start = restrict_level(level, coarse)
-        batch = layout.tau[index][0]
-        restricted = transfer.restrict_gradient(current[1])
-        coarse_value, coarse_gradient, _, _ = evaluate[index + 1](data[index + 1][batch])
-        coarse_shift = [-t for t in tau_correction(coarse_gradient, restricted)]
-        coarse_start = couple((coarse_value, coarse_gradient), coarse.variables, coarse_shift)
-        recurse = trust_region.descend(index, current[1], restricted)
-        coarse_end = trust_region_cycle(index + 1, coarse_start, coarse_shift)
-        correction = prolongated_correction(transfer, coarse.variables, start, 1.0)
-        current = trust_region.correct(
-            index, correction, current, coarse_start[0] - coarse_end[0], recurse, coupled(index, batch, shift)
-        )
-        return trust_region.steps(index, steps.post[index], current, own)
-
-    if trust_region is not None:
-        value, initial, loss, y_pred = evaluate[0](data[0][layout.smoothing[0][0]])
-        trust_region_cycle(0, (value, initial), None)
-        work = work_units(steps, [level.relative_cost for level in hierarchy], trust_region=True)
-        return CycleReport(loss, y_pred, *map(_f64, (work, 0.0, 0.0, 0.0)))
 
     loss, y_pred, initial = start(data[0][layout.smoothing[0][0]])
     work, *counts, _ = cycle(0, initial, None)

@@ -60,8 +60,10 @@ import tensorflow as tf
 
 from keras_multilevel.optimizers import lsr1
 from keras_multilevel.optimizers.mlsgd import descends
-from keras_multilevel.optimizers.objective import loss_gradient, penalty, tikhonov
+from keras_multilevel.hierarchy.hierarchy import prolongated_correction, restrict_level
+from keras_multilevel.optimizers.objective import loss_gradient, penalty, tau_correction, tikhonov
 from keras_multilevel.optimizers.replicas import sum_over_replicas
+from keras_multilevel.optimizers.traces import level_functions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +227,11 @@ class LevelTrustRegion:
         )
 
 
+def _loss_and_gradient(model, values, data):
+    """``(loss, y_pred, grad L)`` of a level on one minibatch: what a Taylor step evaluates (its ratio needs the value)."""
+    return loss_gradient(model, data, None, values)
+
+
 def _assign(variables, values):
     for variable, value in zip(variables, values):
         variable.assign(value)
@@ -233,18 +240,70 @@ def _assign(variables, values):
 class RecursiveTrustRegion:
     """RMTR's level steps, recursion condition and recursive-step acceptance, as hooks of the V-cycle.
 
-    :func:`~keras_multilevel.optimizers.cycle.v_cycle` calls :meth:`steps`
-    for its level steps, :meth:`descend` after restricting to a coarse level
-    and :meth:`correct` with the prolongated correction; a level's "current"
-    state is ``(H, grad H)`` at its iterate on the cycle's minibatch.
+    :meth:`cycle` walks the levels as :func:`~keras_multilevel.optimizers.cycle.v_cycle`
+    does and calls :meth:`steps` for its level steps, :meth:`descend` after
+    restricting to a coarse level and :meth:`correct` with the prolongated
+    correction; a level's "current" state is ``(H, grad H)`` at its iterate
+    on the cycle's minibatch.
     """
 
     def __init__(self, hierarchy, inner_products, constants, make_variable):
         self.constants = constants
+        self.hierarchy = hierarchy
         self.levels = [
             LevelTrustRegion(level, weights, constants, make_variable, f"rmtr_{index}")
             for index, (level, weights) in enumerate(zip(hierarchy, inner_products))
         ]
+
+    def cycle(self, steps, layout, data, regularization):
+        """One RMTR V-cycle on the cycle's minibatch; returns the finest level's ``(loss, y_pred)`` before it.
+
+        The walk of :func:`~keras_multilevel.optimizers.cycle.v_cycle` with
+        this scheme's hooks: on each level the pre-steps (:meth:`steps`), the
+        restriction ``Pi x`` and the first-order coherent coarse model
+        (``tau`` from the level's gradient, ``gamma = 1``), the recursion
+        condition and coarse radius (:meth:`descend`), the coarse cycle, the
+        recursive step accepted by its ratio (:meth:`correct`) and the
+        post-steps. ``data``: each level's minibatches (finest first, as from
+        :func:`~keras_multilevel.optimizers.cycle.level_data`); ``layout``
+        says which is the cycle's one minibatch.
+        """
+        hierarchy = self.hierarchy
+        evaluated = level_functions(hierarchy, _loss_and_gradient)
+
+        def evaluate(index, batch):
+            return value_and_gradient(hierarchy[index].model, data[index][batch], regularization[index],
+                                      evaluated[index](data[index][batch]))
+
+        def coupled(index, batch, shift):
+            """``() -> (H, grad H)`` of level ``index`` on ``batch`` at its current iterate."""
+            return lambda: couple(evaluate(index, batch)[:2], hierarchy[index].variables, shift)
+
+        def walk(index, current, shift):
+            """Steps 1-6 of the cycle from ``current``, ``(H, grad H)`` of level ``index`` at its iterate;
+            returns them at the level's last iterate."""
+            own = coupled(index, layout.smoothing[index][0], shift)
+            if index == len(hierarchy) - 1:
+                return self.steps(index, steps.coarsest, current, own)
+            level, coarse = hierarchy[index], hierarchy[index + 1]
+            current = self.steps(index, steps.pre[index], current, own)
+            start = restrict_level(level, coarse)
+            batch = layout.tau[index][0]
+            restricted = level.transfer.restrict_gradient(current[1])
+            coarse_value, coarse_gradient, _, _ = evaluate(index + 1, batch)
+            coarse_shift = [-t for t in tau_correction(coarse_gradient, restricted)]
+            coarse_start = couple((coarse_value, coarse_gradient), coarse.variables, coarse_shift)
+            recurse = self.descend(index, current[1], restricted)
+            coarse_end = walk(index + 1, coarse_start, coarse_shift)
+            correction = prolongated_correction(level, coarse.variables, start)
+            current = self.correct(
+                index, correction, current, coarse_start[0] - coarse_end[0], recurse, coupled(index, batch, shift)
+            )
+            return self.steps(index, steps.post[index], current, own)
+
+        value, initial, loss, y_pred = evaluate(0, layout.smoothing[0][0])
+        walk(0, (value, initial), None)
+        return loss, y_pred
 
     def steps(self, index, count, current, evaluate):
         """``count`` Taylor steps on level ``index`` from ``current``; returns the last ``(H, grad H)``."""
