@@ -77,7 +77,7 @@ def test_tikhonov_is_the_time_integral_on_every_level():
 
     def penalty(index):
         level = hierarchy[index]
-        betas = model.optimizer._regularization[index]
+        betas = hierarchy[index].regularization
         return sum(beta * float(np.sum(v.numpy() ** 2)) for beta, v in zip(betas, level.variables))
 
     assert penalty(0) == pytest.approx(penalty(2), rel=1e-5)

@@ -226,9 +226,8 @@ def test_deterministic_correction_is_first_order_coherent_with_the_full_gradient
     fine, coarse = model.optimizer.hierarchy
     _, _, full_gradient = level_gradient(fine.model, (full_x, full_y, None))
     _, _, batch_gradient = level_gradient(fine.model, (x, y, None))
-    inner_products = model.optimizer._inner_products
     expected = fine.transfer.prolong(
-        [-0.1 * g for g in riesz(fine.transfer.restrict_gradient(full_gradient), inner_products[1])]
+        [-0.1 * g for g in riesz(fine.transfer.restrict_gradient(full_gradient), coarse.inner_product)]
     )
     before = weights(model)
     model.train_on_batch(x, y)

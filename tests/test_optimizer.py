@@ -52,7 +52,7 @@ def test_first_order_coherence(float64, levels, interpolation, inner_product):
     """grad H_c(Pi theta) = R grad H(theta) on every coarse level (000 eq 9), with each level's Tikhonov term."""
     model = compiled(levels, regularization=1e-3, interpolation=interpolation, inner_product=inner_product)
     hierarchy = model.optimizer.hierarchy
-    betas = model.optimizer._regularization
+    betas = [level.regularization for level in hierarchy]
     x, y = circles(dtype="float64")
     data = (x, y, None)
     shift = None

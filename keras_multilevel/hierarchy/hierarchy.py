@@ -72,7 +72,7 @@ def prolongated_correction(fine, coarse_values, start, scale=1.0):
 
 
 class Level:
-    """One level: a Keras model, its cost, and the transfer to the next coarser level.
+    """One level: a Keras model, its cost, the transfer to the next coarser level, and its training state.
 
     Attributes:
         model: the level's network (``levels[0].model`` is the user's model).
@@ -80,12 +80,21 @@ class Level:
             002 §8).
         transfer: :class:`Transfer` to the next coarser level, ``None`` on the
             coarsest.
+        smoother: the level optimizer that steps this level (000 Algorithm 2),
+            set by the :class:`~keras_multilevel.optimizers.MultilevelOptimizer`
+            that trains the hierarchy (``None`` before).
+        inner_product: the weights of the level's inner product, one per
+            variable (:mod:`~keras_multilevel.optimizers.inner_product`), set
+            with the smoother.
+        regularization: the Tikhonov weights of its variables, set with the
+            smoother.
     """
 
     def __init__(self, model, relative_cost, transfer=None):
         self.model = model
         self.relative_cost = relative_cost
         self.transfer = transfer
+        self.smoother = self.inner_product = self.regularization = None
 
     @property
     def variables(self):

@@ -42,7 +42,7 @@ def phase_starts(schedule):
     return [0, *np.cumsum(schedule).tolist()]
 
 
-def coarse_to_fine_step(hierarchy, smoothers, schedule, iteration, data, regularization, inner_products):
+def coarse_to_fine_step(hierarchy, schedule, iteration, data):
     """One batch of Algorithm 1: a smoothing step on the level whose phase ``iteration`` is in.
 
     On the first iteration of a level's phase its weights are first set to
@@ -53,14 +53,11 @@ def coarse_to_fine_step(hierarchy, smoothers, schedule, iteration, data, regular
     initialization, line 2).
 
     Args:
-        hierarchy: the :class:`~keras_multilevel.hierarchy.Hierarchy`.
-        smoothers: one built Keras optimizer per level.
+        hierarchy: the :class:`~keras_multilevel.hierarchy.Hierarchy`, whose
+            levels carry their smoother, inner product and Tikhonov weights.
         schedule: batches per coarse level, coarsest first (:func:`check_schedule`).
         iteration: the optimizer's iteration count (a scalar tensor).
         data: the batch ``(x, y, sample_weight)`` on the finest grid.
-        regularization: Tikhonov weights per level, finest first (as for
-            :func:`~keras_multilevel.optimizers.cycle.v_cycle`).
-        inner_products: the weights of each level's inner product.
 
     Returns:
         ``(loss, y_pred, level)``: the trained level's loss on its batch, its
@@ -89,9 +86,9 @@ def coarse_to_fine_step(hierarchy, smoothers, schedule, iteration, data, regular
                 ready = [tf.cond(tf.equal(iteration, starts[phase]), prolong, lambda: tf.constant(False))]
             with tf.control_dependencies(ready):
                 loss, y_pred, gradients = level_gradient(
-                    level.model, batches[index], regularization[index], loss_scale(smoothers[index])
+                    level.model, batches[index], level.regularization, loss_scale(level.smoother)
                 )
-            apply_step(smoothers[index], riesz(gradients, inner_products[index]), level.variables)
+            apply_step(level.smoother, riesz(gradients, level.inner_product), level.variables)
             for finer in reversed(range(index)):
                 y_pred = hierarchy[finer].transfer.prolong_data(y_pred)
             return loss, y_pred, tf.constant(index)

@@ -205,26 +205,23 @@ def _batch_costs(minibatches, full_batch):
 
 
 def v_cycle(
-    hierarchy, smoothers, steps, scheme, minibatches, layout, regularization, inner_products, full_batch=None,
-    trust_region=None,
+    hierarchy, steps, scheme, minibatches, layout, full_batch=None, trust_region=None,
 ):
     """Runs one V-cycle and updates the finest level's weights.
 
     Args:
-        hierarchy: a :class:`~keras_multilevel.hierarchy.Hierarchy`.
-        smoothers: one built Keras optimizer per level (the level optimizer of
-            000 Algorithm 2, SGD in 002 §6).
+        hierarchy: a :class:`~keras_multilevel.hierarchy.Hierarchy` whose
+            levels carry their ``smoother`` (a built Keras optimizer, the level
+            optimizer of 000 Algorithm 2, SGD in 002 §6), ``inner_product``
+            (coupling terms are Euclidean, each step uses the level's gradient
+            in it) and ``regularization`` (the Tikhonov weights of its
+            variables, see :func:`~keras_multilevel.optimizers.objective.level_gradient`).
         steps: a :class:`~keras_multilevel.optimizers.steps.CycleSteps`.
         scheme: a :class:`~keras_multilevel.optimizers.scheme.CycleScheme`.
         minibatches: ``layout.count`` minibatches ``(x, y, sample_weight)``
             (see :func:`split_batch`).
         layout: the :class:`~keras_multilevel.optimizers.scheme.MinibatchLayout`
             saying which minibatches each level smooths on and forms tau on.
-        regularization: per level, finest first, the Tikhonov weights of its
-            variables (see :func:`~keras_multilevel.optimizers.objective.level_gradient`).
-        inner_products: per level, the weights of its inner product
-            (:func:`~keras_multilevel.optimizers.inner_product.inner_product_weights`):
-            coupling terms are Euclidean, each step uses the level's gradient.
         full_batch: the held data set ``(x, y, sample_weight)`` of a
             full-gradient correction (``scheme.full_gradient``, 001 §3.3.2),
             minibatch index ``layout.count``; a gradient on it costs its rows
@@ -247,7 +244,8 @@ def v_cycle(
         )
     last = len(hierarchy) - 1
     start = functools.partial(
-        level_gradient, hierarchy[0].model, regularization=regularization[0], loss_scale=loss_scale(smoothers[0])
+        level_gradient, hierarchy[0].model, regularization=hierarchy[0].regularization,
+        loss_scale=loss_scale(hierarchy[0].smoother)
     )
     # Each level's loss and gradient, traced once per group of alike levels
     # (:mod:`~keras_multilevel.optimizers.traces`); the sum over replicas and
@@ -255,7 +253,7 @@ def v_cycle(
     batches = list(minibatches) if full_batch is None else [*minibatches, full_batch]
     data = level_data(hierarchy, batches)
     if trust_region is not None:
-        loss, y_pred = trust_region.cycle(steps, layout, data, regularization)
+        loss, y_pred = trust_region.cycle(steps, layout, data)
         work = work_units(steps, [level.relative_cost for level in hierarchy], trust_region=True)
         return CycleReport(loss, y_pred, *map(_f64, (work, 0.0, 0.0, 0.0)))
     variables = [level.variables for level in hierarchy]
@@ -263,8 +261,8 @@ def v_cycle(
     evaluate = [
         functools.partial(
             lambda data, index: tikhonov(
-                sum_over_replicas(gradients[index](data, _read(loss_scale(smoothers[index])))),
-                variables[index], regularization[index]),
+                sum_over_replicas(gradients[index](data, _read(loss_scale(hierarchy[index].smoother)))),
+                variables[index], hierarchy[index].regularization),
             index=index,
         )
         for index in range(len(hierarchy))
@@ -284,7 +282,7 @@ def v_cycle(
         grads = add_coupling(grads, coupling.shift)
         if strength:
             grads = add_coupling(grads, step_regularization_gradient(
-                hierarchy[index].variables, coupling.start, inner_products[index], strength))
+                hierarchy[index].variables, coupling.start, hierarchy[index].inner_product, strength))
         return grads
 
     def direction(index, batch, coupling):
@@ -327,7 +325,7 @@ def v_cycle(
                     grads, spent = [tf.identity(g) for g in received], 0.0
                 else:
                     grads, spent = direction(index, own[step % len(own)], coupling)
-                apply_step(smoothers[index], riesz(grads, inner_products[index]), variables)
+                apply_step(hierarchy[index].smoother, riesz(grads, hierarchy[index].inner_product), variables)
                 return spent
 
             if not guarded(coupling):
@@ -355,10 +353,12 @@ def v_cycle(
 
     def level_value(index, batch, coupling):
         shift = None if coupling is None else coupling.shift
-        value = level_objective(losses[index](data[index][batch]), variables[index], shift, regularization[index])
+        value = level_objective(losses[index](data[index][batch]), variables[index], shift,
+                                hierarchy[index].regularization)
         if coupling is None or not strength:
             return value
-        regularized = step_regularization_value(hierarchy[index].variables, coupling.start, inner_products[index], strength)
+        regularized = step_regularization_value(hierarchy[index].variables, coupling.start,
+                                                hierarchy[index].inner_product, strength)
         return value + tf.cast(regularized, value.dtype)
 
     def accepted(index, correction, coupling):
@@ -401,8 +401,8 @@ def v_cycle(
             start = restrict_level(level, coarse)
             momenta = None
             if scheme.momentum_transfer:
-                fine_momenta = momentum_slots(smoothers[index], level.variables)
-                coarse_momenta = momentum_slots(smoothers[index + 1], coarse.variables)
+                fine_momenta = momentum_slots(level.smoother, level.variables)
+                coarse_momenta = momentum_slots(coarse.smoother, coarse.variables)
                 if fine_momenta is not None and coarse_momenta is not None:
                     momenta = fine_momenta, coarse_momenta, transfer.restrict(fine_momenta)
                     assign(coarse_momenta, momenta[2])
@@ -415,7 +415,7 @@ def v_cycle(
             else:
                 anchor = evaluate[index + 1](data[index + 1][tau_batches[0]])
                 spent, shift = cost(index + 1, tau_batches[0]), None
-            parent = None if scheme.angle_threshold is None else (fine_gradients, inner_products[index], transfer)
+            parent = None if scheme.angle_threshold is None else (fine_gradients, level.inner_product, transfer)
             coarse_work, recursion_stops, angle_stops, discarded, coarse_stopped = cycle(
                 index + 1, anchor, _Coupling(shift, start, anchor, parent)
             )
@@ -433,7 +433,7 @@ def v_cycle(
         if not scheme.recursion_test:
             down = go_down()
         else:
-            go = descends(fine_gradients, restricted, inner_products[index], inner_products[index + 1],
+            go = descends(fine_gradients, restricted, level.inner_product, coarse.inner_product,
                           scheme.recursion_ratio, scheme.recursion_tolerance)
             down = tf.cond(go, lambda: tuple(map(_f64, go_down())), lambda: (_f64(0.0), _f64(1.0), _f64(0.0), _f64(0.0)))
         return (work + down[0], *down[1:])

@@ -440,7 +440,6 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             )
         self._full_batch = None
         self.hierarchy = None
-        self._inner_products = self._regularization = None  # per level, once the hierarchy is built
         # A weak reference: the model owns its optimizer, not the reverse (and
         # Keras' saving walks an optimizer's attributes).
         self._model_ref = lambda: None
@@ -521,14 +520,13 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             smoother.build(level.variables)
         if not _has_schedule(self.smoother):
             self.learning_rate = float(keras.ops.convert_to_numpy(self.smoother.learning_rate))  # divided per level
-        self._inner_products = [inner_product_weights(level.model, self.inner_product) for level in self.hierarchy]
-        self._regularization = [
-            tikhonov_weights(self.regularization, weights, index, self.inner_product)
-            for index, weights in enumerate(self._inner_products)
-        ]
+        for index, (level, smoother) in enumerate(zip(self.hierarchy, self._smoothers)):
+            level.smoother = smoother
+            level.inner_product = inner_product_weights(level.model, self.inner_product)
+            level.regularization = tikhonov_weights(self.regularization, level.inner_product, index, self.inner_product)
         if self.scheme.trust_region:
             self._trust_region = RecursiveTrustRegion(
-                self.hierarchy, self._inner_products, self.trust_region,
+                self.hierarchy, self.trust_region,
                 lambda shape, dtype, name: self.add_variable(shape, initializer="zeros", dtype=dtype, name=name),
             )
         self.cycle_work_units = work_units(
@@ -628,10 +626,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         stops, discarded = {}, tf.constant(0.0, tf.float64)
         if self.schedule:
             refuse_decisions("A coarse-to-fine `schedule`", "Train it on one device, or use V-cycles (no `schedule`).")
-            loss, y_pred, index = coarse_to_fine_step(
-                self.hierarchy, self._smoothers, self.schedule, self.iterations, (x, y, sample_weight),
-                self._regularization, self._inner_products,
-            )
+            loss, y_pred, index = coarse_to_fine_step(self.hierarchy, self.schedule, self.iterations, (x, y, sample_weight))
             costs = tf.constant([level.relative_cost for level in self.hierarchy], dtype="float64")
             work = tf.gather(costs, index)
         else:
@@ -643,8 +638,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             minibatches = split_batch((x, y, sample_weight), self.layout.count)
             with shared_depth_traces(enabled=not model.jit_compile):
                 report = v_cycle(
-                    self.hierarchy, self._smoothers, self.steps, self.scheme, minibatches, self.layout,
-                    self._regularization, self._inner_products, self._full_batch, self._trust_region,
+                    self.hierarchy, self.steps, self.scheme, minibatches, self.layout, self._full_batch, self._trust_region
                 )
             loss, y_pred, work = report.loss, report.y_pred, report.work_units
             for kind, count in self.stop_counts.items():

@@ -247,15 +247,15 @@ class RecursiveTrustRegion:
     on the cycle's minibatch.
     """
 
-    def __init__(self, hierarchy, inner_products, constants, make_variable):
+    def __init__(self, hierarchy, constants, make_variable):
         self.constants = constants
         self.hierarchy = hierarchy
         self.levels = [
-            LevelTrustRegion(level, weights, constants, make_variable, f"rmtr_{index}")
-            for index, (level, weights) in enumerate(zip(hierarchy, inner_products))
+            LevelTrustRegion(level, level.inner_product, constants, make_variable, f"rmtr_{index}")
+            for index, level in enumerate(hierarchy)
         ]
 
-    def cycle(self, steps, layout, data, regularization):
+    def cycle(self, steps, layout, data):
         """One RMTR V-cycle on the cycle's minibatch; returns the finest level's ``(loss, y_pred)`` before it.
 
         The walk of :func:`~keras_multilevel.optimizers.cycle.v_cycle` with
@@ -272,7 +272,7 @@ class RecursiveTrustRegion:
         evaluated = level_functions(hierarchy, _loss_and_gradient)
 
         def evaluate(index, batch):
-            return value_and_gradient(hierarchy[index].model, data[index][batch], regularization[index],
+            return value_and_gradient(hierarchy[index].model, data[index][batch], hierarchy[index].regularization,
                                       evaluated[index](data[index][batch]))
 
         def coupled(index, batch, shift):
