@@ -343,6 +343,22 @@ def test_a_model_that_cannot_be_coarsened_fails_at_compile():
         model.compile(optimizer=kml.MultilevelOptimizer(levels=2), loss="mse")
 
 
+def test_a_residual_stack_inside_a_users_layer_is_named_with_what_to_do():
+    class Block(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.stack = kml.layers.DenseResidualStack(blocks=4)
+
+        def call(self, x):
+            return self.stack(x)
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(Block(name="my_block")(inputs)))
+    with pytest.raises(ValueError, match=r"Layer 'my_block' \(Block\) of model .* holds a residual stack inside it.*"
+                                         r"Call the DenseResidualStack or ConvResidualStack in the functional model"):
+        model.compile(optimizer=kml.MultilevelOptimizer(levels=2), loss="mse")
+
+
 def test_too_many_levels_fail_at_compile():
     with pytest.raises(ValueError, match="use levels <= 4"):
         compiled(5, blocks=8)

@@ -27,6 +27,15 @@ def residual_stacks(model):
     return [layer for layer in walk_layers(model) if isinstance(layer, ResidualStack)]
 
 
+def _wrapping_layers(model):
+    """The model's layers (not models, not stacks) that hold a residual stack among their own sublayers."""
+    return [
+        layer for layer in walk_layers(model)
+        if not isinstance(layer, (keras.Model, ResidualStack))
+        and any(isinstance(inner, ResidualStack) for inner in layer._flatten_layers(include_self=False))
+    ]
+
+
 def _two_adic(n):
     """How many times ``n`` can be halved: the exponent of 2 in ``n``."""
     count = 0
@@ -61,6 +70,16 @@ class DepthCoarsening:
                 "keras.Sequential or the functional API."
             )
         stacks = residual_stacks(model)
+        hidden = _wrapping_layers(model)
+        if hidden:
+            wrapper = hidden[0]
+            raise ValueError(
+                f"Layer {wrapper.name!r} ({type(wrapper).__name__}) of model {model.name!r} holds a residual stack "
+                "inside it, where depth coarsening cannot reach: it rebuilds the model from its config with fewer "
+                "blocks per stack, so each stack must be a layer of the model itself. Call the DenseResidualStack "
+                "or ConvResidualStack in the functional model (or Sequential) directly, next to your layer, instead "
+                "of inside it."
+            )
         if not stacks:
             raise ValueError(
                 f"Model {model.name!r} has no coarsenable layer: depth coarsening needs at least "
