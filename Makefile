@@ -12,7 +12,7 @@ $(VENV)/.dependencies: pyproject.toml setup.cfg scripts/find-python312
 	rm -rf $(VENV)
 	"$$(scripts/find-python312)" -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet '.[test]'
+	$(BIN)/pip install --quiet '.[test,datasets]'
 	touch $@
 
 # The package itself is reinstalled (as a wheel, not editable) on every run,

@@ -29,6 +29,7 @@ import sys
 BUSY = 75  # another run holds the data set (EX_TEMPFAIL: try again later)
 DISK_FULL = 74  # the disk filled up while a data set was generated (EX_IOERR)
 UNSAFE = 1  # a file in the data folder the library refuses to write through
+UNAVAILABLE = 69  # a part of the library this installation lacks (EX_UNAVAILABLE), e.g. the data sets' extra
 
 # The Keras backends the command line runs on: its commands train and evaluate with the multilevel
 # optimizer, which is TensorFlow code (under other backends only kml.datasets and kml.zoo import).
@@ -89,7 +90,8 @@ def main(argv=None):
     and a one-line error before anything is imported; a data set held by
     another run exits with :data:`BUSY`, a full disk during generation with
     :data:`DISK_FULL` and an unsafe file in the data folder with
-    :data:`UNSAFE`, each with a one-line error, whatever the command.
+    :data:`UNSAFE` and a part of the library this installation lacks (the data sets without
+    their extra) with :data:`UNAVAILABLE`, each with a one-line error, whatever the command.
     """
     args = build_parser().parse_args(argv)
     error = check_backend()
@@ -104,3 +106,8 @@ def main(argv=None):
     except tuple(statuses) as error:
         print(f"keras-multilevel {args.command}: error: {error}", file=sys.stderr)
         return next(status for kind, status in statuses.items() if isinstance(error, kind))
+    except ImportError as error:
+        if not getattr(error, "unavailable", False):
+            raise
+        print(f"keras-multilevel {args.command}: error: {error}", file=sys.stderr)
+        return UNAVAILABLE

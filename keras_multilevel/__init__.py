@@ -19,9 +19,21 @@ from keras_multilevel import _env  # noqa: F401  (must run before TensorFlow is 
 
 import keras  # noqa: E402
 
-from keras_multilevel import datasets, zoo  # noqa: E402
-
 __version__ = "0.1.0"
+
+# Names that cannot be had in this installation, with the reason: kml.<name> raises it.
+_MISSING = {}
+
+try:  # importing the data sets registers their TFDS builders: tfds.load("poisson/n48")
+    from keras_multilevel import datasets  # noqa: E402
+except ModuleNotFoundError as error:
+    if error.name != "tensorflow_datasets":
+        raise
+    _MISSING["datasets"] = (
+        "kml.datasets needs TensorFlow Datasets and FEniCSx, which this installation lacks: "
+        "pip install 'keras-multilevel[datasets]'."
+    )
+from keras_multilevel import zoo  # noqa: E402
 
 _TENSORFLOW_ONLY = (
     "ConvResidualStack", "CycleSteps", "DenseResidualStack", "Hierarchy", "MultilevelOptimizer", "MultilevelSolver",
@@ -36,12 +48,17 @@ if keras.backend.backend() == "tensorflow":
 
     _keras_hooks.install()
 else:
+    for _name in _TENSORFLOW_ONLY:
+        _MISSING[_name] = (
+            f"kml.{_name} needs Keras' TensorFlow backend (the V-cycle is TensorFlow code), but Keras runs on "
+            f"{keras.backend.backend()!r}: set KERAS_BACKEND=tensorflow before the first `import keras`. "
+            "kml.datasets and kml.zoo work on any backend."
+        )
 
-    def __getattr__(name):
-        if name in _TENSORFLOW_ONLY:
-            raise ImportError(
-                f"kml.{name} needs Keras' TensorFlow backend (the V-cycle is TensorFlow code), but Keras runs on "
-                f"{keras.backend.backend()!r}: set KERAS_BACKEND=tensorflow before the first `import keras`. "
-                "kml.datasets and kml.zoo work on any backend."
-            )
-        raise AttributeError(f"module 'keras_multilevel' has no attribute {name!r}")
+
+def __getattr__(name):
+    if name in _MISSING:
+        error = ImportError(_MISSING[name])
+        error.unavailable = True  # the command line prints it in one line (exit 69)
+        raise error
+    raise AttributeError(f"module 'keras_multilevel' has no attribute {name!r}")
