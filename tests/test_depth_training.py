@@ -38,6 +38,7 @@ def circles():
     return kml.datasets.concentric_circles(256, seed=4)
 
 
+@pytest.mark.slow
 def test_one_level_trains_the_same_for_64_and_1024_blocks(circles):
     """With L2(0, T) gradients training does not depend on the depth K (000 Fig 5, 001 §3.2): the loss
     curves agree and the stacks move by the same function of time; with Euclidean gradients each of the
@@ -160,6 +161,7 @@ def test_the_acceptance_test_discards_a_correction_that_raises_the_loss(circles,
         assert loss > reference.evaluate(x, y, verbose=0) + 0.01
 
 
+@pytest.mark.slow
 def test_the_acceptance_test_keeps_a_good_correction(circles):
     x, y = circles
     tested = network(8)
@@ -180,6 +182,7 @@ def test_the_acceptance_test_is_counted_in_the_work_units():
 # -- start-up ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_levels_of_a_depth_hierarchy_share_one_traced_loop(circles):
     """128, 64, 32 and 16 blocks: one traced Euler loop (and its gradient) for all four levels."""
     x, y = circles

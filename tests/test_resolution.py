@@ -272,6 +272,7 @@ def test_coarse_to_fine_schedule_in_depth_is_shallow_to_deep_training():
     assert model.optimizer.work_units.numpy() == pytest.approx(3 * 0.5 + 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pyramid", [False, True])
 def test_coarse_to_fine_schedule_trains_and_reloads(tmp_path, pyramid):
     model = small_unet(pyramid=pyramid)
