@@ -236,7 +236,7 @@ print(before, peak())
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
-@pytest.mark.parametrize("name", ["poisson", "darcy"])
+@pytest.mark.parametrize("name", [pytest.param("poisson", marks=pytest.mark.slow), "darcy"])
 def test_the_memory_model_bounds_a_measured_solver(name):
     """The estimate of memory_needed covers a real worker's peak RSS at N = 256, and its N² term is not idle."""
     resolution, problem = 256, problems.get(name)

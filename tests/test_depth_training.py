@@ -132,6 +132,7 @@ def one_fine_step(x, y):
     return [v.numpy() for v in model.trainable_variables]
 
 
+@pytest.mark.slow
 def test_a_nan_on_a_coarse_level_never_reaches_the_fine_weights(circles):
     x, y = circles
     model = network(8)

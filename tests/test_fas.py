@@ -217,7 +217,7 @@ def test_eager_and_compiled_fas_cycles_agree_including_rematching(float64):
 
 
 @pytest.mark.parametrize("network, levels", [(dense_network, 2), pytest.param(dense_network, 3, marks=pytest.mark.slow),
-                                             (conv_network, 2)])
+                                             pytest.param(conv_network, 2, marks=pytest.mark.slow)])
 def test_fas_fit_lowers_the_loss(network, levels):
     shape = (6,) if network is dense_network else (4, 4, 2)
     model = compiled(network(seed=7), levels, smoother=keras.optimizers.SGD(0.02, momentum=0.9), tau_batches=2)
@@ -302,6 +302,7 @@ def test_threshold_outside_minus_one_one(threshold):
         kml.hierarchy.WidthCoarsening(threshold=threshold)
 
 
+@pytest.mark.slow
 def test_a_short_last_batch_trains():
     """100 examples in batches of 24 leave a last batch of 4 for a cycle of 12 minibatches: it just trains."""
     model = compiled(dense_network(), 2, steps="[4,{4}]", tau_batches=4)

@@ -131,6 +131,7 @@ def test_recursion_test_that_must_descend_reaches_every_level(cycle_cost):
     assert cycle_cost(compiled(**settings), x[:16], y[:16]) == pytest.approx(model.optimizer.cycle_work_units)
 
 
+@pytest.mark.slow
 def test_recursion_tolerance_stops_the_descent():
     x, y = circles(64)
     model = compiled(levels=2, recursion_ratio=0.0, recursion_tolerance=1e9)

@@ -353,6 +353,7 @@ def test_a_custom_train_step_is_refused_not_silently_single_level():
         model.fit(*circles(), verbose=0)
 
 
+@pytest.mark.slow
 def test_the_tensorboard_callback_logs_a_multilevel_run(tmp_path):
     """TensorBoard comes with the package and records the V-cycles' loss and work units."""
     model = compiled(3)
