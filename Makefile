@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export KERAS_BACKEND := tensorflow
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-quick bench clean
 
 # Dependencies are installed once (again when the packaging files change).
 $(VENV)/.dependencies: pyproject.toml setup.cfg scripts/find-python312
@@ -26,6 +26,10 @@ demo: install
 
 test: install
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The quick subset a contributor runs often: every test but those marked slow.
+test-quick: install
+	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/keras-multilevel bench circles --out out/bench/circles

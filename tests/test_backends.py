@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = """
 import numpy as np
 import keras
@@ -25,6 +27,7 @@ for name in ("MultilevelOptimizer", "models", "hierarchy"):
 """
 
 
+@pytest.mark.slow
 def test_data_sets_and_zoo_work_under_jax_and_the_optimizer_says_it_needs_tensorflow(tmp_path):
     env = {**os.environ, "KERAS_BACKEND": "jax", "TFDS_DATA_DIR": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)

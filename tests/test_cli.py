@@ -8,6 +8,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 import keras_multilevel as kml
 import keras_multilevel_cli as cli
 
@@ -94,6 +96,7 @@ def test_an_unsupported_keras_backend_is_one_line_and_exit_2():
         )
 
 
+@pytest.mark.slow
 def test_bench_circles_runs_rmtr(tmp_path):
     """``bench circles --scheme rmtr``: L-SR1 trust regions instead of gradient descent, in the table's header."""
     result = _command("bench", "circles", "--scheme", "rmtr", "--blocks", "4", "--levels", "1,2", "--budget", "6",

@@ -12,6 +12,7 @@ def small_data():
     return comparison.circles_data(train=200, validation=100)
 
 
+@pytest.mark.slow
 def test_a_run_records_one_entry_per_cycle_and_stops_on_budget(small_data):
     run = comparison.train_circles(3, small_data, blocks=16, budget=20.0, target_accuracy=1.0)
     assert run.steps == "[(1),1,{2}]"
@@ -30,6 +31,7 @@ def test_a_run_stops_at_the_target_accuracy(small_data):
     assert run.cycles == 1 and run.first_reaching(0.01) == 0
 
 
+@pytest.mark.slow
 def test_table_and_plot(tmp_path, small_data):
     runs = [comparison.train_circles(levels, small_data, blocks=8, budget=6.0) for levels in (1, 2)]
     text = comparison.table(runs, target_accuracy=1.0)
@@ -45,6 +47,7 @@ def test_table_and_plot(tmp_path, small_data):
     assert (tmp_path / "plot.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_demo_command_writes_table_and_plot(tmp_path, capsys):
     code = cli.main(["demo", "--blocks", "8", "--levels", "1,2", "--budget", "4", "--out", str(tmp_path)])
     assert code == 0

@@ -67,6 +67,7 @@ def reference(tmp_path_factory):
     return _files(_folder(root))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("phase", ["generation", "records"])
 def test_a_kill_at_a_random_point_loses_nothing_and_the_rerun_cleans_up(tmp_path, reference, phase):
     """SIGKILL while shards are generated (2 workers) or while the TFDS records are written, then rerun."""
@@ -114,6 +115,7 @@ def test_an_interrupt_lost_in_a_garbage_collector_callback_is_raised_again_and_n
     assert printed == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupt_prints_one_line_and_exits_128_plus_the_signal(tmp_path, signum):
     """Ctrl-C (SIGINT to the whole process group, workers included) or SIGTERM to the command."""
@@ -139,6 +141,7 @@ def _worker_pids(pid):
     return [int(child) for child in children.read_text().split()] if children.exists() else []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the worker through /proc")
 def test_an_orphaned_worker_ends_silently_and_its_log_is_removed_by_the_next_run(tmp_path):
     root = tmp_path / "data"
@@ -213,6 +216,7 @@ def test_every_command_meeting_a_held_data_set_says_one_line_and_exits_75(tmp_pa
     assert f"pid {holder.pid}) is writing the data set in {folder.parent}: wait until it ends" in error
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_one_writes_the_other_waits_its_turn_or_is_refused(tmp_path, reference):
     root = tmp_path / "data"
     runs = [subprocess.Popen(_command(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -289,6 +293,7 @@ def test_the_command_repairs_damaged_records_and_leaves_complete_ones_alone(tmp_
     assert _files(_folder(root, 6, 30)) == original
 
 
+@pytest.mark.slow
 def test_records_are_byte_reproducible_whatever_the_process_and_workers(tmp_path, small):
     """Two runs, in other processes and with other worker counts, write the same bytes (item 7)."""
     _, original = small

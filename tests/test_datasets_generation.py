@@ -48,6 +48,7 @@ def test_a_different_seed_gives_different_examples(tmp_path):
     assert a.directory != b.directory and not np.array_equal(ra["parameters"], rb["parameters"])
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_losing_or_duplicating_examples(tmp_path):
     samples, shard_size = 3000, 10
     script = textwrap.dedent(
@@ -128,6 +129,7 @@ def _mpiexec():
     pytest.fail(f"no mpiexec in {BIN}: the mpich wheel (a dolfinx-solver-real dependency) provides it")
 
 
+@pytest.mark.slow
 @pytest.mark.mpi
 def test_two_mpi_ranks_produce_the_serial_data_set_byte_for_byte(tmp_path):
     """2 ranks, each with 2 worker processes (shards 0, 2, 4 on rank 0), against one serial process."""
@@ -234,7 +236,7 @@ print(before, peak())
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
-@pytest.mark.parametrize("name", ["poisson", "darcy"])
+@pytest.mark.parametrize("name", [pytest.param("poisson", marks=pytest.mark.slow), "darcy"])
 def test_the_memory_model_bounds_a_measured_solver(name):
     """The estimate of memory_needed covers a real worker's peak RSS at N = 256, and its N² term is not idle."""
     resolution, problem = 256, problems.get(name)

@@ -133,6 +133,7 @@ def _cli(*arguments, env=None):
                           timeout=300, env=env)
 
 
+@pytest.mark.slow
 def test_cli_generate_resume_show_and_errors(tmp_path, capsys, monkeypatch):
     from keras_multilevel_cli import main
 

@@ -40,6 +40,7 @@ def circles():
     return kml.datasets.concentric_circles(256, seed=4)
 
 
+@pytest.mark.slow
 def test_one_level_trains_the_same_for_64_and_1024_blocks(circles):
     """With L2(0, T) gradients training does not depend on the depth K (000 Fig 5, 001 §3.2): the loss
     curves agree and the stacks move by the same function of time; with Euclidean gradients each of the
@@ -133,6 +134,7 @@ def one_fine_step(x, y):
     return [v.numpy() for v in model.trainable_variables]
 
 
+@pytest.mark.slow
 def test_a_nan_on_a_coarse_level_never_reaches_the_fine_weights(circles):
     x, y = circles
     model = network(8)
@@ -239,6 +241,7 @@ def test_a_bad_correction_bound_is_refused(bound):
         kml.MultilevelOptimizer(levels=2, correction_bound=bound)
 
 
+@pytest.mark.slow
 def test_the_acceptance_test_keeps_a_good_correction(circles):
     x, y = circles
     tested = network(8)
@@ -259,6 +262,7 @@ def test_the_acceptance_test_is_counted_in_the_work_units():
 # -- start-up ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_levels_of_a_depth_hierarchy_share_one_traced_loop(circles):
     """128, 64, 32 and 16 blocks: one traced Euler loop (and its gradient) for all four levels."""
     x, y = circles

@@ -196,6 +196,7 @@ def test_each_level_sees_the_minibatches_of_its_layout(monkeypatch):
     assert seen[2] == set(layout.tau[1]) == {6, 7}
 
 
+@pytest.mark.slow
 def test_eager_and_compiled_fas_cycles_agree_including_rematching(float64):
     x, y = regression(dtype="float64")
     results = []
@@ -215,7 +216,8 @@ def test_eager_and_compiled_fas_cycles_agree_including_rematching(float64):
 # -- Keras behaviour ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("network, levels", [(dense_network, 2), (dense_network, 3), (conv_network, 2)])
+@pytest.mark.parametrize("network, levels", [(dense_network, 2), pytest.param(dense_network, 3, marks=pytest.mark.slow),
+                                             pytest.param(conv_network, 2, marks=pytest.mark.slow)])
 def test_fas_fit_lowers_the_loss(network, levels):
     shape = (6,) if network is dense_network else (4, 4, 2)
     model = compiled(network(seed=7), levels, smoother=keras.optimizers.SGD(0.02, momentum=0.9), tau_batches=2)
@@ -228,6 +230,7 @@ def test_fas_fit_lowers_the_loss(network, levels):
     assert np.isfinite(auxiliary.evaluate(x, y, verbose=0))
 
 
+@pytest.mark.slow
 def test_rematching_changes_the_matching_every_k_cycles_and_keeps_the_widths():
     model = compiled(dense_network(seed=8), 3, smoother=keras.optimizers.SGD(0.1, momentum=0.9),
                      coarsening=kml.hierarchy.WidthCoarsening(rematch_every=3))
@@ -250,6 +253,7 @@ def test_hierarchy_prints_the_widths_of_each_level():
     assert "16-12" in text and "8-6" in text and "4-3" in text
 
 
+@pytest.mark.slow
 def test_config_and_keras_file_round_trip(tmp_path):
     model = compiled(
         dense_network(seed=9), 3, smoother=keras.optimizers.SGD(0.05, momentum=0.9), tau_batches=2,
@@ -298,6 +302,7 @@ def test_threshold_outside_minus_one_one(threshold):
         kml.hierarchy.WidthCoarsening(threshold=threshold)
 
 
+@pytest.mark.slow
 def test_a_short_last_batch_trains():
     """100 examples in batches of 24 leave a last batch of 4 for a cycle of 12 minibatches: it just trains."""
     model = compiled(dense_network(), 2, steps="[4,{4}]", tau_batches=4)

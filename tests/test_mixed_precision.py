@@ -29,6 +29,7 @@ def fas(**kwargs):
     )
 
 
+@pytest.mark.slow
 def test_mixed_float16_model_trains_with_a_loss_scale_per_level(mixed_float16):
     keras.utils.set_random_seed(0)
     model = kml.models.feedforward_network((8,), 3, hidden=(16, 16))
@@ -75,6 +76,7 @@ def test_overflowing_scale_skips_each_level_step_and_halves_that_level_scale(mix
     assert all(np.all(np.isfinite(v.numpy())) for v in model.trainable_variables)
 
 
+@pytest.mark.slow
 def test_mixed_float16_pyramid_u_net_grows_a_grid(mixed_float16):
     """coarsening="pyramid" builds its coarse U-Net under the model's policy; the grown network trains on."""
     keras.utils.set_random_seed(0)

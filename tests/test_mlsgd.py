@@ -101,6 +101,7 @@ def test_variance_reduced_direction_is_the_anchor_at_the_snapshot():
 # -- the decisions inside model.fit ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_recursion_test_that_must_stop_skips_every_coarse_level_and_its_work(cycle_cost):
     """With eta huge no cycle descends: History counts one stop per cycle, the coarse levels
     spend nothing and the fine level keeps its steps (the work units are those actually spent)."""
@@ -119,6 +120,7 @@ def test_recursion_test_that_must_stop_skips_every_coarse_level_and_its_work(cyc
     assert cycle_cost(compiled(levels=3, recursion_ratio=1e6, steps="[1,1,{2}]"), x[:16], y[:16]) == pytest.approx(3.0)
 
 
+@pytest.mark.slow
 def test_recursion_test_that_must_descend_reaches_every_level(cycle_cost):
     x, y = circles(64)
     model = compiled(levels=3, recursion_ratio=0.0, recursion_tolerance=1e-12, steps="[1,1,{2}]")
@@ -129,6 +131,7 @@ def test_recursion_test_that_must_descend_reaches_every_level(cycle_cost):
     assert cycle_cost(compiled(**settings), x[:16], y[:16]) == pytest.approx(model.optimizer.cycle_work_units)
 
 
+@pytest.mark.slow
 def test_recursion_tolerance_stops_the_descent():
     x, y = circles(64)
     model = compiled(levels=2, recursion_ratio=0.0, recursion_tolerance=1e9)
@@ -136,6 +139,7 @@ def test_recursion_tolerance_stops_the_descent():
     assert history["mlsgd_recursion_stops"] == [4.0]
 
 
+@pytest.mark.slow
 def test_angle_condition_that_always_fails_ends_each_coarse_phase_and_undoes_its_step(cycle_cost):
     """mu = 1 asks a coarse step to point exactly along -grad H: it never does, so every coarse phase
     ends at its first step, which is undone: the cycle is then the fine steps alone."""
@@ -155,6 +159,7 @@ def test_angle_condition_that_always_fails_ends_each_coarse_phase_and_undoes_its
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_saved_model_resumes_with_its_stop_counts_and_work_units(tmp_path):
     """``.keras`` round trip mid-training: the loaded model goes on exactly as the original, counters included."""
     x, y = circles(32)
@@ -185,6 +190,7 @@ def test_none_switches_the_angle_test_and_the_momentum_transfer_off_and_round_tr
         assert kml.MultilevelOptimizer.from_config(original.get_config()).scheme == original.scheme
 
 
+@pytest.mark.slow
 def test_angle_condition_that_always_holds_stops_nothing():
     x, y = circles(16)
     model = compiled(levels=2, angle_threshold=-1.0, steps="[(1),{3}]")
@@ -199,6 +205,7 @@ def test_schemes_without_safeguards_log_no_stop_counts():
     assert not any(key.startswith("mlsgd_") for key in history)
 
 
+@pytest.mark.slow
 def test_large_step_regularization_shrinks_the_coarse_steps(float64):
     """001 §3.2.3: lambda acts as an inverse trust-region radius. With no fine smoothing the fine
     weights move by P (x_c - Pi x) alone, whose length falls as lambda grows."""
@@ -261,6 +268,7 @@ def test_deterministic_correction_needs_the_held_data():
         model.optimizer.use_full_batch("circles.npz", y)
 
 
+@pytest.mark.slow
 def test_variance_reduction_on_the_tau_minibatch_itself_changes_no_step_but_costs_two_gradients(cycle_cost):
     """SVRG's g(x, xi) - g(x_0, xi) + mu with mu = g(x_0, xi) (one shared minibatch, stochastic
     correction) is g(x, xi): the weights are those without variance reduction, the work is not."""
@@ -325,6 +333,7 @@ def test_bad_values_are_refused(kwargs, message):
         kml.MultilevelOptimizer(levels=2, scheme="mlsgd", **kwargs)
 
 
+@pytest.mark.slow
 def test_the_circles_comparison_of_the_cli_runs_mlsgd():
     """`keras-multilevel bench circles --scheme mlsgd` trains through comparison.train_circles."""
     from keras_multilevel import comparison
@@ -335,6 +344,7 @@ def test_the_circles_comparison_of_the_cli_runs_mlsgd():
     assert "mlsgd" in run.model.optimizer.get_config()["scheme"]
 
 
+@pytest.mark.slow
 def test_xla_compiled_mlsgd_cycle_agrees_with_the_graph(float64):
     """The data-dependent descent and early stops compile with jit_compile=True to the same numbers."""
     x, y = circles(32, dtype="float64")

@@ -144,6 +144,7 @@ def test_one_level_is_plain_keras_training():
 # -- Keras behaviour ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fit_lowers_the_loss_and_records_work_units():
     model = compiled(3, blocks=16)
     x, y = circles(256)
@@ -156,6 +157,7 @@ def test_fit_lowers_the_loss_and_records_work_units():
     assert int(model.optimizer.iterations.numpy()) == 12
 
 
+@pytest.mark.slow
 def test_eager_and_compiled_cycles_agree(float64):
     x, y = circles(dtype="float64")
     results = []
@@ -167,6 +169,7 @@ def test_eager_and_compiled_cycles_agree(float64):
         np.testing.assert_allclose(eager, graph, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_xla_compiled_cycle_agrees_with_the_graph(float64):
     x, y = circles(dtype="float64")
     results = []
@@ -196,6 +199,7 @@ def test_no_retracing_from_batch_to_batch(monkeypatch):
     assert int(model.optimizer.iterations.numpy()) == 16
 
 
+@pytest.mark.slow
 def test_coupling_can_be_switched_off():
     x, y = circles(128)
     with_coupling, without = compiled(2, seed=7), compiled(2, seed=7, tau_scale=0.0)
@@ -214,6 +218,7 @@ def test_hierarchy_is_reachable_after_compile():
     assert np.isfinite(loss) and 0 <= accuracy <= 1
 
 
+@pytest.mark.slow
 def test_an_unbuilt_sequential_model_gets_its_hierarchy_at_the_first_fit():
     model = keras.Sequential([keras.layers.Dense(3), kml.DenseResidualStack(8), keras.layers.Dense(2, activation="softmax")])
     model.compile(optimizer=kml.MultilevelOptimizer(levels=3), loss="categorical_crossentropy")
@@ -250,6 +255,7 @@ def test_learning_rate_divisor_per_level(divisor, expected):
         assert float(smoother.learning_rate.numpy()) == pytest.approx(0.02 * rate)
 
 
+@pytest.mark.slow
 def test_config_and_keras_file_round_trip(tmp_path):
     model = compiled(
         3, blocks=8, steps="[(1),2,{3}]", tau_scale=0.5, regularization=1e-4, interpolation="linear",
@@ -389,6 +395,7 @@ def test_a_custom_train_step_is_refused_not_silently_single_level():
         model.fit(*circles(), verbose=0)
 
 
+@pytest.mark.slow
 def test_the_tensorboard_callback_logs_a_multilevel_run(tmp_path):
     """TensorBoard comes with the package and records the V-cycles' loss and work units."""
     model = compiled(3)
@@ -519,6 +526,7 @@ print("RESULTS", json.dumps(results))
 """
 
 
+@pytest.mark.slow
 def test_data_parallel_training_equals_one_device(tmp_path):
     """Two replicas of a MirroredStrategy (two logical CPUs), model and optimizer made in its scope: the
     weights, logged loss, work units and iterations equal training on one device with the same batches,

@@ -107,6 +107,7 @@ def test_growing_a_grid_starts_as_the_coarse_prediction_prolongated():
     assert history["work_units"][-1] == pytest.approx(2 * optimizer.hierarchy[1].relative_cost + 1)
 
 
+@pytest.mark.slow
 def test_coarse_to_fine_and_v_cycles_train_and_reload(tmp_path):
     x, y = smooth_task(32)
     for schedule, steps in (([4, 4], None), (None, "[(1),1,{2}]")):

@@ -19,6 +19,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 # (text in README.md, its replacement, occurrences, why)
@@ -59,7 +61,8 @@ def shrunk(text):
     return text
 
 
-def test_every_python_block_of_the_readme_runs_and_prints_what_the_readme_shows(tmp_path):
+def python_blocks():
+    """``(code, expected)``: the shrunk python blocks, and each one's ```text output by block index."""
     blocks = fenced_blocks(shrunk(README.read_text()))
     code, expected = [], {}
     for (language, text), previous in zip(blocks, [("", "")] + blocks):
@@ -69,7 +72,19 @@ def test_every_python_block_of_the_readme_runs_and_prints_what_the_readme_shows(
             assert previous[0] == "python", f"a ```text output block must follow a ```python block:\n{text}"
             expected[len(code) - 1] = text
     assert len(code) >= 5 and expected, "README.md lost its python blocks or their printed output"
+    return code, expected
 
+
+def test_the_readme_holds_its_python_blocks_their_output_and_every_shrunk_call():
+    """The quick half (the run below is marked slow): the blocks parse and every substitution finds its text."""
+    code, _ = python_blocks()
+    for number, text in enumerate(code, 1):
+        compile(text, f"README.md, python block {number}", "exec")
+
+
+@pytest.mark.slow
+def test_every_python_block_of_the_readme_runs_and_prints_what_the_readme_shows(tmp_path):
+    code, expected = python_blocks()
     (tmp_path / "blocks.json").write_text(json.dumps(code))
     environment = {**os.environ, "TFDS_DATA_DIR": str(tmp_path / "tensorflow_datasets")}
     result = subprocess.run(

@@ -82,6 +82,7 @@ def test_from_config_round_trip():
     assert clone.step_size == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_a_2048_block_network_builds_traces_and_trains():
     model = kml.models.residual_network((2,), outputs=2, width=3, blocks=2048)
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="categorical_crossentropy")

@@ -158,6 +158,7 @@ def test_coarse_level_trains_on_the_averaged_batch():
     assert weights is None
 
 
+@pytest.mark.slow
 def test_v_cycle_in_resolution_trains_with_model_fit():
     model = small_unet()
     x, y = smooth_task(32)
@@ -167,7 +168,7 @@ def test_v_cycle_in_resolution_trains_with_model_fit():
     assert history["work_units"][0] == pytest.approx(4 * model.optimizer.cycle_work_units)
 
 
-@pytest.mark.parametrize("stencil_prolongation", ["identity", "inverse"])
+@pytest.mark.parametrize("stencil_prolongation", [pytest.param("identity", marks=pytest.mark.slow), "inverse"])
 def test_v_cycle_with_stencils_kept_and_one_coarse_step_is_two_fine_steps(stencil_prolongation):
     """With the stencils' values kept, P = R = I on every variable, so the tau-corrected coarse gradient
     at Pi x is R grad L(x) = grad L(x) (first-order coherence) and one coarse SGD step moves the fine
@@ -195,7 +196,7 @@ def test_v_cycle_with_stencils_kept_and_one_coarse_step_is_two_fine_steps(stenci
         assert difference > 0.1 * moved
 
 
-@pytest.mark.parametrize("stencil_prolongation", ["inverse", "identity"])
+@pytest.mark.parametrize("stencil_prolongation", [pytest.param("inverse", marks=pytest.mark.slow), "identity"])
 def test_coarse_to_fine_schedule_prolongs_at_each_phase_and_counts_work(stencil_prolongation):
     """004 Algorithm 1: with a zero learning rate the finest weights end as P P Pi Pi of the start."""
     model = small_unet()
@@ -272,6 +273,7 @@ def test_coarse_to_fine_schedule_in_depth_is_shallow_to_deep_training():
     assert model.optimizer.work_units.numpy() == pytest.approx(3 * 0.5 + 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pyramid", [False, True])
 def test_coarse_to_fine_schedule_trains_and_reloads(tmp_path, pyramid):
     model = small_unet(pyramid=pyramid)

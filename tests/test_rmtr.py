@@ -67,6 +67,7 @@ def test_ratio_of_a_step_without_predicted_decrease_rejects():
     assert float(trust_region.ratio(tf.constant(np.nan, tf.float64), tf.constant(1.0, tf.float64))) == -np.inf
 
 
+@pytest.mark.slow
 def test_single_level_converges_to_a_critical_point_of_least_squares(float64):
     """levels=1 is the L-SR1 trust-region method: on a convex least-squares problem ||grad|| -> 0."""
     rng = np.random.default_rng(0)
@@ -93,6 +94,7 @@ def residual(blocks=8, seed=0):
     return kml.models.residual_network((2,), outputs=2, width=3, blocks=blocks)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("levels,interpolation", [(2, "constant"), (3, "linear")])
 def test_deterministic_multilevel_rmtr_decreases_the_loss_monotonically_to_a_critical_point(float64, levels, interpolation):
     """Full batch: every accepted step (Taylor or recursive) lowers H, so the loss never rises; ||grad|| falls."""
@@ -170,7 +172,8 @@ def test_a_recursive_step_that_raises_the_loss_is_rejected(float64):
     assert float(rmtr.levels[0].radius) == 0.25
 
 
-@pytest.mark.parametrize("levels,steps", [(1, "[{2}]"), (2, "[(1),{2}]"), (3, "[1,2/1,{2}]")])
+@pytest.mark.parametrize("levels,steps", [(1, "[{2}]"), (2, "[(1),{2}]"),
+                                          pytest.param(3, "[1,2/1,{2}]", marks=pytest.mark.slow)])
 def test_work_units_count_the_gradients_evaluated(monkeypatch, levels, steps):
     model = residual()
     model.compile(
@@ -236,6 +239,7 @@ def test_mixed_precision_is_refused():
         keras.config.set_dtype_policy("float32")
 
 
+@pytest.mark.slow
 def test_growing_batches_double_when_the_finest_radius_falls_below_the_threshold():
     """Small noisy batches shrink the radius below min_radius: the batch doubles, up to the whole set."""
     x, y = circles(64)
@@ -267,6 +271,7 @@ def test_growing_batches_bad_inputs():
         kml.optimizers.fit_with_growing_batches(model, x, y[:8], batch_size=8, epochs=1)
 
 
+@pytest.mark.slow
 def test_saved_model_resumes_with_its_radii_and_secant_pairs(tmp_path):
     """The trust regions and L-SR1 memories are optimizer variables: a loaded model goes on exactly."""
     x, y = circles(64)

@@ -39,6 +39,7 @@ def batches(x, y):
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", sorted(SETTINGS))
 def test_a_loop_over_a_tf_data_set_trains_exactly_as_fit(scheme):
     x, y = circles()
@@ -60,6 +61,7 @@ def test_a_loop_over_a_tf_data_set_trains_exactly_as_fit(scheme):
     assert x_first.shape[0] == BATCH // solver.optimizer.minibatches and y_first.shape[1] == 2
 
 
+@pytest.mark.slow
 def test_eager_steps_equal_traced_steps():
     x, y = circles(32)
     eager = kml.MultilevelSolver(network(), loss="categorical_crossentropy", **fresh(SETTINGS["mgopt"]))
@@ -83,6 +85,7 @@ def test_the_loss_reported_is_the_fine_loss_before_the_cycle():
     assert after != pytest.approx(before)
 
 
+@pytest.mark.slow
 def test_mlsgd_stops_are_reported_per_step_and_counted():
     x, y = circles()
     solver = kml.MultilevelSolver(
@@ -96,6 +99,7 @@ def test_mlsgd_stops_are_reported_per_step_and_counted():
     assert kml.MultilevelSolver(network(), loss="mse", levels=2).step(circles(8)).stops == {}
 
 
+@pytest.mark.slow
 def test_a_model_compiled_with_the_optimizer_is_stepped_by_it_and_fits_on():
     model = network()
     model.compile(optimizer=kml.MultilevelOptimizer(**fresh(SETTINGS["mgopt"])), loss="categorical_crossentropy")
@@ -165,6 +169,7 @@ def test_apply_gradients_says_who_called_it():
         optimizer.apply_gradients([])
 
 
+@pytest.mark.slow
 def test_non_finite_weights_left_by_a_cycle_show_as_a_nan_loss():
     """A NaN in a later minibatch of a FAS cycle used to leave NaN weights behind a finite logged loss."""
     keras.utils.set_random_seed(0)

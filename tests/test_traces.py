@@ -24,6 +24,7 @@ def compiled(levels=3, blocks=64, model=None, **settings):
     return model
 
 
+@pytest.mark.slow
 def test_one_shared_trace_evaluates_every_depth_level_exactly():
     """The function traced with K left open gives each level's own loss and gradient."""
     hierarchy = compiled(levels=3, blocks=64).optimizer.hierarchy
@@ -79,6 +80,7 @@ def cycle_traces(monkeypatch):
     return count
 
 
+@pytest.mark.slow
 def test_the_cycle_is_traced_once_per_fit_and_never_again(cycle_traces):
     x, y = circles(64)
     model = compiled(levels=3, blocks=32)
