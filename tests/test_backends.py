@@ -62,6 +62,7 @@ print("exit", main(["datasets", "generate", "poisson", "--resolution", "6", "--s
 """
 
 
+@pytest.mark.slow
 def test_without_the_datasets_extra_the_optimizer_and_zoo_work_and_the_data_sets_say_what_to_install():
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run([sys.executable, "-c", WITHOUT_DATASETS], capture_output=True, text=True, env=env,

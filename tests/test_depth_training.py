@@ -202,6 +202,7 @@ def test_a_coarse_level_that_diverges_to_large_finite_values_cannot_wreck_the_fi
     assert np.isnan(unbounded["loss"][-1])
 
 
+@pytest.mark.slow
 def test_a_healthy_run_discards_no_correction_and_the_count_is_logged_only_where_corrections_exist(circles):
     x, y = circles
     logs = {}
