@@ -175,6 +175,7 @@ def main(argv=None):
     parser.add_argument("--target", type=float, default=0.98)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--out", default="benchmarks/results/depth/conv_digits.md")
+    parser.add_argument("--from-json", help="write the table of a saved JSON (an interrupted run's) instead of measuring")
     parser.add_argument("--one", nargs=2, metavar=("CONFIG", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     raw = sys.argv[1:] if argv is None else argv
@@ -184,9 +185,14 @@ def main(argv=None):
     # The network and stopping options go to every child process.
     args.passthrough = [f"--{name}={getattr(args, name)}" for name in
                         ("blocks", "width", "upsample", "batch", "regularization", "target", "epochs")]
-    command = shlex.join(["python", "benchmarks/conv_depth.py", *raw])
+    shown = [a for i, a in enumerate(raw) if not a.startswith("--from-json") and (i == 0 or raw[i - 1] != "--from-json")]
+    command = shlex.join(["python", "benchmarks/conv_depth.py", *shown])
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.from_json:
+        results = json.loads(pathlib.Path(args.from_json).read_text())
+        _report.write(table(args, results, command), out)
+        return
     results = []
     for seed in args.seeds:
         for configuration in args.configs:
