@@ -23,7 +23,7 @@ import keras_multilevel as kml  # noqa: E402
 from conv_depth import images  # noqa: E402
 
 
-def probe(configuration, cycles=21, blocks=128, seed=0):
+def probe(configuration, cycles=int(__import__("os").environ.get("PROBE_CYCLES", 21)), blocks=128, seed=0):
     parts = configuration.split(":")
     levels, rate = int(parts[0]), float(parts[1])
     divisor = [float(d) for d in parts[2].split(",")] if len(parts) > 2 else 1.0
