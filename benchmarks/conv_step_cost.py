@@ -3,9 +3,9 @@
 The network of ``conv_depth.py`` (128 conv blocks of width 8, 16x16 digits,
 minibatches of 64). For each configuration (``plain`` Keras SGD, or
 ``MultilevelOptimizer`` with ``L`` levels) it times ``--steps`` calls of
-``train_on_batch`` after two warm-up calls (tracing excluded), and the same
-number of ``model.predict_on_batch``-free forward evaluations is not included:
-only training steps. Runs alternate in one process per thread setting:
+``train_on_batch`` after two warm-up calls (tracing excluded): training steps
+only, no validation and no ``fit`` loop. The configurations alternate
+``--repeats`` times in one process per thread setting:
 
     python benchmarks/conv_step_cost.py --threads 1 --steps 20 plain 1 4 8
 """
