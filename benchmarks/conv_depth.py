@@ -23,7 +23,7 @@ Adam). Cells: median [min-max] over seeds.
 
 Usage::
 
-    python benchmarks/conv_depth.py --configs 1:0.1 4:0.1 --seeds 0 1 2 --out benchmarks/results/depth/conv_digits.md
+    python benchmarks/conv_depth.py --configs 1:0.2 4:0.1 --seeds 0 1 2 --blocks 128 --epochs 30 --out benchmarks/results/depth/conv_digits.md
 """
 
 import argparse
