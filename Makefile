@@ -1,11 +1,12 @@
 # Two entry points for a newcomer:  `make demo`  and  `make test`.
 # Both create the Python 3.12 virtual environment in .venv on first use.
+# `make test-keras-versions` runs the Keras-seam tests under the lowest and newest Keras allowed (scripts/test-keras-versions; not in CI).
 VENV   := .venv
 BIN    := $(VENV)/bin
 export KERAS_BACKEND := tensorflow
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install demo test test-quick bench clean
+.PHONY: install demo test test-quick test-keras-versions bench clean
 
 # Dependencies are installed once (again when the packaging files change).
 $(VENV)/.dependencies: pyproject.toml setup.cfg scripts/find-python312
@@ -31,8 +32,11 @@ test: install
 test-quick: install
 	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
 
+test-keras-versions:
+	scripts/test-keras-versions
+
 bench: install
 	$(BIN)/keras-multilevel bench circles --out out/bench/circles
 
 clean:
-	rm -rf $(VENV) build out *.egg-info
+	rm -rf $(VENV) .venv-keras-* build out *.egg-info

@@ -18,7 +18,23 @@ true), and acts only for models compiled with a ``MultilevelOptimizer``:
 No other model's ``train_step`` changes. A model class that overrides
 ``train_step`` itself keeps it; its call to ``optimizer.apply_gradients``
 raises a clear error instead of silently training on one level.
-"""
+
+Why a wrapped method and not a public mechanism (checked in Keras 3.15's
+sources): subclassing ``keras.Model`` with its own ``train_step`` or
+``compile`` would work only for models of that class, and users build
+functional and ``Sequential`` models; ``Optimizer.apply`` and
+``apply_gradients`` receive only gradients and variables, never the batch
+the coarse levels need; callbacks get logs, not the batch, and run outside
+the traced train function; replacing ``model.train_step`` on the instance is
+what is done, but something must do it when the model is compiled with a
+``MultilevelOptimizer``, and ``compile`` has no hook for that (an optimizer
+is not told which model compiles it). So ``Trainer.compile`` is wrapped.
+
+Tested with Keras 3.15.1 / tensorflow-cpu 2.21.0 (``make test``). Under the
+lowest Keras allowed, 3.6.0 with tensorflow-cpu 2.18.0
+(``make test-keras-versions``), the seam's tests pass up to the
+MirroredStrategy test, whose report fails there (a value it collects is a
+tensor under 3.6): not yet resolved, so 3.6 is not confirmed.
 
 import functools
 
