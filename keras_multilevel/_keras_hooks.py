@@ -35,6 +35,7 @@ lowest Keras allowed, 3.6.0 with tensorflow-cpu 2.18.0
 (``make test-keras-versions``), the seam's tests pass up to the
 MirroredStrategy test, whose report fails there (a value it collects is a
 tensor under 3.6): not yet resolved, so 3.6 is not confirmed.
+"""
 
 import functools
 
