@@ -5,14 +5,14 @@ BIN    := $(VENV)/bin
 export KERAS_BACKEND := tensorflow
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test docs bench clean
 
 # Dependencies are installed once (again when the packaging files change).
 $(VENV)/.dependencies: pyproject.toml setup.cfg scripts/find-python312
 	rm -rf $(VENV)
 	"$$(scripts/find-python312)" -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet '.[test]'
+	$(BIN)/pip install --quiet '.[test,docs]'
 	touch $@
 
 # The package itself is reinstalled (as a wheel, not editable) on every run,
@@ -32,3 +32,7 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build out *.egg-info
+
+# `make docs`: sphinx-build -W --keep-going -b html docs docs/_build/html
+docs: install
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
