@@ -6,14 +6,14 @@ BIN    := $(VENV)/bin
 export KERAS_BACKEND := tensorflow
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install demo test test-quick test-keras-versions bench clean
+.PHONY: install demo test test-quick test-keras-versions docs bench clean
 
 # Dependencies are installed once (again when the packaging files change).
 $(VENV)/.dependencies: pyproject.toml setup.cfg scripts/find-python312
 	rm -rf $(VENV)
 	"$$(scripts/find-python312)" -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet '.[test,datasets]'
+	$(BIN)/pip install --quiet '.[test,datasets,docs]'
 	touch $@
 
 # The package itself is reinstalled (as a wheel, not editable) on every run,
@@ -39,4 +39,8 @@ bench: install
 	$(BIN)/keras-multilevel bench circles --out out/bench/circles
 
 clean:
-	rm -rf $(VENV) .venv-keras-* build out *.egg-info
+	rm -rf $(VENV) .venv-keras-* build out *.egg-info docs/_build
+
+# `make docs`: sphinx-build -W --keep-going -b html docs docs/_build/html
+docs: install
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html

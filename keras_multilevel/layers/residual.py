@@ -243,7 +243,7 @@ class ConvResidualStack(ResidualStack):
 
     Args:
         kernel_size: an odd positive integer or a pair of them.
-        Other arguments as :class:`ResidualStack`.
+        **kwargs: the other arguments of :class:`ResidualStack`.
     """
 
     def __init__(self, blocks, kernel_size=3, **kwargs):
