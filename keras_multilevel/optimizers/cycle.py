@@ -75,7 +75,7 @@ from keras_multilevel.hierarchy.hierarchy import prolongated_correction, restric
 from keras_multilevel.optimizers.inner_product import riesz
 from keras_multilevel.optimizers.loss_scale import apply_step, loss_scale
 from keras_multilevel.optimizers.mlsgd import (
-    angle_holds, descends, step_regularization_gradient, step_regularization_value, variance_reduced,
+    angle_holds, descends, level_norm, step_regularization_gradient, step_regularization_value, variance_reduced,
 )
 from keras_multilevel.optimizers.objective import (
     add_coupling, level_gradient, level_objective, loss_gradient, loss_value, tau_correction, tikhonov,
@@ -186,8 +186,8 @@ def within_bound(correction, variables, bound):
     finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(value)) for value in correction])
     if bound is None:
         return finite
-    size = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(value, tf.float32))) for value in correction]))
-    weights = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(value, tf.float32))) for value in variables]))
+    euclidean = [1.0] * len(variables)
+    size, weights = level_norm(correction, euclidean), level_norm(variables, euclidean)
     return tf.logical_and(finite, size <= bound * tf.maximum(weights, 1.0))
 
 
@@ -364,16 +364,16 @@ def v_cycle(
     def accepted(index, correction, coupling):
         """Applies the correction to level ``index`` if it passes the safeguard; returns whether it did and the work."""
         variables = hierarchy[index].variables
-        finite = within_bound(correction, variables, scheme.correction_bound)
+        allowed = within_bound(correction, variables, scheme.correction_bound)
         if not scheme.correction_test:
-            add_if(finite, variables, correction)
-            return finite, 0.0
+            add_if(allowed, variables, correction)
+            return allowed, 0.0
         batch = layout.tau[index][0]
         before = level_value(index, batch, coupling)
         start = [tf.identity(variable) for variable in variables]
         assign(variables, [begin + value for begin, value in zip(start, correction)])
         after = level_value(index, batch, coupling)
-        accept = tf.logical_and(finite, after <= before)
+        accept = tf.logical_and(allowed, after <= before)
         assign(variables, [tf.where(accept, variable, begin) for variable, begin in zip(variables, start)])
         return accept, cost(index, batch, 2 * FORWARD_COST)
 
