@@ -46,6 +46,7 @@ SKIP_TOLERANCE = 1e-8
 NEWTON_ITERATIONS = 60
 """Safeguarded Newton iterations on the secular equation (each halves the bracket at worst)."""
 
+
 def flatten(tensors):
     """One float64 vector from a list of tensors (a level's variables or gradients)."""
     return tf.concat([tf.reshape(tf.cast(t, tf.float64), [-1]) for t in tensors], axis=0)
