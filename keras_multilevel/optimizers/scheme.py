@@ -81,10 +81,9 @@ CORRECTION_BOUND = 3.0
 
 Measured on the circles (benchmarks/results/depth/safeguards_k512.md: 8
 levels, learning rates 0.1-1.0, divisors 1 and 1/sqrt 2, 3 seeds): 3 never
-discarded a correction where the runs were healthy (the longest correction
-seen there was 2.3 times the weights), and it let every run with the
-divisor 1/sqrt 2 reach the target, which 10 did not; the acceptance test
-did too, at a quarter more work per cycle."""
+discarded a correction where the runs were healthy (divisor 1), and it let
+every run with the divisor 1/sqrt 2 reach the target, which 10 did not; the
+acceptance test did too, at a quarter more work per cycle."""
 
 _STOCHASTIC_ONLY = {"gradient_correction": "stochastic", "step_regularization": 0.0, "recursion_ratio": 0.0,
                     "recursion_tolerance": 0.0, "angle_threshold": None, "variance_reduction": False}
