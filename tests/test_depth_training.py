@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import keras_multilevel as kml
 from keras_multilevel.layers import residual
-from keras_multilevel.optimizers.cycle import within_bound
+from keras_multilevel.optimizers.mgopt import within_bound
 from keras_multilevel.optimizers.inner_product import inner_product_weights, riesz, tikhonov_weights
 from keras_multilevel.optimizers.steps import FORWARD_COST
 

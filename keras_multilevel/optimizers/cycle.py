@@ -1,63 +1,42 @@
-"""The V-cycle: MG/OPT (000 Algorithm 1), FAS (002 Algorithm 2, §6), MLSGD (001 Algorithm 4) and RMTR (003).
+"""The V-cycle: one walk over a hierarchy's levels, specialized by a scheme's hooks.
 
-One routine walks the hierarchy's list of levels (finest first) and works for
-any coarsening, since it only touches a level's model and the
-:class:`~keras_multilevel.hierarchy.Transfer` to the next coarser one; the
-:class:`~keras_multilevel.optimizers.scheme.CycleScheme` says how a coarse
-level is coupled to its parent. It is plain TensorFlow: called inside
-``Model.train_step`` it becomes part of one ``tf.function`` (and one XLA
-cluster with ``jit_compile=True``); the Python recursion runs once, at trace
-time.
+One routine, :func:`v_cycle`, walks the hierarchy's list of levels (finest
+first) and works for any coarsening, since it only touches a level's model
+and the :class:`~keras_multilevel.hierarchy.Transfer` to the next coarser
+one. How a coarse level is coupled to its parent and what guards a step or a
+correction are the scheme's hooks: :class:`~keras_multilevel.optimizers.mgopt.CoarseCorrection`
+for MG/OPT (Gaedke-Merzhäuser et al. (2021), Algorithm 1) and FAS (Ponce et
+al. (2022), Algorithm 2, §6), :class:`~keras_multilevel.optimizers.mlsgd.MLSGD`
+for MLSGD (Jacob (2024), Algorithms 4-5); :func:`scheme_hooks` picks them
+from the scheme's constants. RMTR (Kopaničáková and Krause (2023)) walks the
+same levels with its own trust-region hooks
+(:meth:`~keras_multilevel.optimizers.trust_region.RecursiveTrustRegion.cycle`).
+It is plain TensorFlow: called inside ``Model.train_step`` it becomes part of
+one ``tf.function`` (and one XLA cluster with ``jit_compile=True``); the
+Python recursion runs once, at trace time.
 
 On level ``i`` above the coarsest a cycle
 
-1. takes ``mu_1`` level-optimizer steps on the level's objective ``g_i``
-   (for ``i > 0`` tau-corrected, ``g_i - gamma x^T tau_i``),
+1. takes ``mu_1`` level-optimizer steps on the level's objective ``H_i``
+   (for ``i > 0`` tau-corrected, ``g_i - gamma x^T tau_i``), in the direction
+   the scheme gives (:meth:`~keras_multilevel.optimizers.mgopt.CoarseCorrection.direction`);
+   a scheme with a step guard may undo a step and end the level's phase,
 2. restricts the weights ``x_c = Pi x`` (and, with momentum transfer, the
-   momentum ``m_c = Pi m``, 002 eq 36),
-3. forms ``tau = mean_j (grad g_c,j(Pi x) - R grad g_i,j(x))`` over the ``m``
-   minibatches ``j`` (002 eq 35; 000 eq 9's coupling term is ``-tau``),
+   momentum ``m_c = Pi m``, Ponce et al. (2022), eq 36),
+3. lets the scheme form the coarse problem
+   (:meth:`~keras_multilevel.optimizers.mgopt.CoarseCorrection.coarse_problem`):
+   ``tau = mean_j (grad g_c,j(Pi x) - R grad g_i,j(x))`` over the ``m``
+   minibatches ``j`` (Ponce et al. (2022), eq 35; Gaedke-Merzhäuser et al.
+   (2021), eq 9's coupling term is ``-tau``), after the scheme's recursion
+   test (:meth:`~keras_multilevel.optimizers.mgopt.CoarseCorrection.descends`)
+   allowed the descent,
 4. recurses on the coarse level, which smooths on the same minibatches
-   (002 §6.1.1; which minibatch each step takes is the scheme's
-   :func:`~keras_multilevel.optimizers.scheme.minibatch_layout`),
-5. corrects ``x += alpha_p P (x_c - Pi x)`` (002 eq 4) and
-   ``m += alpha_m P (m_c - Pi m)`` (eq 36), unless the safeguard below
-   discards the correction,
+   (Ponce et al. (2022), §6.1.1; which minibatch each step takes is the
+   scheme's :func:`~keras_multilevel.optimizers.scheme.minibatch_layout`),
+5. corrects ``x += alpha_p P (x_c - Pi x)`` (Ponce et al. (2022), eq 4) and
+   ``m += alpha_m P (m_c - Pi m)`` (eq 36) if the scheme accepts the
+   correction (:meth:`~keras_multilevel.optimizers.mgopt.CoarseCorrection.accept`),
 6. takes ``mu_2`` steps.
-
-The safeguard: a prolongated correction with a NaN or Inf anywhere (a coarse
-level that diverged), or, with ``scheme.correction_bound`` ``c``, one longer
-than ``c max(||x||, 1)`` (:func:`within_bound`: a coarse level that diverged
-to large finite values), is discarded, so it never reaches the finer weights;
-the cycle counts the corrections it discarded.
-With ``correction_test`` the corrected iterate must also pass the
-acceptance test of MG/OPT's line search (Nash 2000) and of trust-region
-cycles (001 §3.2.3, RMTR) with the weakest threshold: the level's objective
-on its first tau minibatch may not increase, ``H(x + P e) <= H(x)``;
-otherwise the correction is discarded and the cycle goes on from ``x``.
-
-MLSGD (001 Algorithms 4-5, :mod:`~keras_multilevel.optimizers.mlsgd`) adds,
-by the scheme's constants: before step 2, the recursion test (001 eqs
-3.4-3.5) on the level's gradient, a ``tf.cond`` that skips steps 2-5; on a
-coarse level, the step-size regularization ``lambda/2 ||x_c - Pi x||^2`` in
-its objective (eq 3.2), SVRG directions (§3.3.3), and after each of its steps
-the angle condition (eq 3.3), whose first failure undoes the step and skips
-the rest of that level's phase (Algorithm 5). With a full-gradient
-correction tau is formed on the held data set (§3.3.2).
-
-RMTR (``scheme="rmtr"``) is a scheme of its own module,
-:mod:`~keras_multilevel.optimizers.trust_region`, whose
-:meth:`~keras_multilevel.optimizers.trust_region.RecursiveTrustRegion.cycle`
-walks the same levels with the trust region's hooks: each level step is an
-L-SR1 trust-region step, each level carries ``(H, grad H)`` at its iterate on
-the cycle's one minibatch from step to step, step 3 forms tau from that
-gradient (``gamma = 1``), and step 5 is the recursive step
-``x + P (x_c - Pi x)`` accepted by the ratio of the fine objective's decrease
-to the coarse model's; before step 4 it applies RMTR's recursion condition
-and bounds the coarse iterates by the fine radius left. Its cycle always
-evaluates every step (the trust region, not a ``tf.cond``, decides what a
-step moves), so it spends
-:func:`~keras_multilevel.optimizers.steps.work_units` ``(trust_region=True)``.
 
 Gradient evaluations are exactly those counted by
 :func:`~keras_multilevel.optimizers.steps.work_units` for a cycle that
@@ -67,32 +46,26 @@ tau); the cycle returns the work it actually spent.
 """
 
 import collections
-import functools
 
 import tensorflow as tf
 
 from keras_multilevel.hierarchy.hierarchy import prolongated_correction, restrict_level
 from keras_multilevel.optimizers.inner_product import riesz
 from keras_multilevel.optimizers.loss_scale import apply_step, loss_scale
-from keras_multilevel.optimizers.mlsgd import (
-    angle_holds, descends, level_norm, step_regularization_gradient, step_regularization_value, variance_reduced,
-)
-from keras_multilevel.optimizers.objective import (
-    add_coupling, level_gradient, level_objective, loss_gradient, loss_value, tau_correction, tikhonov,
-)
+from keras_multilevel.optimizers.objective import level_gradient, loss_gradient, loss_value, tikhonov
 from keras_multilevel.optimizers.replicas import sum_over_replicas
-from keras_multilevel.optimizers.steps import FORWARD_COST, work_units
+from keras_multilevel.optimizers.steps import work_units
 from keras_multilevel.optimizers.traces import level_functions
 
 
 def split_batch(data, parts):
     """Splits a batch ``(x, y, sample_weight)`` into ``parts`` minibatches (rows ``j::parts``).
 
-    The minibatches of one cycle (002 §6.1.1) drawn from one Keras batch;
-    sizes differ by at most one when ``parts`` does not divide the batch. A
-    batch with fewer rows than ``parts`` (the short last batch of an epoch)
-    gives one-row minibatches that go round its rows: minibatch ``j`` is row
-    ``j mod size``.
+    The minibatches of one cycle (Ponce et al. (2022), §6.1.1) drawn from one
+    Keras batch; sizes differ by at most one when ``parts`` does not divide
+    the batch. A batch with fewer rows than ``parts`` (the short last batch of
+    an epoch) gives one-row minibatches that go round its rows: minibatch
+    ``j`` is row ``j mod size``.
     """
     if parts == 1:
         return [data]
@@ -131,11 +104,29 @@ def level_data(hierarchy, minibatches):
     return data
 
 
-def _mean(gradient_lists):
+def mean(gradient_lists):
+    """The mean of several gradients (lists of tensors, one per variable), as tau averages its minibatches."""
     count = len(gradient_lists)
     if count == 1:
         return gradient_lists[0]
     return [tf.add_n(list(parts)) / count for parts in zip(*gradient_lists)]
+
+
+def assign(variables, values):
+    """Sets each variable to its value."""
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+
+
+def add_if(condition, variables, values):
+    """Adds each value to its variable where the boolean tensor ``condition`` holds."""
+    for variable, value in zip(variables, values):
+        variable.assign_add(tf.where(condition, value, tf.zeros_like(value)))
+
+
+def f64(value):
+    """A work count or stop count as a float64 tensor."""
+    return tf.cast(value, tf.float64)
 
 
 def _gradient(model, values, data, scale):
@@ -153,69 +144,95 @@ def _read(scale):
     return None if scale is None else tf.convert_to_tensor(scale)
 
 
+class LevelEvaluations:
+    """What one cycle evaluates on each level: the loss, the gradient and their work, on the minibatches
+    as each level sees them (:func:`level_data`).
+
+    Each level's loss and gradient are traced once per group of alike levels
+    (:mod:`~keras_multilevel.optimizers.traces`); the sum over replicas and
+    the Tikhonov term are added here, the coupling and the schemes' own terms
+    by the scheme.
+
+    Args:
+        hierarchy: the :class:`~keras_multilevel.hierarchy.Hierarchy`.
+        minibatches: the cycle's minibatches ``(x, y, sample_weight)``.
+        full_batch: ``None``, or the held data set of a full-gradient
+            correction (Jacob (2024), §3.3.2), minibatch index
+            ``len(minibatches)``; a gradient on it costs its rows per row of
+            the first minibatch in work units.
+    """
+
+    def __init__(self, hierarchy, minibatches, full_batch=None):
+        self.hierarchy = hierarchy
+        self.data = level_data(hierarchy, list(minibatches) if full_batch is None else [*minibatches, full_batch])
+        self._gradients = level_functions(hierarchy, _gradient)
+        self._losses = level_functions(hierarchy, _loss)
+        self._batch_costs = [1.0] * len(minibatches)
+        if full_batch is not None:
+            rows = [tf.shape(tf.nest.flatten(batch[0])[0])[0] for batch in (full_batch, minibatches[0])]
+            self._batch_costs.append(f64(rows[0]) / f64(rows[1]))
+
+    def gradient(self, index, batch):
+        """``grad (L_l + sum_j beta_j ||theta_j||^2)`` of level ``index`` on minibatch ``batch``
+        (:func:`~keras_multilevel.optimizers.objective.level_gradient`), over all replicas."""
+        level = self.hierarchy[index]
+        gradients = self._gradients[index](self.data[index][batch], _read(loss_scale(level.smoother)))
+        return tikhonov(sum_over_replicas(gradients), level.variables, level.regularization)
+
+    def loss(self, index, batch):
+        """The loss of level ``index`` on minibatch ``batch``, this replica's."""
+        return self._losses[index](self.data[index][batch])
+
+    def cost(self, index, batch, per_evaluation=1.0):
+        """The work units of ``per_evaluation`` gradients of level ``index`` on minibatch ``batch``."""
+        return self.hierarchy[index].relative_cost * per_evaluation * self._batch_costs[batch]
+
+
 CycleReport = collections.namedtuple(
     "CycleReport", ["loss", "y_pred", "work_units", "recursion_stops", "angle_stops", "discarded_corrections"]
 )
 CycleReport.__doc__ = """What :func:`v_cycle` returns: the finest model's ``loss`` and ``y_pred`` on its first
 minibatch at the start of the cycle (as a plain Keras train step reports them), the
-``work_units`` the cycle spent (fine gradient evaluations, 000 eq 10), how many
-descents the recursion test stopped and how many coarse phases the angle condition
-ended (001 eqs 3.3-3.5), and how many prolongated corrections the safeguard
-discarded (float64 scalars; RMTR's ratio test, which shortens or rejects its
-recursive steps by design, counts none)."""
+``work_units`` the cycle spent (fine gradient evaluations, Gaedke-Merzhäuser et al.
+(2021), eq 10), how many descents the recursion test stopped and how many coarse
+phases the angle condition ended (Jacob (2024), eqs 3.3-3.5), and how many
+prolongated corrections the scheme discarded (float64 scalars; RMTR's ratio test,
+which shortens or rejects its recursive steps by design, counts none)."""
 
-# How a coarse level is coupled to the level above for one cycle: the coupling
-# term ``shift`` (``-gamma tau``, or None), its start point ``start`` (Pi x),
-# ``anchor``, its objective's gradient there (served as its first step, the
-# SVRG anchor), and ``parent``, ``(gradient, weights, transfer)`` of the level
-# above for the angle condition (None without one).
-_Coupling = collections.namedtuple("_Coupling", ["shift", "start", "anchor", "parent"])
+Spent = collections.namedtuple("Spent", ["work", "recursion_stops", "angle_stops", "discarded"])
+Spent.__doc__ = """What a level and the levels below it spent in one cycle: work units and the counts of
+:class:`CycleReport` (float64 tensors, or Python numbers where nothing was decided in the graph)."""
 
+_NOTHING = Spent(0.0, 0.0, 0.0, 0.0)
 
-def within_bound(correction, variables, bound):
-    """Whether a prolongated correction ``P e`` may be added to the weights ``x`` of the level it corrects.
-
-    It must be finite and, with a ``bound``, no longer than ``bound`` times
-    the weights: ``||P e|| <= bound max(||x||, 1)`` (Euclidean norms over all
-    of the level's weights; the ``1`` lets weights that start at zero be
-    corrected). A coarse level that diverged to large finite values then
-    cannot move the finer weights by more than that in one cycle: the
-    safeguard that complements the acceptance test (``correction_test``)
-    at no gradient evaluation.
-    """
-    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(value)) for value in correction])
-    if bound is None:
-        return finite
-    euclidean = [1.0] * len(variables)
-    size, weights = level_norm(correction, euclidean), level_norm(variables, euclidean)
-    return tf.logical_and(finite, size <= bound * tf.maximum(weights, 1.0))
+Coupling = collections.namedtuple("Coupling", ["shift", "start", "anchor", "parent"])
+Coupling.__doc__ = """How a coarse level is coupled to the level above for one cycle: the coupling term
+``shift`` (``-gamma tau``, or ``None``), its start point ``start`` (``Pi x``), ``anchor``, its
+objective's gradient there (served as its first step, and the SVRG anchor), and ``parent``,
+``(gradient, inner product weights, transfer)`` of the level above for a step guard (``None``
+without one)."""
 
 
-def _f64(value):
-    return tf.cast(value, tf.float64)
+def _in_graph(condition, branch, otherwise):
+    """``branch()`` when ``condition`` is Python ``True``; a ``tf.cond`` when it is a tensor.
+
+    Both give a :class:`Spent` of float64 tensors when the graph decides."""
+    if condition is True:
+        return branch()
+    return tf.cond(condition, lambda: Spent(*map(f64, branch())), lambda: Spent(*map(f64, otherwise)))
 
 
-def _batch_costs(minibatches, full_batch):
-    """Work of one gradient on each minibatch, and on the held full batch after them: its rows per minibatch row."""
-    costs = [1.0] * len(minibatches)
-    if full_batch is not None:
-        rows = [tf.shape(tf.nest.flatten(batch[0])[0])[0] for batch in (full_batch, minibatches[0])]
-        costs.append(_f64(rows[0]) / _f64(rows[1]))
-    return costs
-
-
-def v_cycle(
-    hierarchy, steps, scheme, minibatches, layout, full_batch=None, trust_region=None,
-):
+def v_cycle(hierarchy, steps, scheme, minibatches, layout, full_batch=None, trust_region=None):
     """Runs one V-cycle and updates the finest level's weights.
 
     Args:
         hierarchy: a :class:`~keras_multilevel.hierarchy.Hierarchy` whose
             levels carry their ``smoother`` (a built Keras optimizer, the level
-            optimizer of 000 Algorithm 2, SGD in 002 §6), ``inner_product``
-            (coupling terms are Euclidean, each step uses the level's gradient
-            in it) and ``regularization`` (the Tikhonov weights of its
-            variables, see :func:`~keras_multilevel.optimizers.objective.level_gradient`).
+            optimizer of Gaedke-Merzhäuser et al. (2021), Algorithm 2; SGD in
+            Ponce et al. (2022), §6), ``inner_product`` (coupling terms are
+            Euclidean, each step uses the level's gradient in it) and
+            ``regularization`` (the Tikhonov weights of its variables, see
+            :func:`~keras_multilevel.optimizers.objective.level_gradient`).
         steps: a :class:`~keras_multilevel.optimizers.steps.CycleSteps`.
         scheme: a :class:`~keras_multilevel.optimizers.scheme.CycleScheme`.
         minibatches: ``layout.count`` minibatches ``(x, y, sample_weight)``
@@ -223,98 +240,36 @@ def v_cycle(
         layout: the :class:`~keras_multilevel.optimizers.scheme.MinibatchLayout`
             saying which minibatches each level smooths on and forms tau on.
         full_batch: the held data set ``(x, y, sample_weight)`` of a
-            full-gradient correction (``scheme.full_gradient``, 001 §3.3.2),
-            minibatch index ``layout.count``; a gradient on it costs its rows
-            per row of the first minibatch in work units.
+            full-gradient correction (``scheme.full_gradient``, Jacob (2024),
+            §3.3.2), minibatch index ``layout.count``.
         trust_region: ``None``, or the
             :class:`~keras_multilevel.optimizers.trust_region.RecursiveTrustRegion`
-            whose cycle runs instead (RMTR, 003: trust-region level steps and
+            whose cycle runs instead (RMTR: trust-region level steps and
             ratio-tested corrections).
 
     Returns:
-        A :class:`CycleReport`. With MLSGD's recursion test or angle condition
-        (001 eqs 3.3-3.5) the cycle decides inside the graph (``tf.cond``)
-        whether to descend and whether a coarse level takes its next step; a
-        skipped descent or step spends no work.
+        A :class:`CycleReport`. With a recursion test or a step guard (MLSGD)
+        the cycle decides inside the graph (``tf.cond``) whether to descend and
+        whether a coarse level takes its next step; a skipped descent or step
+        spends no work.
     """
     if scheme.full_gradient and full_batch is None:
         raise ValueError(
             "The deterministic gradient correction forms tau with the full gradient over a held data set: "
             "give it with `MultilevelOptimizer.use_full_batch(x, y)` before training."
         )
-    last = len(hierarchy) - 1
-    start = functools.partial(
-        level_gradient, hierarchy[0].model, regularization=hierarchy[0].regularization,
-        loss_scale=loss_scale(hierarchy[0].smoother)
-    )
-    # Each level's loss and gradient, traced once per group of alike levels
-    # (:mod:`~keras_multilevel.optimizers.traces`); the sum over replicas and
-    # the Tikhonov, coupling and step-regularization terms are added outside.
-    batches = list(minibatches) if full_batch is None else [*minibatches, full_batch]
-    data = level_data(hierarchy, batches)
+    levels = LevelEvaluations(hierarchy, minibatches, full_batch)
     if trust_region is not None:
-        loss, y_pred = trust_region.cycle(steps, layout, data)
+        loss, y_pred = trust_region.cycle(steps, layout, levels.data)
         work = work_units(steps, [level.relative_cost for level in hierarchy], trust_region=True)
-        return CycleReport(loss, y_pred, *map(_f64, (work, 0.0, 0.0, 0.0)))
-    variables = [level.variables for level in hierarchy]
-    gradients = level_functions(hierarchy, _gradient)
-    evaluate = [
-        functools.partial(
-            lambda data, index: tikhonov(
-                sum_over_replicas(gradients[index](data, _read(loss_scale(hierarchy[index].smoother)))),
-                variables[index], hierarchy[index].regularization),
-            index=index,
-        )
-        for index in range(len(hierarchy))
-    ]
-    losses = level_functions(hierarchy, _loss)
-    batch_costs = _batch_costs(minibatches, full_batch)
-    strength = scheme.step_regularization
+        return CycleReport(loss, y_pred, *map(f64, (work, 0.0, 0.0, 0.0)))
+    hooks = scheme_hooks(scheme)(scheme, steps, layout, levels)
+    last = len(hierarchy) - 1
 
-    def cost(index, batch, per_evaluation=1.0):
-        return hierarchy[index].relative_cost * per_evaluation * batch_costs[batch]
-
-    def objective_gradient(index, batch, coupling):
-        """``grad H_l`` on one minibatch: loss, Tikhonov, coupling and (on a coarse level) 001 eq 3.2's term."""
-        grads = evaluate[index](data[index][batch])
-        if coupling is None:
-            return grads
-        grads = add_coupling(grads, coupling.shift)
-        if strength:
-            grads = add_coupling(grads, step_regularization_gradient(
-                hierarchy[index].variables, coupling.start, hierarchy[index].inner_product, strength))
-        return grads
-
-    def direction(index, batch, coupling):
-        """The step direction on one minibatch and its work: ``grad H_l``, or its SVRG version (001 §3.3.3)."""
-        grads = objective_gradient(index, batch, coupling)
-        if coupling is None or not scheme.variance_reduction:
-            return grads, cost(index, batch)
-        variables = hierarchy[index].variables
-        current = [tf.identity(variable) for variable in variables]
-        assign(variables, coupling.start)
-        snapshot = add_coupling(evaluate[index](data[index][batch]), coupling.shift)
-        with tf.control_dependencies(snapshot):
-            assign(variables, current)
-        return variance_reduced(grads, snapshot, coupling.anchor), cost(index, batch, 2.0)
-
-    def guarded(coupling):
-        return coupling is not None and coupling.parent is not None
-
-    def angle_ok(index, coupling):
-        gradient, weights, transfer = coupling.parent
-        step = transfer.prolong([v - s for v, s in zip(hierarchy[index].variables, coupling.start)])
-        return angle_holds(gradient, step, weights, scheme.angle_threshold)
-
-    def smooth(index, first_step, count_steps, received, coupling, stopped):
-        """Steps ``first_step, ...`` of the level; step 0 uses the received gradient, if given.
-
-        Returns the work spent and whether the level's phase has stopped: on a
-        level with the angle condition, a step that fails it is undone and
-        ends the phase (001 Algorithm 5).
-        """
-        variables = hierarchy[index].variables
-        own = layout.smoothing[index]
+    def smooth(index, first_step, count_steps, received, coupling, going):
+        """Steps ``first_step, ...`` of the level (step 0 takes the ``received`` gradient, if given);
+        returns their work and whether the level's phase goes on (``going``: so far)."""
+        level, own = hierarchy[index], layout.smoothing[index]
         work = 0.0
         for step in range(first_step, first_step + count_steps):
 
@@ -322,80 +277,21 @@ def v_cycle(
                 if step == 0 and received is not None:
                     # Received from outside a tf.cond branch: Keras' all-reduce
                     # needs every gradient it gets to be made in the branch.
-                    grads, spent = [tf.identity(g) for g in received], 0.0
+                    gradients, spent = [tf.identity(g) for g in received], 0.0
                 else:
-                    grads, spent = direction(index, own[step % len(own)], coupling)
-                apply_step(hierarchy[index].smoother, riesz(grads, hierarchy[index].inner_product), variables)
+                    gradients, spent = hooks.direction(index, own[step % len(own)], coupling)
+                apply_step(level.smoother, riesz(gradients, level.inner_product), level.variables)
                 return spent
 
-            if not guarded(coupling):
-                work = work + take()
-                continue
-
-            def checked(take=take):
-                before = [tf.identity(variable) for variable in variables]
-                spent = take()
-                ok = angle_ok(index, coupling)
-                assign(variables, [tf.where(ok, variable, begin) for variable, begin in zip(variables, before)])
-                return _f64(spent), tf.logical_not(ok)
-
-            spent, stopped = tf.cond(stopped, lambda: (_f64(0.0), tf.constant(True)), checked)
+            spent, going = hooks.guarded_step(index, take, coupling, going)
             work = work + spent
-        return work, stopped
-
-    def assign(variables, values):
-        for variable, value in zip(variables, values):
-            variable.assign(value)
-
-    def add_if(condition, variables, values):
-        for variable, value in zip(variables, values):
-            variable.assign_add(tf.where(condition, value, tf.zeros_like(value)))
-
-    def level_value(index, batch, coupling):
-        shift = None if coupling is None else coupling.shift
-        value = level_objective(losses[index](data[index][batch]), variables[index], shift,
-                                hierarchy[index].regularization)
-        if coupling is None or not strength:
-            return value
-        regularized = step_regularization_value(hierarchy[index].variables, coupling.start,
-                                                hierarchy[index].inner_product, strength)
-        return value + tf.cast(regularized, value.dtype)
-
-    def accepted(index, correction, coupling):
-        """Applies the correction to level ``index`` if it passes the safeguard; returns whether it did and the work."""
-        variables = hierarchy[index].variables
-        allowed = within_bound(correction, variables, scheme.correction_bound)
-        if not scheme.correction_test:
-            add_if(allowed, variables, correction)
-            return allowed, 0.0
-        batch = layout.tau[index][0]
-        before = level_value(index, batch, coupling)
-        start = [tf.identity(variable) for variable in variables]
-        assign(variables, [begin + value for begin, value in zip(start, correction)])
-        after = level_value(index, batch, coupling)
-        accept = tf.logical_and(allowed, after <= before)
-        assign(variables, [tf.where(accept, variable, begin) for variable, begin in zip(variables, start)])
-        return accept, cost(index, batch, 2 * FORWARD_COST)
+        return work, going
 
     def descent(index, received, coupling):
-        """From level ``index``'s current iterate: the recursion test, then restriction, the coarse cycle and
-        the correction. Returns the work, the recursion stops, the angle stops and the discarded corrections."""
+        """Steps 2-5 from level ``index``'s current iterate: restriction, coarse problem, coarse cycle and
+        correction, if the scheme's recursion test lets the cycle descend."""
         level, coarse = hierarchy[index], hierarchy[index + 1]
-        transfer = level.transfer
-        tau_batches = layout.tau[index]
-        work = 0.0
-        fine_gradients = restricted = None
-        if scheme.tau_scale > 0 or scheme.counts_stops:
-            reuse = steps.pre[index] == 0 and layout.shared(index)
-            fine_gradients = []
-            for j, batch in enumerate(tau_batches):
-                if reuse and j == 0:
-                    fine_gradients.append(received)
-                else:
-                    fine_gradients.append(objective_gradient(index, batch, coupling))
-                    work = work + cost(index, batch)
-            fine_gradients = _mean(fine_gradients)
-            restricted = transfer.restrict_gradient(fine_gradients)
+        work, fine_gradients, restricted = hooks.fine_gradient(index, received, coupling)
 
         def go_down():
             start = restrict_level(level, coarse)
@@ -404,61 +300,51 @@ def v_cycle(
                 fine_momenta = momentum_slots(level.smoother, level.variables)
                 coarse_momenta = momentum_slots(coarse.smoother, coarse.variables)
                 if fine_momenta is not None and coarse_momenta is not None:
-                    momenta = fine_momenta, coarse_momenta, transfer.restrict(fine_momenta)
+                    momenta = fine_momenta, coarse_momenta, level.transfer.restrict(fine_momenta)
                     assign(coarse_momenta, momenta[2])
-            if scheme.tau_scale > 0:
-                coarse_gradients = [evaluate[index + 1](data[index + 1][batch]) for batch in tau_batches]
-                spent = sum(cost(index + 1, batch) for batch in tau_batches)
-                tau = tau_correction(_mean(coarse_gradients), restricted)
-                shift = [-scheme.tau_scale * t for t in tau]
-                anchor = add_coupling(coarse_gradients[0], shift)
-            else:
-                anchor = evaluate[index + 1](data[index + 1][tau_batches[0]])
-                spent, shift = cost(index + 1, tau_batches[0]), None
-            parent = None if scheme.angle_threshold is None else (fine_gradients, level.inner_product, transfer)
-            coarse_work, recursion_stops, angle_stops, discarded, coarse_stopped = cycle(
-                index + 1, anchor, _Coupling(shift, start, anchor, parent)
-            )
-            if parent is not None:
-                angle_stops = angle_stops + tf.cast(coarse_stopped, tf.float64)
+            spent, shift, anchor = hooks.coarse_problem(index, restricted)
+            parent = hooks.parent(index, fine_gradients)
+            below, coarse_going = cycle(index + 1, anchor, Coupling(shift, start, anchor, parent))
             correction = prolongated_correction(level, coarse.variables, start, scheme.correction_scale)
-            accept, tested = accepted(index, correction, coupling)
+            accept, tested = hooks.accept(index, correction, coupling)
             if momenta is not None:
                 fine_momenta, coarse_momenta, momentum_start = momenta
                 add_if(accept, fine_momenta,
                        prolongated_correction(level, coarse_momenta, momentum_start, scheme.momentum_scale))
-            discarded = discarded + _f64(tf.logical_not(accept))
-            return spent + coarse_work + tested, recursion_stops, angle_stops, discarded
+            ended = 0.0 if coarse_going is True else f64(tf.logical_not(coarse_going))
+            return Spent(spent + below.work + tested, below.recursion_stops, below.angle_stops + ended,
+                         below.discarded + f64(tf.logical_not(accept)))
 
-        if not scheme.recursion_test:
-            down = go_down()
-        else:
-            go = descends(fine_gradients, restricted, level.inner_product, coarse.inner_product,
-                          scheme.recursion_ratio, scheme.recursion_tolerance)
-            down = tf.cond(go, lambda: tuple(map(_f64, go_down())), lambda: (_f64(0.0), _f64(1.0), _f64(0.0), _f64(0.0)))
-        return (work + down[0], *down[1:])
+        down = _in_graph(hooks.descends(index, fine_gradients, restricted), go_down, Spent(0.0, 1.0, 0.0, 0.0))
+        return down._replace(work=work + down.work)
 
     def cycle(index, received, coupling):
-        """``received``: the gradient of level ``index``'s objective at its iterate on its first minibatch.
-
-        Returns the work spent on this level and below, the recursion stops,
-        angle stops and discarded corrections below it, and whether this
-        level's phase was stopped.
-        """
-        stopped = tf.constant(False) if guarded(coupling) else False
+        """Level ``index``'s part of the cycle from its iterate, where ``received`` is its objective's
+        gradient on its first minibatch; returns what it and the levels below spent, and whether its
+        phase went on to the end."""
+        going = hooks.phase(coupling)
         if index == last:
-            work, stopped = smooth(index, 0, steps.coarsest, received, coupling, stopped)
-            return work, 0.0, 0.0, 0.0, stopped
-        work, stopped = smooth(index, 0, steps.pre[index], received, coupling, stopped)
-        if guarded(coupling):
-            down = tf.cond(stopped, lambda: (_f64(0.0),) * 4,
-                           lambda: tuple(map(_f64, descent(index, received, coupling))))
-        else:
-            down = descent(index, received, coupling)
-        after, stopped = smooth(index, steps.pre[index], steps.post[index], None, coupling, stopped)
-        return (work + down[0] + after, *down[1:], stopped)
+            work, going = smooth(index, 0, steps.coarsest, received, coupling, going)
+            return _NOTHING._replace(work=work), going
+        work, going = smooth(index, 0, steps.pre[index], received, coupling, going)
+        down = _in_graph(going, lambda: descent(index, received, coupling), _NOTHING)
+        after, going = smooth(index, steps.pre[index], steps.post[index], None, coupling, going)
+        return down._replace(work=work + down.work + after), going
 
-    loss, y_pred, initial = start(data[0][layout.smoothing[0][0]])
-    work, *counts, _ = cycle(0, initial, None)
-    work = work + cost(0, layout.smoothing[0][0])
-    return CycleReport(loss, y_pred, *map(_f64, (work, *counts)))
+    first = layout.smoothing[0][0]
+    finest = hierarchy[0]
+    loss, y_pred, initial = level_gradient(finest.model, levels.data[0][first], finest.regularization,
+                                           loss_scale(finest.smoother))
+    spent, _ = cycle(0, initial, None)
+    return CycleReport(loss, y_pred, *map(f64, (spent.work + levels.cost(0, first), *spent[1:])))
+
+
+def scheme_hooks(scheme):
+    """The class of hooks that runs ``scheme``'s cycle: :class:`~keras_multilevel.optimizers.mlsgd.MLSGD`
+    when one of MLSGD's safeguards or variants is on, else
+    :class:`~keras_multilevel.optimizers.mgopt.CoarseCorrection` (MG/OPT and FAS)."""
+    # Imported here: the schemes' modules build on this one's helpers.
+    from keras_multilevel.optimizers.mgopt import CoarseCorrection
+    from keras_multilevel.optimizers.mlsgd import MLSGD
+
+    return MLSGD if MLSGD.applies(scheme) else CoarseCorrection

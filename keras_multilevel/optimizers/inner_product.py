@@ -31,6 +31,8 @@ h_{l-1}) P^T``), first-order coherence (000 eq 9) then holds in the level
 inner products as well.
 """
 
+import tensorflow as tf
+
 from keras_multilevel.hierarchy.depth import walk_layers
 from keras_multilevel.layers.residual import ResidualStack
 
@@ -84,3 +86,17 @@ def tikhonov_weights(beta, weights, level_index, inner_product="l2"):
     if inner_product == "euclidean":
         return [beta * 2.0**level_index for _ in weights]
     return [beta * w for w in weights]
+
+
+def _sum(tensors):
+    return tf.add_n([tf.cast(tensor, tf.float64) for tensor in tensors])
+
+
+def level_norm(values, weights):
+    """``||v||_l = sqrt(sum_j w_j ||v_j||^2)`` (Jacob (2024), §3.2: ``||.||_l = sqrt(h_l) ||.||``), in float64."""
+    return tf.sqrt(_sum([w * tf.reduce_sum(tf.square(v)) for v, w in zip(values, weights)]))
+
+
+def gradient_norm(gradients, weights):
+    """``||grad_l F||_l`` of the Euclidean gradient ``grad F``: ``sqrt(sum_j ||g_j||^2 / w_j)``, in float64."""
+    return tf.sqrt(_sum([tf.reduce_sum(tf.square(g)) / w for g, w in zip(gradients, weights)]))

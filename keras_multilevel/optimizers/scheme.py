@@ -1,7 +1,11 @@
 """The cycle's scheme: how a coarse level is coupled to the finer one and corrects it.
 
-One V-cycle routine (:mod:`keras_multilevel.optimizers.cycle`) serves the
-schemes of the papers; they differ only in these constants:
+One V-cycle routine (:func:`~keras_multilevel.optimizers.cycle.v_cycle`)
+serves the schemes of the papers, through their hooks: MG/OPT and FAS
+(:class:`~keras_multilevel.optimizers.mgopt.CoarseCorrection`), MLSGD
+(:class:`~keras_multilevel.optimizers.mlsgd.MLSGD`) and RMTR
+(:class:`~keras_multilevel.optimizers.trust_region.RecursiveTrustRegion`).
+What they do is set by these constants (a :class:`CycleScheme`):
 
 * ``tau_scale`` ``gamma``: the coarse objective is
   ``g_c(x_c) - gamma x_c^T tau`` with the tau-correction
