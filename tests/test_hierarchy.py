@@ -121,3 +121,50 @@ def test_unknown_names():
         kml.Hierarchy.from_model(small_network(8), levels=2, coarsening="breadth")
     with pytest.raises(ValueError, match="Unknown interpolation 'spline'"):
         kml.Hierarchy.from_model(small_network(8), levels=2, interpolation="spline")
+
+
+def test_a_new_coarsening_is_one_subclass_and_works_by_name():
+    """The coarsening protocol: a subclass of kml.hierarchy.Coarsening with a name registers itself, trains
+    through the optimizer by that name, prints in the table and round-trips through get_config; a method
+    it leaves out is named when the hierarchy needs it."""
+    from keras_multilevel.hierarchy.coarsening import COARSENINGS
+
+    class EveryOtherBlock(kml.hierarchy.Coarsening):
+        name = "test_every_other_block"
+        size_label = "blocks"
+
+        def __init__(self):
+            self.depth = kml.hierarchy.DepthCoarsening()
+
+        def check(self, model, levels):
+            self.depth.check(model, levels)
+
+        def coarsen(self, model):
+            return self.depth.coarsen(model)
+
+        def relative_cost(self, model, finest):
+            return self.depth.relative_cost(model, finest)
+
+        def size(self, model):
+            return self.depth.size(model)
+
+    class Incomplete(kml.hierarchy.Coarsening):
+        def check(self, model, levels):
+            pass
+
+    try:
+        assert COARSENINGS["test_every_other_block"] is EveryOtherBlock and "Incomplete" not in str(COARSENINGS)
+        x, y = kml.datasets.concentric_circles(32, seed=0)
+        keras.utils.set_random_seed(0)
+        model = small_network(blocks=8)
+        optimizer = kml.MultilevelOptimizer(levels=3, coarsening="test_every_other_block")
+        model.compile(optimizer=optimizer, loss="categorical_crossentropy")
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+        assert [optimizer.hierarchy.coarsening.size(level.model) for level in optimizer.hierarchy.levels] == [8, 4, 2]
+        assert "test_every_other_block" in str(optimizer.hierarchy)
+        again = kml.MultilevelOptimizer.from_config(optimizer.get_config())
+        assert isinstance(again.coarsening, EveryOtherBlock)
+        with pytest.raises(NotImplementedError, match="Incomplete must implement coarsen"):
+            kml.hierarchy.Hierarchy.from_model(small_network(blocks=8), levels=2, coarsening=Incomplete())
+    finally:
+        COARSENINGS.pop("test_every_other_block", None)

@@ -1,5 +1,6 @@
 """How a model is coarsened: levels, transfer operators, coarsening strategies."""
 
+from keras_multilevel.hierarchy.coarsening import Coarsening
 from keras_multilevel.hierarchy.depth import DepthCoarsening
 from keras_multilevel.hierarchy.hierarchy import Hierarchy, Level, get_coarsening
 from keras_multilevel.hierarchy.pyramid import PyramidCoarsening, PyramidTransfer

@@ -9,6 +9,7 @@ is shared unchanged between levels (an :class:`Identity` transfer).
 
 import keras
 
+from keras_multilevel.hierarchy.coarsening import Coarsening
 from keras_multilevel.hierarchy.interpolation import get_interpolation
 from keras_multilevel.hierarchy.transfer import Identity, Transfer, check_correspondence
 from keras_multilevel.layers.residual import ResidualStack
@@ -45,7 +46,7 @@ def _two_adic(n):
     return count
 
 
-class DepthCoarsening:
+class DepthCoarsening(Coarsening):
     """Builds coarser networks with half the residual blocks (000 §2.2.1).
 
     Args:
@@ -54,7 +55,6 @@ class DepthCoarsening:
     """
 
     name = "depth"
-    rematch_every = None  # the time grid never changes
 
     def __init__(self, interpolation="constant"):
         self.interpolation = get_interpolation(interpolation)

@@ -10,14 +10,9 @@ coarser level, so one cycle routine can walk the list.
 import numpy as np
 import tensorflow as tf
 
-from keras_multilevel.hierarchy.depth import DepthCoarsening
-from keras_multilevel.hierarchy.pyramid import PyramidCoarsening
-from keras_multilevel.hierarchy.resolution import ResolutionCoarsening
-from keras_multilevel.hierarchy.width import WidthCoarsening
-
-COARSENINGS = {
-    strategy.name: strategy for strategy in (DepthCoarsening, WidthCoarsening, ResolutionCoarsening, PyramidCoarsening)
-}
+# Importing the library's coarsenings registers them in COARSENINGS.
+from keras_multilevel.hierarchy import depth, pyramid, resolution, width  # noqa: F401
+from keras_multilevel.hierarchy.coarsening import COARSENINGS
 INTERPOLATED = ("depth", "resolution")
 
 

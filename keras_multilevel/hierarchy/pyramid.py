@@ -40,6 +40,7 @@ prolongated bilinearly.
 import keras
 import tensorflow as tf
 
+from keras_multilevel.hierarchy.coarsening import Coarsening
 from keras_multilevel.hierarchy.depth import _is_functional
 from keras_multilevel.hierarchy.resolution import ImageBatches, forward_cost
 from keras_multilevel.hierarchy.transfer import TransferMaps
@@ -166,7 +167,7 @@ class PyramidTransfer(ImageBatches, TransferMaps):
         )
 
 
-class PyramidCoarsening:
+class PyramidCoarsening(Coarsening):
     """Builds the pyramid U-Net without its finest grid, on inputs of half the resolution (module docstring).
 
     The model must be what :func:`keras_multilevel.models.unet` builds with
@@ -176,7 +177,6 @@ class PyramidCoarsening:
 
     name = "pyramid"
     size_label = "input, grids"
-    rematch_every = None
 
     def check(self, model, levels):
         """Raises ``ValueError`` unless ``model`` is a pyramid U-Net with at least ``levels`` grids."""

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_multilevel.hierarchy import stencil as stencils
+from keras_multilevel.hierarchy.coarsening import Coarsening
 from keras_multilevel.hierarchy.depth import _is_functional
 from keras_multilevel.hierarchy.transfer import Identity, Transfer, check_correspondence
 from keras_multilevel.hierarchy.width import multiply_adds
@@ -280,7 +281,7 @@ def _operators(fine_model, coarse_model, interpolation, stencil_prolongation):
     return [kind.get(id(variable), Identity()) for variable in fine_model.trainable_variables]
 
 
-class ResolutionCoarsening:
+class ResolutionCoarsening(Coarsening):
     """Builds the same network on inputs of half the resolution (004 §3.1-3.2, 001 §4.3).
 
     Args:
@@ -309,7 +310,6 @@ class ResolutionCoarsening:
 
     name = "resolution"
     size_label = "resolution"
-    rematch_every = None
 
     def __init__(self, interpolation="constant", stencil_prolongation="identity"):
         self.interpolation = stencils._check_interpolation(interpolation)

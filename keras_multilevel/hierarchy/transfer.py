@@ -11,8 +11,9 @@ needs
 The fourth piece, the coarse model itself, lives on the coarser
 :class:`~keras_multilevel.hierarchy.Level`. Each map takes and returns a list
 of tensors, one per trainable variable of the level it maps to, in the order
-of ``model.trainable_variables``. Every kind of coarsening (depth here; width
-and resolution later) builds a :class:`Transfer`, so one cycle drives them all.
+of ``model.trainable_variables``. Every coarsening
+(:class:`~keras_multilevel.hierarchy.coarsening.Coarsening`) builds one, so
+one cycle drives them all.
 """
 
 

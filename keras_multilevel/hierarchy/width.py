@@ -40,6 +40,7 @@ import math
 import keras
 import tensorflow as tf
 
+from keras_multilevel.hierarchy.coarsening import Coarsening
 from keras_multilevel.hierarchy.transfer import TransferMaps, check_correspondence
 from keras_multilevel.hierarchy.matching import (
     aggregates,
@@ -381,7 +382,7 @@ def multiply_adds(layers):
     return total
 
 
-class WidthCoarsening:
+class WidthCoarsening(Coarsening):
     """Builds coarser networks with about half the hidden neurons / channels (002 §5, §7).
 
     Args:
