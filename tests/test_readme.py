@@ -25,14 +25,16 @@ README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 # (text in README.md, its replacement, occurrences, why)
 SUBSTITUTIONS = [
-    ("epochs=20", "epochs=1", 1, "one V-cycle of the 2,048-block circles network is enough to run the code"),
-    ("epochs=10", "epochs=1", 2, "the width and the PDE examples: one epoch"),
+    ("epochs=20", "epochs=2", 1, "two V-cycles of the 256-block circles network are enough to run the code"),
+    ("range(3)", "range(1)", 1, "the solver's training loop: one epoch"),
+    ("epochs=10", "epochs=1", 1, "the fine-tuning example: one epoch"),
     (
         'kml.datasets.load("poisson", resolution=32, split="train"',
         'kml.datasets.load("poisson", resolution=32, samples=40, split="train"',
         2,
         "40 Poisson examples at N = 32 instead of the default 10,000 (about a minute to generate)",
     ),
+    ('tfds.load("poisson/n32"', 'tfds.load("poisson/n32_s40_seed0"', 1, "the same 40 examples, through TFDS"),
 ]
 
 RUNNER = """
