@@ -97,3 +97,22 @@ def test_every_python_block_of_the_readme_runs_and_prints_what_the_readme_shows(
     printed = json.loads((tmp_path / "printed.json").read_text())
     for number, text in expected.items():
         assert text in printed[number], f"python block {number + 1} printed\n{printed[number]}\nnot\n{text}"
+
+
+def github_anchor(heading):
+    """The anchor GitHub gives a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("name", ["README.md", "benchmarks/README.md"])
+def test_every_relative_link_points_at_a_file_and_every_anchor_at_a_heading(name):
+    path = README.parent / name
+    text = path.read_text()
+    anchors = {github_anchor(heading) for heading in re.findall(r"^#+ (.*)$", text, flags=re.MULTILINE)}
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if target.startswith(("http://", "https://")):
+            continue
+        if target.startswith("#"):
+            assert target[1:] in anchors, f"{name}: no heading for {target}"
+            continue
+        assert (path.parent / target.split("#")[0]).exists(), f"{name}: {target} does not exist"
