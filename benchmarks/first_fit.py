@@ -11,6 +11,16 @@ and each ratio to plain Keras. The same process then measures a second
 after another model was compiled and fitted: none of those may trace again.
 
     python benchmarks/first_fit.py --repeats 3 --out benchmarks/results/first_fit.md
+
+``--split`` says where a first step's time goes, without Keras' ``fit``
+around it: one ``tf.function`` of the training step (plain Keras SGD, or
+:class:`keras_multilevel.MultilevelSolver`'s ``step``), its Python tracing
+(``get_concrete_function``), its first call (TensorFlow's graph optimization,
+grappler, and the instantiation of the graph and its functions, plus one
+step) and its second call (one step), with grappler on and switched off
+(``disable_meta_optimizer``, in the measuring process only):
+
+    python benchmarks/first_fit.py --split --repeats 3 --out benchmarks/results/first_fit_split.md
 """
 
 import argparse
@@ -74,19 +84,101 @@ print(json.dumps(seconds))
 """
 
 
-def measure(configuration):
+# The --split measurement, run as `python -c SPLIT <configuration> <grappler on|off>`.
+SPLIT = r"""
+import json, os, sys, time
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import keras
+import tensorflow as tf
+import keras_multilevel as kml
+
+configuration, grappler = sys.argv[1:]
+if grappler == "off":
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+x, y = kml.datasets.concentric_circles(2000, seed=0)
+keras.utils.set_random_seed(0)
+model = kml.models.residual_network((2,), outputs=2, width=3, blocks=2048)
+if configuration == "plain":
+    optimizer = keras.optimizers.SGD(0.1)
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy")
+    optimizer.build(model.trainable_variables)
+
+    def step(batch):
+        with tf.GradientTape() as tape:
+            loss = model.compute_loss(x=batch[0], y=batch[1], y_pred=model(batch[0], training=True))
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss
+else:
+    levels = int(configuration)
+    steps = {1: "[{1}]", 2: "[(1),{2}]", 4: "[(1),1,1,{2}]", 8: "[(1),1,1,1,2,2,2,{2}]"}[levels]
+    solver = kml.MultilevelSolver(model, loss="categorical_crossentropy", levels=levels,
+                                  smoother=keras.optimizers.SGD(0.1), steps=steps)
+
+    def step(batch):
+        return solver.step(batch).loss
+batch = (tf.constant(x), tf.constant(y))
+function = tf.function(step)
+seconds = {}
+start = time.process_time()
+graph = function.get_concrete_function(batch).graph
+seconds["Python tracing"] = time.process_time() - start
+for name in ("first call", "second call"):
+    start = time.process_time()
+    function(batch)
+    seconds[name] = time.process_time() - start
+seconds["graph ops"] = len(graph.get_operations())
+print(json.dumps(seconds))
+"""
+
+
+def measure(configuration, split=False, grappler="on"):
     environment = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [sys.executable, "-c", MEASURE, str(configuration)], capture_output=True, text=True, env=environment, check=True
-    )
+    command = [sys.executable, "-c", SPLIT, str(configuration), grappler] if split else [
+        sys.executable, "-c", MEASURE, str(configuration)]
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def split_table(arguments):
+    """The --split table: per configuration and grappler setting, the three parts of a first step."""
+    runs = {(configuration, grappler): [] for grappler in ("on", "off") for configuration in CONFIGURATIONS}
+    for repeat in range(arguments.repeats):
+        for key in runs:
+            runs[key].append(measure(key[0], split=True, grappler=key[1]))
+            print(f"repeat {repeat}, {key}: {runs[key][-1]}", file=sys.stderr)
+    columns = ["Python tracing", "first call", "second call"]
+    lines = [
+        "# First step: where the CPU seconds go (Python tracing, graph optimization and instantiation, the step)",
+        "",
+        f"`{shlex.join(['python', *sys.argv])}` ({arguments.repeats} repeats, each run a fresh process, "
+        "configurations alternating; circles, 2,048 blocks, 2,000 points, one batch; one `tf.function` of the "
+        "step, no `fit`). \"first call\" minus \"second call\" is what TensorFlow spends preparing the graph "
+        "(grappler, then instantiating it and its functions).",
+        "",
+        "| configuration | grappler | graph ops | " + " | ".join(columns)
+        + " | first call - second call | tracing + first call / plain Keras |",
+        "|---" * (len(columns) + 5) + "|",
+    ]
+    for (configuration, grappler), measured in runs.items():
+        name = "plain Keras SGD" if configuration == "plain" else f"MultilevelSolver, {configuration} level(s)"
+        plain = [run["Python tracing"] + run["first call"] for run in runs[("plain", grappler)]]
+        total = [run["Python tracing"] + run["first call"] for run in measured]
+        cells = [spread([run[column] for run in measured], ".2f") for column in columns]
+        preparing = spread([run["first call"] - run["second call"] for run in measured], ".2f")
+        lines.append(f"| {name} | {grappler} | {measured[0]['graph ops']} | " + " | ".join(cells)
+                     + f" | {preparing} | {np.median(total) / np.median(plain):.2f}x |")
+    write(lines, arguments.out)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--split", action="store_true", help="where a first step's time goes (see the docstring)")
     parser.add_argument("--out", default="benchmarks/results/first_fit.md")
     arguments = parser.parse_args()
+    if arguments.split:
+        split_table(arguments)
+        return
     runs = {configuration: [] for configuration in CONFIGURATIONS}
     for repeat in range(arguments.repeats):
         for configuration in CONFIGURATIONS:
