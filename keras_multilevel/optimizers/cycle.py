@@ -1,4 +1,4 @@
-"""The V-cycle: MG/OPT (000 Algorithm 1), FAS (002 Algorithm 2, §6), MLSGD (001 Algorithm 4) and RMTR (003).
+"""The V-cycle: MG/OPT (Gaedke-Merzhäuser et al., 2021, Algorithm 1), FAS (Ponce et al., 2022, Algorithm 2, §6), MLSGD (Jacob, 2024, Algorithm 4) and RMTR (Kopaničáková and Krause, 2023).
 
 One routine walks the hierarchy's list of levels (finest first) and works for
 any coarsening, since it only touches a level's model and the
@@ -14,13 +14,13 @@ On level ``i`` above the coarsest a cycle
 1. takes ``mu_1`` level-optimizer steps on the level's objective ``g_i``
    (for ``i > 0`` tau-corrected, ``g_i - gamma x^T tau_i``),
 2. restricts the weights ``x_c = Pi x`` (and, with momentum transfer, the
-   momentum ``m_c = Pi m``, 002 eq 36),
+   momentum ``m_c = Pi m``, Ponce et al., 2022, eq 36),
 3. forms ``tau = mean_j (grad g_c,j(Pi x) - R grad g_i,j(x))`` over the ``m``
-   minibatches ``j`` (002 eq 35; 000 eq 9's coupling term is ``-tau``),
+   minibatches ``j`` (Ponce et al., 2022, eq 35; Gaedke-Merzhäuser et al.'s (2021, eq 9) coupling term is ``-tau``),
 4. recurses on the coarse level, which smooths on the same minibatches
-   (002 §6.1.1; which minibatch each step takes is the scheme's
+   (Ponce et al., 2022, §6.1.1; which minibatch each step takes is the scheme's
    :func:`~keras_multilevel.optimizers.scheme.minibatch_layout`),
-5. corrects ``x += alpha_p P (x_c - Pi x)`` (002 eq 4) and
+5. corrects ``x += alpha_p P (x_c - Pi x)`` (Ponce et al., 2022, eq 4) and
    ``m += alpha_m P (m_c - Pi m)`` (eq 36), unless the safeguard below
    discards the correction,
 6. takes ``mu_2`` steps.
@@ -32,12 +32,12 @@ to large finite values), is discarded, so it never reaches the finer weights;
 the cycle counts the corrections it discarded.
 With ``correction_test`` the corrected iterate must also pass the
 acceptance test of MG/OPT's line search (Nash 2000) and of trust-region
-cycles (001 §3.2.3, RMTR) with the weakest threshold: the level's objective
+cycles (Jacob, 2024, §3.2.3, RMTR) with the weakest threshold: the level's objective
 on its first tau minibatch may not increase, ``H(x + P e) <= H(x)``;
 otherwise the correction is discarded and the cycle goes on from ``x``.
 
-MLSGD (001 Algorithms 4-5, :mod:`~keras_multilevel.optimizers.mlsgd`) adds,
-by the scheme's constants: before step 2, the recursion test (001 eqs
+MLSGD (Jacob, 2024, Algorithms 4-5, :mod:`~keras_multilevel.optimizers.mlsgd`) adds,
+by the scheme's constants: before step 2, the recursion test (Jacob, 2024, eqs
 3.4-3.5) on the level's gradient, a ``tf.cond`` that skips steps 2-5; on a
 coarse level, the step-size regularization ``lambda/2 ||x_c - Pi x||^2`` in
 its objective (eq 3.2), SVRG directions (§3.3.3), and after each of its steps
@@ -88,7 +88,7 @@ from keras_multilevel.optimizers.traces import level_functions
 def split_batch(data, parts):
     """Splits a batch ``(x, y, sample_weight)`` into ``parts`` minibatches (rows ``j::parts``).
 
-    The minibatches of one cycle (002 §6.1.1) drawn from one Keras batch;
+    The minibatches of one cycle (Ponce et al., 2022, §6.1.1) drawn from one Keras batch;
     sizes differ by at most one when ``parts`` does not divide the batch. A
     batch with fewer rows than ``parts`` (the short last batch of an epoch)
     gives one-row minibatches that go round its rows: minibatch ``j`` is row
@@ -158,9 +158,9 @@ CycleReport = collections.namedtuple(
 )
 CycleReport.__doc__ = """What :func:`v_cycle` returns: the finest model's ``loss`` and ``y_pred`` on its first
 minibatch at the start of the cycle (as a plain Keras train step reports them), the
-``work_units`` the cycle spent (fine gradient evaluations, 000 eq 10), how many
+``work_units`` the cycle spent (fine gradient evaluations, Gaedke-Merzhäuser et al., 2021, eq 10), how many
 descents the recursion test stopped and how many coarse phases the angle condition
-ended (001 eqs 3.3-3.5), and how many prolongated corrections the safeguard
+ended (Jacob, 2024, eqs 3.3-3.5), and how many prolongated corrections the safeguard
 discarded (float64 scalars; RMTR's ratio test, which shortens or rejects its
 recursive steps by design, counts none)."""
 
@@ -212,7 +212,7 @@ def v_cycle(
     Args:
         hierarchy: a :class:`~keras_multilevel.hierarchy.Hierarchy` whose
             levels carry their ``smoother`` (a built Keras optimizer, the level
-            optimizer of 000 Algorithm 2, SGD in 002 §6), ``inner_product``
+            optimizer of Gaedke-Merzhäuser et al., 2021, Algorithm 2, SGD in Ponce et al., 2022, §6), ``inner_product``
             (coupling terms are Euclidean, each step uses the level's gradient
             in it) and ``regularization`` (the Tikhonov weights of its
             variables, see :func:`~keras_multilevel.optimizers.objective.level_gradient`).
@@ -223,17 +223,17 @@ def v_cycle(
         layout: the :class:`~keras_multilevel.optimizers.scheme.MinibatchLayout`
             saying which minibatches each level smooths on and forms tau on.
         full_batch: the held data set ``(x, y, sample_weight)`` of a
-            full-gradient correction (``scheme.full_gradient``, 001 §3.3.2),
+            full-gradient correction (``scheme.full_gradient``, Jacob, 2024, §3.3.2),
             minibatch index ``layout.count``; a gradient on it costs its rows
             per row of the first minibatch in work units.
         trust_region: ``None``, or the
             :class:`~keras_multilevel.optimizers.trust_region.RecursiveTrustRegion`
-            whose cycle runs instead (RMTR, 003: trust-region level steps and
+            whose cycle runs instead (RMTR, Kopaničáková and Krause, 2023: trust-region level steps and
             ratio-tested corrections).
 
     Returns:
         A :class:`CycleReport`. With MLSGD's recursion test or angle condition
-        (001 eqs 3.3-3.5) the cycle decides inside the graph (``tf.cond``)
+        (Jacob, 2024, eqs 3.3-3.5) the cycle decides inside the graph (``tf.cond``)
         whether to descend and whether a coarse level takes its next step; a
         skipped descent or step spends no work.
     """
@@ -275,7 +275,7 @@ def v_cycle(
         return hierarchy[index].relative_cost * per_evaluation * batch_costs[batch]
 
     def objective_gradient(index, batch, coupling):
-        """``grad H_l`` on one minibatch: loss, Tikhonov, coupling and (on a coarse level) 001 eq 3.2's term."""
+        """``grad H_l`` on one minibatch: loss, Tikhonov, coupling and (on a coarse level) Jacob's (2024, eq 3.2) term."""
         grads = evaluate[index](data[index][batch])
         if coupling is None:
             return grads
@@ -286,7 +286,7 @@ def v_cycle(
         return grads
 
     def direction(index, batch, coupling):
-        """The step direction on one minibatch and its work: ``grad H_l``, or its SVRG version (001 §3.3.3)."""
+        """The step direction on one minibatch and its work: ``grad H_l``, or its SVRG version (Jacob, 2024, §3.3.3)."""
         grads = objective_gradient(index, batch, coupling)
         if coupling is None or not scheme.variance_reduction:
             return grads, cost(index, batch)
@@ -311,7 +311,7 @@ def v_cycle(
 
         Returns the work spent and whether the level's phase has stopped: on a
         level with the angle condition, a step that fails it is undone and
-        ends the phase (001 Algorithm 5).
+        ends the phase (Jacob, 2024, Algorithm 5).
         """
         variables = hierarchy[index].variables
         own = layout.smoothing[index]
