@@ -1,4 +1,4 @@
-"""Samples per second of the FEniCSx data generation (paper 002 §8.1 Poisson, §8.2 Darcy).
+"""Samples per second of the FEniCSx data generation (Ponce et al., 2022, §8.1 Poisson, §8.2 Darcy).
 
 For each problem, N in (32, 64) and 1 or 2 worker processes, generates a
 fresh data set (raw shards, :mod:`keras_multilevel_datasets.generation`) into
@@ -60,7 +60,7 @@ def main(argv=None):
     steady = {(name, n): steady_state_ms(name, n) for name, n in SAMPLES}
     command = "python benchmarks/datasets_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
-        "# Data generation throughput (paper 002 §8.1 Poisson, §8.2 Darcy)",
+        "# Data generation throughput (Ponce et al., 2022, §8.1 Poisson, §8.2 Darcy)",
         "",
         f"Command: `{command.strip()}`",
         "",

@@ -1,31 +1,31 @@
-"""Paper 000's depth experiments on the co-centric circles, several seeds per row.
+"""Gaedke-Merzhäuser et al.'s (2021) depth experiments on the co-centric circles, several seeds per row.
 
 Studies (``--study``):
 
-* ``table1``: 000 Table 1, V-cycles and work units to the stopping rule for
-  1, 2, 4, 6 and 8 levels (the set-ups of 000 §4.1) at 2,048 blocks.
-* ``table2``: 000 Table 2, the six 8-level step set-ups.
-* ``fig5``: 000 Fig 5, the cost for 256 to 2,048 blocks, one level and 6 levels.
+* ``table1``: Gaedke-Merzhäuser et al. (2021, Table 1), V-cycles and work units to the stopping rule for
+  1, 2, 4, 6 and 8 levels (the set-ups of Gaedke-Merzhäuser et al., 2021, §4.1) at 2,048 blocks.
+* ``table2``: Gaedke-Merzhäuser et al. (2021, Table 2), the six 8-level step set-ups.
+* ``fig5``: Gaedke-Merzhäuser et al. (2021, Fig 5), the cost for 256 to 2,048 blocks, one level and 6 levels.
 * ``coarse_steps``: 8 levels at 2,048 blocks with larger steps on the coarse
   levels (``learning_rate_divisor`` eta = 1, 1/sqrt 2, 1/2: level ``i`` uses
   the learning rate times ``eta^-i``), with and without the acceptance test on
-  coarse corrections, against one level. Paper 000's Euclidean gradients
+  coarse corrections, against one level. Gaedke-Merzhäuser et al.'s (2021) Euclidean gradients
   amount to eta = 1/2 in the L2(0, T) inner product (a block's Euclidean
   gradient is ``h_i`` times its L2 one, and ``h_i`` doubles per level).
-* ``digits``: 000 Table 1's MNIST row on the closest real image set a package
+* ``digits``: Gaedke-Merzhäuser et al.'s (2021, Table 1) MNIST row on the closest real image set a package
   ships (MNIST cannot be downloaded here and no registry package ships it):
   scikit-learn's 8x8 digits (1,797 images; 1,297 to train, 500 to validate,
-  pixels scaled to [0, 1] and centred as 000 §4 does), width 10, Tikhonov
+  pixels scaled to [0, 1] and centred as Gaedke-Merzhäuser et al. (2021, §4) do), width 10, Tikhonov
   1e-5, stop at validation accuracy 0.93. The training set is smaller than
-  two of 000's mini-batches of 1,000, so each step takes the whole set;
-  learning rate 0.1 (000 uses 0.01 with Euclidean gradients).
+  two of Gaedke-Merzhäuser et al.'s (2021) mini-batches of 1,000, so each step takes the whole set;
+  learning rate 0.1 (Gaedke-Merzhäuser et al. (2021) use 0.01 with Euclidean gradients).
 * ``safeguards``: what keeps a diverging coarse level from wrecking the fine
   weights, across learning rates 0.1, 0.5 and 1.0 and ``learning_rate_divisor``
   1 and 1/sqrt 2 (8 levels, against one level at each rate): only non-finite
   corrections discarded, a bound on a correction's size relative to the
   weights (``correction_bound`` 3 and 10), or the acceptance test
   (``correction_test``); with the number of discarded corrections per run.
-* ``sensitivity``: 000 §4.1, learning rate in {0.05, 0.1, 0.5} x Tikhonov beta
+* ``sensitivity``: Gaedke-Merzhäuser et al. (2021, §4.1), learning rate in {0.05, 0.1, 0.5} x Tikhonov beta
   in {1e-3, 1e-4, 1e-5}, one level against 8 levels; and each method at its
   best learning rate (the ratio a user gains).
 
@@ -177,7 +177,7 @@ def main(argv=None):
             for seed in args.seeds:
                 results.append(train(args, levels, seed, width=10, steps=None if levels == 1 else LEVEL_SETUPS[levels]))
         groups = rows_by(results, lambda r: r["levels"])
-        lines = ["# Paper 000 Table 1, MNIST row, on scikit-learn's 8x8 digits\n",
+        lines = ["# Gaedke-Merzhäuser et al. (2021, Table 1), MNIST row, on scikit-learn's 8x8 digits\n",
                  header.replace("of width 3", "of width 10"), *cost_table(groups, "L", 1, args.target)]
     elif args.study == "coarse_steps":
         setups = [(1, 1.0, False)] + [(8, eta, test) for eta in (1.0, 0.5**0.5, 0.5) for test in (False, True)]
@@ -227,7 +227,7 @@ def main(argv=None):
             for seed in args.seeds:
                 results.append(train(args, levels, seed, steps=None if levels == 1 else steps))
         groups = rows_by(results, lambda r: r["levels"] if args.study == "table1" else f"{r['levels']}: `{r['steps']}`")
-        title = "Paper 000 Table 1" if args.study == "table1" else "Paper 000 Table 2 (8 levels; one level first)"
+        title = "Gaedke-Merzhäuser et al. (2021, Table 1)" if args.study == "table1" else "Gaedke-Merzhäuser et al. (2021, Table 2) (8 levels; one level first)"
         lines = [f"# {title}, co-centric circles\n", header,
                  *cost_table(groups, "L", next(iter(groups)), args.target)]
     elif args.study == "fig5":
@@ -235,7 +235,7 @@ def main(argv=None):
             for levels in (1, 6):
                 for seed in args.seeds:
                     results.append(train(args, levels, seed, blocks=blocks, steps=None if levels == 1 else LEVEL_SETUPS[6]))
-        lines = [f"# Paper 000 Fig 5: cost against depth, co-centric circles\n", header.replace(f"{args.blocks} residual", "K residual")]
+        lines = [f"# Gaedke-Merzhäuser et al. (2021, Fig 5): cost against depth, co-centric circles\n", header.replace(f"{args.blocks} residual", "K residual")]
         for levels in (1, 6):
             groups = rows_by([r for r in results if r["levels"] == levels], lambda r: r["blocks"])
             lines += ["", f"## {levels} level{'s' if levels > 1 else ''}", "",
@@ -247,7 +247,7 @@ def main(argv=None):
                     for seed in args.seeds:
                         results.append(train(args, levels, seed, learning_rate=rate, regularization=beta,
                                              steps=None if levels == 1 else LEVEL_SETUPS[8]))
-        lines = ["# Paper 000 §4.1 sensitivity study, co-centric circles\n",
+        lines = ["# Gaedke-Merzhäuser et al. (2021, §4.1) sensitivity study, co-centric circles\n",
                  header.replace(f"learning rate {args.learning_rate} (divided by {args.learning_rate_divisor:.3f}^i on "
                                f"level i), Tikhonov beta {args.regularization}",
                                "learning rate and Tikhonov beta as in each row"),
@@ -272,7 +272,7 @@ def main(argv=None):
         got = [r for r in ratios if r is not None]
         lines += ["", f"Ratio U(1 level) / U(8 levels) over the {len(got)} of 9 set-ups where both reach the target: "
                   f"mean {np.mean(got):.2f}, relative standard deviation {100 * np.std(got) / np.mean(got):.1f} % "
-                  "(000 §4.1: 3.54, 8.02 %)." if got else "No set-up reached the target with both methods."]
+                  "(Gaedke-Merzhäuser et al., 2021, §4.1: 3.54, 8.02 %)." if got else "No set-up reached the target with both methods."]
         lines += ["", "Best against best (each method at the learning rate of this grid that reaches the target "
                   "in the fewest median work units, per beta):", "",
                   "| beta | 1 level: rate, U, s | 8 levels: rate, U, s | ratio in U | ratio in time |", "|---|---|---|---|---|"]

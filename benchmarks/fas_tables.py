@@ -1,9 +1,9 @@
-"""Paper 002 Tables 1-3: one-level SGD against multilevel-in-width FAS on the PDE data.
+"""Ponce et al. (2022, Tables 1-3): one-level SGD against multilevel-in-width FAS on the PDE data.
 
 For one problem and one network, trains the same initial weights with plain
 ``model.fit`` and SGD (1 level) and with ``kml.MultilevelOptimizer(scheme="fas",
 coarsening="width")`` on 2.. levels, each for the same budget of work units
-(a forward and backward pass over one minibatch of 200, 002 §8), side by side
+(a forward and backward pass over one minibatch of 200, Ponce et al., 2022, §8), side by side
 in one process. Every ``--every`` work units it measures, on the validation
 split, the L2 loss (the mean squared error the networks are trained on) and
 the L∞ loss (the largest absolute error over all validation samples and grid
@@ -12,14 +12,14 @@ network, and records the training wall time (evaluations untimed). Writes a
 markdown table of the best losses (as the paper's tables), the time per work
 unit against plain ``model.fit``, and a plot of the validation curves.
 
-Settings (002 §8): SGD learning rate 0.01 (``--learning-rate``), momentum 0.9, minibatch 200.
+Settings (Ponce et al., 2022, §8): SGD learning rate 0.01 (``--learning-rate``), momentum 0.9, minibatch 200.
 Poisson (§8.1): 4 smoothing steps per level, re-matching every 50 cycles,
 learning rate divided by sqrt 2 per level. Darcy (§8.2-8.3): 2 smoothing
 steps, re-matching every 10 cycles, weight decay 1e-6 (as Tikhonov
 regularization), with the §8.3 stability settings alpha_m = 0.2,
 gamma = 0.125 and eta = 2 sqrt 2 for the first three levels. Tau is averaged
-over m = 4 (Poisson) or 2 (Darcy) minibatches (002 eq 35); each fine smoothing
-step and each restriction draws fresh minibatches of 200 (002 §6.1.1), so a
+over m = 4 (Poisson) or 2 (Darcy) minibatches (Ponce et al., 2022, eq 35); each fine smoothing
+step and each restriction draws fresh minibatches of 200 (Ponce et al., 2022, §6.1.1), so a
 FAS batch holds ``optimizer.minibatches`` of them.
 
 Usage::
@@ -111,7 +111,7 @@ class Validation(keras.callbacks.Callback):
 
 
 def paper_cycle_work_units(optimizer):
-    """The optimizer's V-cycle charged as 002 §8 charges it: level ``i`` costs ``4^-i`` of the finest."""
+    """The optimizer's V-cycle charged as Ponce et al. (2022, §8) charge it: level ``i`` costs ``4^-i`` of the finest."""
     paper_costs = [4.0**-index for index in range(len(optimizer.hierarchy))]
     scheme = optimizer.scheme
     return kml.optimizers.work_units(
@@ -120,7 +120,7 @@ def paper_cycle_work_units(optimizer):
 
 
 def train(levels, network_args, settings, data, work_units, every, seed, learning_rate=0.01, weighted_projection=False):
-    """One run; returns its record. ``weighted_projection``: the norm-weighted ``P~`` of 002 eq 34
+    """One run; returns its record. ``weighted_projection``: the norm-weighted ``P~`` of Ponce et al. (2022, eq 34)
     (``WidthCoarsening(scaled=True)``, the default of MTNN's examples) instead of ``P`` of eq 32."""
     (x, y), validation = data
     keras.utils.set_random_seed(seed)
@@ -234,7 +234,7 @@ def add_run_arguments(parser):
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument(
         "--learning-rate", type=float, default=0.01,
-        help="the finest level's (002 §8: 0.01); other values add _lr<value> to the output names",
+        help="the finest level's (Ponce et al., 2022, §8: 0.01); other values add _lr<value> to the output names",
     )
 
 
@@ -264,7 +264,7 @@ def main(argv=None):
         print(f"levels={levels}: {time.perf_counter() - started:.0f} s, best val L2 {min(records[-1]['val_l2']):.3e}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{args.problem}_{args.network}" + ("_stable" if args.stable else "") + (f"_lr{args.learning_rate:g}" if args.learning_rate != 0.01 else "")
-    title = f"{args.problem.capitalize()} N={args.resolution}, {args.network} network: SGD vs width FAS (paper 002)" + (
+    title = f"{args.problem.capitalize()} N={args.resolution}, {args.network} network: SGD vs width FAS (Ponce et al., 2022)" + (
         ", §8.3 stability settings" if args.stable else ""
     ) + (f", learning rate {args.learning_rate:g}" if args.learning_rate != 0.01 else "")
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/fas_tables.py", *(argv if argv is not None else sys.argv[1:])])

@@ -1,6 +1,6 @@
 """What a user waits for before the first V-cycle: the CPU seconds of a first ``fit``, tracing included.
 
-The circles network of Gaedke-Merzhäuser et al. (2021) §4 (2,048 residual
+The circles network of Gaedke-Merzhäuser et al. (2021, §4) (2,048 residual
 blocks, width 3, 2,000 points, one batch), one epoch, plain Keras SGD against
 ``MultilevelOptimizer`` with 1, 2, 4 and 8 levels. Each measurement runs in a
 fresh Python process (nothing traced before), the configurations alternate

@@ -1,10 +1,10 @@
-"""Paper 001 §4.2 (MLSGD's variants against SGD, depth hierarchy) on scikit-learn's 8x8 digits.
+"""Jacob (2024, §4.2) (MLSGD's variants against SGD, depth hierarchy) on scikit-learn's 8x8 digits.
 
-001 §4.2.3 trains a ResNet on CIFAR-10 with three levels of depth (8, 4, 2
+Jacob (2024, §4.2.3) trains a ResNet on CIFAR-10 with three levels of depth (8, 4, 2
 layers per block), T_2 = 3, T_1 = 5, T_0 = 7 steps per level and no
 pre-smoothing, and compares MLSGD without gradient correction, with a
 deterministic or a stochastic one, each with and without variance reduction
-(lambda = 5 whenever a correction is used, 001 §4.1.2), against SGD. CIFAR-10
+(lambda = 5 whenever a correction is used, Jacob, 2024, §4.1.2), against SGD. CIFAR-10
 cannot be downloaded here; this runs the same comparison on the digits
 split of ``depth_tables.py`` (the first 1,280 of its 1,297 training images, and
 its 500 validation images), with
@@ -15,7 +15,7 @@ budget. The deterministic correction holds the whole training set
 
 SGD is tuned over ``--sgd-rates`` (the rate with the best median work units
 to the target is the baseline; all are reported); every MLSGD variant runs at
-each of ``--rates`` (the same rate on every level; 001 tuned each variant over
+each of ``--rates`` (the same rate on every level; Jacob (2024) tuned each variant over
 six rates, this takes two). Wall time includes tracing;
 all runs share one process on a shared machine, so compare ratios.
 
@@ -48,7 +48,7 @@ VARIANTS = {
     "deterministic + SVRG": {"gradient_correction": "deterministic", "step_regularization": 5.0,
                              "variance_reduction": True},
 }
-STEPS = "[0/3,0/5,{7}]"  # 001 §4.2.3: no pre-smoothing, T_2 = 3, T_1 = 5, T_0 = 7
+STEPS = "[0/3,0/5,{7}]"  # Jacob (2024, §4.2.3): no pre-smoothing, T_2 = 3, T_1 = 5, T_0 = 7
 
 
 class Recorder(keras.callbacks.Callback):
@@ -165,15 +165,15 @@ def main(argv=None):
     with_targets(groups, args)
     baseline = min((key for key in groups if key.startswith("SGD")), key=lambda key: median_to_target(groups[key]))
     lines = [
-        "# Paper 001 §4.2: MLSGD's variants against SGD, depth hierarchy, on scikit-learn's 8x8 digits\n",
+        "# Jacob (2024, §4.2): MLSGD's variants against SGD, depth hierarchy, on scikit-learn's 8x8 digits\n",
         f"Command: `{command}`\n",
         f"Residual network of width 10 with {args.blocks} blocks (T = 1); 3 levels ({args.blocks}, {args.blocks // 2}, "
-        f"{args.blocks // 4} blocks), V-cycle steps `{STEPS}` (001 §4.2.3: no pre-smoothing, 3/5/7 steps), "
+        f"{args.blocks // 4} blocks), V-cycle steps `{STEPS}` (Jacob, 2024, §4.2.3: no pre-smoothing, 3/5/7 steps), "
         f"minibatches of {args.batch_size}, one V-cycle or SGD step per minibatch, validation every 10 SGD steps or "
         f"every V-cycle; budget {args.budget:g} work "
         f"units; target validation accuracy {args.target}; seeds {args.seeds}. MLSGD uses one learning rate on "
         "every level and the scheme's defaults (recursion test eta 0.1, angle condition mu 0), "
-        "lambda = 5 with a correction (001 §4.1.2). SGD tuned over the rates listed; the baseline "
+        "lambda = 5 with a correction (Jacob, 2024, §4.1.2). SGD tuned over the rates listed; the baseline "
         f"(**{baseline}**) is the one with the least median work to the target. Cells: median [min-max] "
         "over seeds; times include tracing; '-' = not reached within the budget (a run stops at the end of the "
         "evaluation that reaches the budget, so 'WU spent' may exceed it; reaching the target after the budget does "

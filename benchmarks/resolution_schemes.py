@@ -1,10 +1,10 @@
 """Which multilevel scheme for the resolution hierarchy: one level, coarse to fine, V-cycles.
 
 The zoo's U-Net (filters 8, 16, 32; ``--pyramid``: its multiscale form) on one problem at one resolution, from the
-same initial weights, side by side in one process: one level; 004 Algorithm 1
+same initial weights, side by side in one process: one level; Haber et al. (2018, Algorithm 1)
 (2 levels, the first ``--coarse-epochs`` epochs at N/2); and MG/OPT V-cycles
 over the resolution hierarchy (2 levels, ``--steps``, default ``[(1),{1}]``), both with the
-stencils prolongated by ``--stencil-prolongation`` (004 §3.2's inverse, or
+stencils prolongated by ``--stencil-prolongation`` (Haber et al.'s (2018, §3.2) inverse, or
 unchanged: :class:`kml.hierarchy.ResolutionCoarsening`), each with Adam and
 with SGD + momentum as the level optimizer. Prints and writes the validation
 relative L2 error and the work units after each epoch.
@@ -48,7 +48,7 @@ def main(argv=None):
     coarsening = {"name": "resolution", "stencil_prolongation": args.stencil_prolongation}
     schemes = {
         "one level": {"levels": 1},
-        "coarse to fine (004 Algorithm 1)": {"levels": 2, "coarsening": coarsening, "schedule": [args.coarse_epochs * batches]},
+        "coarse to fine (Haber et al., 2018, Algorithm 1)": {"levels": 2, "coarsening": coarsening, "schedule": [args.coarse_epochs * batches]},
         f"MG/OPT V-cycle {args.steps}": {"levels": 2, "coarsening": coarsening, "steps": args.steps},
     }
     lines = [

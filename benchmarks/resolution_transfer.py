@@ -1,16 +1,16 @@
-"""Paper 004 §4.1 on the zoo: a trained network run at N/2 and 2N, with and without the stencil transfer.
+"""Haber et al. (2018, §4.1) on the zoo: a trained network run at N/2 and 2N, with and without the stencil transfer.
 
 For each preset (trained at N) it generates fresh data at N/2 and 2N (a
 seed the presets never saw) and measures the test relative L2 error of
 
 * at N/2, the network moved there by :func:`kml.hierarchy.at_resolution`
-  (the Galerkin restriction ``K_H = R K_h P``, 004 eqs 9-10) and the same
-  weights used unchanged (004 §4.1's comparison: "using the original
+  (the Galerkin restriction ``K_H = R K_h P``, Haber et al., 2018, eqs 9-10) and the same
+  weights used unchanged (Haber et al.'s (2018, §4.1) comparison: "using the original
   convolution kernels");
 * at 2N, the network moved by ``at_resolution``'s default (stencils
   unchanged: for these U-Nets, whose every weight is a stencil or
   pointwise, the same weights as they are) and by the exact inverse of the
-  Galerkin restriction (004 §3.2, ``stencil_prolongation="inverse"``).
+  Galerkin restriction (Haber et al., 2018, §3.2, ``stencil_prolongation="inverse"``).
 
 Usage::
 
@@ -42,14 +42,14 @@ def main(argv=None):
     parser.add_argument("--out", default="benchmarks/results/resolution_transfer.md")
     args = parser.parse_args(argv)
     lines = [
-        "# Trained presets at the neighbouring resolutions (004 §4.1)",
+        "# Trained presets at the neighbouring resolutions (Haber et al., 2018, §4.1)",
         "",
         f"Command: `{' '.join(['python', *sys.argv])}`",
         "",
         f"Test relative L2 on {args.samples} freshly generated examples per grid (seed {args.seed}); "
         "'card' is the preset's own test error at N.",
         "",
-        "| preset | card (N) | N/2 transferred | N/2 unchanged | 2N stencils unchanged (default) | 2N inverse (004 §3.2) |",
+        "| preset | card (N) | N/2 transferred | N/2 unchanged | 2N stencils unchanged (default) | 2N inverse (Haber et al., 2018, §3.2) |",
         "|---|---|---|---|---|---|",
     ]
     for name in kml.zoo.names():

@@ -1,22 +1,22 @@
-"""RMTR with L-SR1 (003) on the co-centric circles against MG/OPT, a single-level L-SR1 trust region and SGD.
+"""RMTR with L-SR1 (Kopaničáková and Krause, 2023) on the co-centric circles against MG/OPT, a single-level L-SR1 trust region and SGD.
 
-The depth set-up of ``depth_tables.py`` (paper 000 §4: the circles ResNet of
+The depth set-up of ``depth_tables.py`` (Gaedke-Merzhäuser et al., 2021, §4: the circles ResNet of
 width 3, 2,000 training and 1,000 validation points, full batch, seed ``s``
 for the data and the initial weights, L2(0, T) level inner products), run to
 the same validation accuracy ``--target`` (or ``--budget`` work units), each
 row for every seed:
 
 * ``SGD, lr r``: one level, gradient descent at learning rates 0.1 and 0.5
-  (0.5 is one level's best of 000 §4.1's grid, see results/depth/sensitivity_k512.md);
-* ``MG/OPT``: ``--levels`` levels, 000 §4.1's set-up, SGD(0.1) smoother;
+  (0.5 is one level's best of Gaedke-Merzhäuser et al.'s (2021, §4.1) grid, see results/depth/sensitivity_k512.md);
+* ``MG/OPT``: ``--levels`` levels, Gaedke-Merzhäuser et al.'s (2021, §4.1) set-up, SGD(0.1) smoother;
 * ``L-SR1 TR``: ``scheme="rmtr"`` with one level (four trust-region steps
   per cycle: five gradients);
-* ``RMTR``: ``scheme="rmtr"`` with ``--levels`` levels and 000 §4.1's set-up.
+* ``RMTR``: ``scheme="rmtr"`` with ``--levels`` levels and Gaedke-Merzhäuser et al.'s (2021, §4.1) set-up.
 
 Wall time includes each run's tracing. The default trust-region constants
 (:class:`keras_multilevel.optimizers.TrustRegion`) are used untuned.
 
-``--problem poisson``: one PDE regression problem, paper 002's Poisson data at
+``--problem poisson``: one PDE regression problem, Ponce et al.'s (2022) Poisson data at
 N = 16 (1,000 training and 500 validation examples of the generated set, the
 3 input fields flattened to 768 numbers, the 256 values of ``u`` the
 outputs), a dense residual network (width 32, ``--blocks`` blocks, linear
@@ -56,7 +56,7 @@ SGD_RATES = (0.05, 0.1, 0.2, 0.4)
 
 
 def poisson_data():
-    """Paper 002's Poisson set at N = 16: the first 1,000 training and 500 validation examples, flattened."""
+    """Ponce et al.'s (2022) Poisson set at N = 16: the first 1,000 training and 500 validation examples, flattened."""
     from keras_multilevel import datasets
 
     def arrays(split, count):
@@ -123,8 +123,8 @@ def poisson(args, command):
     run("L-SR1 TR", 1, "[{4}]", None, "rmtr")
     run("RMTR", args.levels, steps, None, "rmtr")
     lines = [
-        "# RMTR with L-SR1 (003) on a PDE regression problem: Poisson N = 16\n",
-        f"Command: `{command}`\n\nPaper 002's Poisson data at N = 16 (1,000 training, 500 validation examples, "
+        "# RMTR with L-SR1 (Kopaničáková and Krause, 2023) on a PDE regression problem: Poisson N = 16\n",
+        f"Command: `{command}`\n\nPonce et al.'s (2022) Poisson data at N = 16 (1,000 training, 500 validation examples, "
         f"inputs flattened to 768, outputs the 256 values of u), dense residual network of width 32 with "
         f"{args.blocks} blocks and a linear head, MSE, full batch, {args.budget:g} work units per run, "
         f"{args.levels} levels for MG/OPT and RMTR (`{steps}`); seeds {args.seeds}. Target: validation MSE "
@@ -180,7 +180,7 @@ def main(argv=None):
             results.append(result)
     groups = depth_tables.rows_by(results, lambda r: r["method"])
     lines = [
-        "# RMTR with L-SR1 (003) against MG/OPT, a single-level L-SR1 trust region and SGD, co-centric circles\n",
+        "# RMTR with L-SR1 (Kopaničáková and Krause, 2023) against MG/OPT, a single-level L-SR1 trust region and SGD, co-centric circles\n",
         f"Command: `{command}`\n\n{args.blocks} residual blocks of width 3 (T = 1), full batch (2,000 points), "
         f"Tikhonov beta {args.regularization}, L2(0, T) level inner products, {args.levels} levels for MG/OPT and RMTR; "
         f"stop at validation accuracy {args.target:g} or {args.budget:g} work units; seeds {args.seeds}. "

@@ -1,9 +1,9 @@
-"""Issue 11: what a U-Net trained at N/2 is worth at N, by stencil prolongation (004 §3.2 vs unchanged).
+"""Issue 11: what a U-Net trained at N/2 is worth at N, by stencil prolongation (Haber et al. (2018, §3.2) vs unchanged).
 
 The zoo's U-Net (filters 8, 16, 32, Adam 2e-3, batch 64) trains for
 ``--coarse-epochs`` epochs on the 2x2-averaged data at N/2, then moves to N
 by :func:`kml.hierarchy.at_resolution` with each ``stencil_prolongation``
-(``"inverse"``: 004 §3.2's ``G^+``; ``"identity"``: the values unchanged).
+(``"inverse"``: Haber et al.'s (2018, §3.2) ``G^+``; ``"identity"``: the values unchanged).
 The table gives the validation relative L2 at N right after the move and
 after each of ``--fine-epochs`` epochs at N (a fresh Adam 2e-3), beside the
 same network trained at N from its random initial weights.

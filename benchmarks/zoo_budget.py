@@ -1,4 +1,4 @@
-"""Coarse to fine (004 Algorithm 1) against one level at equal work, with the zoo presets' recipe.
+"""Coarse to fine (Haber et al., 2018, Algorithm 1) against one level at equal work, with the zoo presets' recipe.
 
 ``zoo_tables.py`` asks how much work each method needs to reach a target
 with a constant learning rate, checked once per epoch, where Adam's

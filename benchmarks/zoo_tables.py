@@ -1,4 +1,4 @@
-"""The model zoo's presets and their benchmark: coarse-to-fine (004 Algorithm 1) against one level.
+"""The model zoo's presets and their benchmark: coarse-to-fine (Haber et al., 2018, Algorithm 1) against one level.
 
 For each resolution N and seed it trains a U-Net of the zoo's architecture
 coarse to fine through the resolution hierarchy (``kml.MultilevelOptimizer(
@@ -217,14 +217,14 @@ def table(problem, rows):
         return _report.spread([min(epoch["val_relative_l2"] for epoch in run["epochs"]) for run in runs], ".4f")
 
     lines = [
-        f"# Zoo presets, {problem}: coarse-to-fine (004 Algorithm 1) vs one level",
+        f"# Zoo presets, {problem}: coarse-to-fine (Haber et al., 2018, Algorithm 1) vs one level",
         "",
         "Commands (each row names its own in the .json beside this table):",
         "",
         *[f"- `{command}`" for command in dict.fromkeys(row["command"] for row in rows)],
         "",
         "U-Net filters (8, 16, 32), Adam 2e-3 (unless the row says), batch 64, the same initial weights per seed. Coarse to fine: "
-        "the first epochs at N/2 (1/4 WU per batch), then the stencils prolongated to N (inverse: 004 §3.2's "
+        "the first epochs at N/2 (1/4 WU per batch), then the stencils prolongated to N (inverse: Haber et al.'s (2018, §3.2) "
         "G⁺; identity: unchanged). Both runs stop at the first epoch-end whose validation relative L2 reaches "
         "that of the preset shipped when the row was measured (the target column), or after the given epochs at N. Cells: median [min-max] over seeds; wall time "
         "includes tracing and each epoch's validation pass (a coarse epoch still pays a full-resolution one); "

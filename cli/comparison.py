@@ -69,7 +69,7 @@ def _compare(args, title):
             )
     command = " ".join(["keras-multilevel", *sys.argv[1:]])
     method = (
-        "full-batch L-SR1 trust regions (scheme rmtr, 003)" if scheme == "rmtr"
+        "full-batch L-SR1 trust regions (scheme rmtr, Kopaničáková and Krause, 2023)" if scheme == "rmtr"
         else f"full-batch gradient descent (learning rate {args.learning_rate}, gradients in L2(0, T))"
     )
     text = (
@@ -98,8 +98,8 @@ def _add_comparison_arguments(parser, blocks, levels, budget, out):
     parser.add_argument("--seed", type=int, default=0, help="of the data and the initial weights")
     parser.add_argument(
         "--scheme", choices=["mgopt", "fas", "mlsgd", "rmtr"], default="mgopt",
-        help="the V-cycle's scheme: mgopt (000), fas (002), mlsgd (001, with its safeguards) "
-        "or rmtr (003's L-SR1 trust regions; no learning rate)",
+        help="the V-cycle's scheme: mgopt (Gaedke-Merzhäuser et al., 2021), fas (Ponce et al., 2022), mlsgd (Jacob, 2024, with its safeguards) "
+        "or rmtr (Kopaničáková and Krause's (2023) L-SR1 trust regions; no learning rate)",
     )
     parser.add_argument("--out", default=out, help="folder for table.md, convergence.png and decision_boundary.png")
 
@@ -112,6 +112,6 @@ def register(commands):
 
     bench = commands.add_parser("bench", help="reproducible benchmarks")
     suites = bench.add_subparsers(dest="suite", required=True, metavar="SUITE")
-    circles = suites.add_parser("circles", help="paper 000 Table 1 (co-centric circles)")
+    circles = suites.add_parser("circles", help="Gaedke-Merzhäuser et al. (2021, Table 1) (co-centric circles)")
     _add_comparison_arguments(circles, blocks=2048, levels="1,2,4,6,8", budget=300.0, out="out/bench/circles")
-    circles.set_defaults(func=lambda args: _compare(args, "Paper 000 Table 1, co-centric circles"))
+    circles.set_defaults(func=lambda args: _compare(args, "Gaedke-Merzhäuser et al. (2021, Table 1), co-centric circles"))

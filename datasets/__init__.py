@@ -1,11 +1,11 @@
-"""PDE regression data sets of Ponce et al. (2022), §8 (paper 002), regenerated with FEniCSx (DOLFINx 0.11).
+"""PDE regression data sets of Ponce et al. (2022, §8), regenerated with FEniCSx (DOLFINx 0.11).
 
 Installed as ``keras_multilevel_datasets`` (the repository's top-level
 ``datasets/`` folder). Modules, one concept each:
 
 - :mod:`.problems` registry (names, record layouts, per-example seeds),
 - :mod:`.fem` FEniCSx set-up and the N×N grid convention,
-- :mod:`.poisson` (002 §8.1) and :mod:`.darcy` (002 §8.2) solvers,
+- :mod:`.poisson` (Ponce et al., 2022, §8.1) and :mod:`.darcy` (Ponce et al., 2022, §8.2) solvers,
 - :mod:`.random_field` the log-permeability field of the Darcy problem,
 - :mod:`.shards` atomic, checksummed shard files,
 - :mod:`.generation` sharded, resumable generation over processes and MPI ranks,

@@ -1,4 +1,4 @@
-"""TensorFlow Datasets builders ``poisson`` and ``darcy``: Ponce et al. (2022), §8.1 and §8.2 (paper 002).
+"""TensorFlow Datasets builders ``poisson`` and ``darcy``: Ponce et al. (2022, §8.1 and §8.2).
 
 One builder per problem, one config per resolution: ``n16``, ``n32``,
 ``n64`` are listed; any N >= 4 (and other sizes or seeds) is a config made
@@ -19,7 +19,7 @@ at cell centres):
 
 ``poisson``
     ``inputs`` float32 (N, N, 3): channels κ, x, y (f, the same for every
-    example, is left out: a deviation from 002, see ``datasets/README.md``);
+    example, is left out: a deviation from Ponce et al., 2022, see ``datasets/README.md``);
     ``target`` float32 (N, N): the P1 solution u at the cell centres;
     ``parameters`` float64 (5,): the sampled (k_x, k_y, a_x, a_y, α);
     ``index`` int64.
@@ -61,7 +61,7 @@ def _references():
 
 
 # The data sets' paper, Ponce et al. (2022), as BibTeX (TFDS' ``info.citation``).
-CITATION = _references().bibtex("002", note="Section 8.1 (Poisson) and 8.2 (Darcy)")
+CITATION = _references().bibtex("Ponce et al. (2022)", note="Section 8.1 (Poisson) and 8.2 (Darcy)")
 SPLITS = ("train", "validation", "test")
 # TFDS writes float64 tensors through float32 lists unless they are stored as bytes.
 _EXACT = tfds.features.Encoding.BYTES
@@ -132,7 +132,7 @@ class _PDEBuilder(tfds.core.GeneratorBasedBuilder):
     """Shared machinery; subclasses name the problem and its features."""
 
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Regenerated with DOLFINx 0.11 (Ponce et al. (2022), §8)."}
+    RELEASE_NOTES = {"1.0.0": "Regenerated with DOLFINx 0.11 (Ponce et al., 2022, §8)."}
     PROBLEM = None
     # Explicit, so that TFDS need not resolve the package's resources (it cannot
     # for the editable install of the `datasets/` folder as another package name).
@@ -241,7 +241,7 @@ def _inputs(field, coordinates):
 
 
 class Poisson(_PDEBuilder):
-    """Ponce et al. (2022), §8.1: -div(κ grad u) = f on the unit square, u = 0 on the boundary (P1, DOLFINx)."""
+    """Ponce et al. (2022, §8.1): -div(κ grad u) = f on the unit square, u = 0 on the boundary (P1, DOLFINx)."""
 
     PROBLEM = "poisson"
     SUPERVISED_KEYS = ("inputs", "target")
@@ -268,7 +268,7 @@ class Poisson(_PDEBuilder):
 
 
 class Darcy(_PDEBuilder):
-    """Ponce et al. (2022), §8.2: mixed RT/DG0 Darcy flow with log-normal permeability; cell pressures and Q (eq 43)."""
+    """Ponce et al. (2022, §8.2): mixed RT/DG0 Darcy flow with log-normal permeability; cell pressures and Q (eq 43)."""
 
     PROBLEM = "darcy"
     SUPERVISED_KEYS = ("inputs", "pressure")
@@ -280,7 +280,7 @@ class Darcy(_PDEBuilder):
             "inputs": tfds.features.Tensor(shape=(n, n, 3), dtype=np.float32, doc="channels log k, x, y at cell centres"),
             "pressure": tfds.features.Tensor(shape=(n, n), dtype=np.float32, doc="DG0 pressure of each cell"),
             "outflow_flux": tfds.features.Tensor(
-                shape=(), dtype=np.float64, encoding=_EXACT, doc="Q, mean outflow flux (Ponce et al. (2022), eq 43)"
+                shape=(), dtype=np.float64, encoding=_EXACT, doc="Q, mean outflow flux (Ponce et al., 2022, eq 43)"
             ),
             "index": tfds.features.Scalar(dtype=np.int64, doc="example index (its seed)"),
         }

@@ -35,7 +35,7 @@ def _integer_or_text(text):
 
 def register(commands):
     """Adds the ``datasets`` command to an argparse sub-parsers object."""
-    datasets = commands.add_parser("datasets", help="PDE data sets of Ponce et al. (2022), §8 (FEniCSx): list, generate, show")
+    datasets = commands.add_parser("datasets", help="PDE data sets of Ponce et al. (2022, §8) (FEniCSx): list, generate, show")
     actions = datasets.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     listing = actions.add_parser("list", help="the problems, their default sizes and named configs")

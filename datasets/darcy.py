@@ -1,4 +1,4 @@
-"""The Darcy flow problem of Ponce et al. (2022), §8.2, eqs 42-43 (paper 002).
+"""The Darcy flow problem of Ponce et al. (2022, §8.2, eqs 42-43).
 
 Mixed formulation on the unit square with the N×N mesh of squares: find the
 flux ``q`` in lowest-order Raviart-Thomas (``RTCF1`` on quadrilaterals) and
@@ -26,7 +26,7 @@ INFLOW, OUTFLOW = 1, 2
 
 
 class DarcySolver:
-    """Mixed RT/DG0 solver of 002 eq 42 on the N×N quadrilateral mesh.
+    """Mixed RT/DG0 solver of Ponce et al. (2022, eq 42) on the N×N quadrilateral mesh.
 
     Args:
         resolution: N, the number of cells per side.
@@ -115,7 +115,7 @@ class DarcySolver:
         return fem.dolfinx.fem.assemble_scalar(self.inflow)
 
     def example(self, rng):
-        """One example of 002 §8.2: log-permeability, cell pressures and Q."""
+        """One example of Ponce et al. (2022, §8.2): log-permeability, cell pressures and Q."""
         log_permeability = random_field.gaussian_field(rng, self.resolution)
         self.solve(log_permeability)
         return {

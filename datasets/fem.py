@@ -4,9 +4,9 @@ Grid convention (used by every dataset of this package): an ``N×N`` array
 ``a`` holds values at the centres of the ``N×N`` squares of the uniform mesh
 of the unit square, ``a[i, j]`` at ``(x, y) = ((j + 1/2)/N, (i + 1/2)/N)``:
 row ``i`` runs along ``y`` (upwards, so plot with ``origin="lower"``),
-column ``j`` along ``x``. For the Poisson problem (paper 002 §8.1) the P1
+column ``j`` along ``x``. For the Poisson problem (Ponce et al., 2022, §8.1) the P1
 solution is evaluated exactly at these points (each square is split into two
-triangles by its diagonal, and the centre lies on it); for Darcy (002 §8.2) the
+triangles by its diagonal, and the centre lies on it); for Darcy (Ponce et al., 2022, §8.2) the
 mesh *is* the N×N quadrilaterals and piecewise-constant fields are their
 cell values.
 

@@ -1,4 +1,4 @@
-"""Sharded, resumable, parallel generation of a PDE data set (Poisson or Darcy, paper 002 §8).
+"""Sharded, resumable, parallel generation of a PDE data set (Poisson or Darcy, Ponce et al., 2022, §8).
 
 Examples ``0 .. samples-1`` are cut into shards of ``shard_size`` consecutive
 indices (:mod:`.shards`). Shard ``k`` belongs to MPI rank ``k mod P``; within
@@ -328,7 +328,7 @@ def generate(
     """Generates (or completes) examples ``0 .. samples-1`` of a problem; returns a :class:`Report`.
 
     Args:
-        name: ``"poisson"`` (002 §8.1) or ``"darcy"`` (002 §8.2).
+        name: ``"poisson"`` (Ponce et al., 2022, §8.1) or ``"darcy"`` (Ponce et al., 2022, §8.2).
         resolution: N >= 4, the N×N mesh and grid.
         samples: number of examples, a positive integer.
         seed: non-negative integer; example i depends only on (seed, name, N, i).

@@ -1,4 +1,4 @@
-"""Pictures of a few examples of a PDE data set (paper 002 §8.1 Figure 2, §8.2 Figure 5)."""
+"""Pictures of a few examples of a PDE data set (Ponce et al., 2022, §8.1 Figure 2, §8.2 Figure 5)."""
 
 import numpy as np
 

@@ -1,4 +1,4 @@
-"""The Poisson problem of Ponce et al. (2022), §8.1, eq 41 (paper 002).
+"""The Poisson problem of Ponce et al. (2022, §8.1, eq 41).
 
 ``-div(κ grad u) = f`` on the unit square, ``u = 0`` on its boundary, with
 
@@ -14,7 +14,7 @@ resolution; a sample only changes five ``dolfinx.fem.Constant`` values and
 re-assembles. An example stores ``inputs = [κ, x, y]`` (channels last) and
 ``target = u`` on the N×N cell-centre grid of :mod:`.fem`. f, the same for
 every sample, is not a channel, and the values are at cell centres, not mesh
-points: deviations from 002 listed in ``datasets/README.md``.
+points: deviations from Ponce et al. (2022) listed in ``datasets/README.md``.
 """
 
 import numpy as np
@@ -25,12 +25,12 @@ PARAMETER_HIGH = np.array([4.0, 4.0, 0.5, 0.5, np.pi / 2])
 
 
 def sample_parameters(rng):
-    """Draws ``(k_x, k_y, a_x, a_y, α)`` uniformly from the ranges of 002 §8.1."""
+    """Draws ``(k_x, k_y, a_x, a_y, α)`` uniformly from the ranges of Ponce et al. (2022, §8.1)."""
     return rng.uniform(PARAMETER_LOW, PARAMETER_HIGH)
 
 
 def kappa(x, y, parameters, ops=np):
-    """The diffusion coefficient κ of 002 §8.1; ``ops`` is ``numpy`` (arrays) or ``ufl`` (forms)."""
+    """The diffusion coefficient κ of Ponce et al. (2022, §8.1); ``ops`` is ``numpy`` (arrays) or ``ufl`` (forms)."""
     k_x, k_y, a_x, a_y, alpha = parameters
     x_rotated = ops.cos(alpha) * (x - 0.5) - ops.sin(alpha) * (y - 0.5) + 0.5
     y_rotated = ops.sin(alpha) * (x - 0.5) + ops.cos(alpha) * (y - 0.5) + 0.5
@@ -38,12 +38,12 @@ def kappa(x, y, parameters, ops=np):
 
 
 def source(x, y, ops=np):
-    """The right-hand side f of 002 §8.1; ``ops`` is ``numpy`` or ``ufl``."""
+    """The right-hand side f of Ponce et al. (2022, §8.1); ``ops`` is ``numpy`` or ``ufl``."""
     return 32.0 * ops.exp(-4.0 * ((x - 0.25) ** 2 + (y - 0.25) ** 2))
 
 
 class PoissonSolver:
-    """P1 solver of 002 eq 41 on the N×N mesh; forms compiled once, constants changed per solve.
+    """P1 solver of Ponce et al. (2022, eq 41) on the N×N mesh; forms compiled once, constants changed per solve.
 
     Args:
         resolution: N, the number of squares per side.
@@ -93,7 +93,7 @@ class PoissonSolver:
         return np.sum(values * self._centre_weights, axis=1).reshape(self.resolution, self.resolution)
 
     def example(self, rng):
-        """One example of 002 §8.1: the sampled parameters, κ and u on the N×N grid."""
+        """One example of Ponce et al. (2022, §8.1): the sampled parameters, κ and u on the N×N grid."""
         parameters = sample_parameters(rng)
         u = self.at_cell_centres(self.solve(parameters))
         return {"parameters": parameters, "kappa": kappa(self.x, self.y, parameters), "solution": u}

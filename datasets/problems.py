@@ -1,6 +1,6 @@
 """The registry of PDE problems: what one example holds and how its randomness is derived.
 
-Each problem (paper 002 §8.1 Poisson, §8.2 Darcy) declares the NumPy record
+Each problem (Ponce et al., 2022, §8.1 Poisson, §8.2 Darcy) declares the NumPy record
 of one example (the fields stored in a shard), its default sizes and how to
 build its solver. Every example draws its random numbers from its own
 generator, ``numpy.random.default_rng(SeedSequence([seed, problem code, N,
@@ -60,7 +60,7 @@ PROBLEMS = {
     "poisson": Problem(
         name="poisson",
         code=1,
-        description="Ponce et al. (2022), §8.1: -div(κ grad u) = f, u = 0 on ∂Ω, P1 Lagrange; inputs [κ, x, y], target u",
+        description="Ponce et al. (2022, §8.1): -div(κ grad u) = f, u = 0 on ∂Ω, P1 Lagrange; inputs [κ, x, y], target u",
         default_samples=10_000,
         grid_fields=("kappa", "solution"),
         other_fields=(("parameters", "<f8", (5,)),),
@@ -70,7 +70,7 @@ PROBLEMS = {
     "darcy": Problem(
         name="darcy",
         code=2,
-        description="Ponce et al. (2022), §8.2: mixed RT/DG0 Darcy flow, k = exp(u) log-normal; targets cell pressure and Q (eq 43)",
+        description="Ponce et al. (2022, §8.2): mixed RT/DG0 Darcy flow, k = exp(u) log-normal; targets cell pressure and Q (eq 43)",
         default_samples=10_000,
         grid_fields=("log_permeability", "pressure"),
         other_fields=(("outflow_flux", "<f8", ()),),

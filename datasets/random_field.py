@@ -1,6 +1,6 @@
-"""Spatially correlated Gaussian fields on the N×N cell grid (the log-permeability of 002 §8.2).
+"""Spatially correlated Gaussian fields on the N×N cell grid (the log-permeability of Ponce et al., 2022, §8.2).
 
-Ponce et al. (2022), §8.2 (paper 002) take the
+Ponce et al. (2022, §8.2) take the
 permeability ``k = exp(u)`` with ``u`` a Gaussian field constant on each
 cell, without fixing the covariance. We use the separable exponential
 covariance, a standard model for log-permeability in multilevel Monte Carlo

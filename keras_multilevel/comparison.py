@@ -1,8 +1,8 @@
-"""Single-level against multilevel training on co-centric circles (paper 000 §4, Table 1).
+"""Single-level against multilevel training on co-centric circles (Gaedke-Merzhäuser et al., 2021, §4, Table 1).
 
 One function trains one configuration; the demo and the Table 1 benchmark
 both call it. Each configuration starts from the same initial weights and runs
-full-batch V-cycles (000 Algorithm 3 with one batch) until the validation
+full-batch V-cycles (Gaedke-Merzhäuser et al. (2021, Algorithm 3) with one batch) until the validation
 accuracy reaches the target or the work-unit budget is spent. Wall time counts
 the training steps, the first one's tracing and compilation included
 (validation is evaluated between cycles, untimed).
@@ -64,7 +64,7 @@ class Run:
 
 
 def circles_data(train=2000, validation=1000, seed=0):
-    """The 2,000 / 1,000 split of 000 §4, drawn with two independent seeds."""
+    """The 2,000 / 1,000 split of Gaedke-Merzhäuser et al. (2021, §4), drawn with two independent seeds."""
     return concentric_circles(train, seed=seed), concentric_circles(validation, seed=seed + 1)
 
 
@@ -83,16 +83,16 @@ def train_circles(
     progress=None,
     **options,
 ):
-    """Trains the 000 §4 circles ResNet with ``levels`` levels by full-batch V-cycles.
+    """Trains the Gaedke-Merzhäuser et al. (2021, §4) circles ResNet with ``levels`` levels by full-batch V-cycles.
 
     Args:
         levels: number of levels (1 = plain gradient descent).
         data: ``((x, y), (x_val, y_val))`` as from :func:`circles_data`.
-        blocks, width: the network (000: 2,048 blocks of width 3, ``T = 1``).
-        steps: level-optimizer steps (``None``: the set-up of 000 §4.1).
-        learning_rate: gradient-descent step on every level (000: 0.1);
+        blocks, width: the network (Gaedke-Merzhäuser et al., 2021: 2,048 blocks of width 3, ``T = 1``).
+        steps: level-optimizer steps (``None``: the set-up of Gaedke-Merzhäuser et al., 2021, §4.1).
+        learning_rate: gradient-descent step on every level (Gaedke-Merzhäuser et al., 2021: 0.1);
             ``None`` for ``scheme="rmtr"``, which has no smoother.
-        regularization: Tikhonov ``beta`` (000: ``1e-4``).
+        regularization: Tikhonov ``beta`` (Gaedke-Merzhäuser et al., 2021: ``1e-4``).
         target_accuracy: stop when the validation accuracy reaches it.
         budget: stop after this many work units at the latest.
         seed: seed of the initial weights (the same for every configuration).
@@ -128,7 +128,7 @@ def train_circles(
 
 
 def table(runs, target_accuracy):
-    """A Markdown table in the shape of 000 Table 1, with wall time (tracing included) beside work units.
+    """A Markdown table in the shape of Gaedke-Merzhäuser et al. (2021, Table 1), with wall time (tracing included) beside work units.
 
     The first run is the baseline (single level). Runs are compared at two
     references: the validation accuracy ``a`` (the target, or the best the
@@ -194,13 +194,13 @@ def _pyplot():
 
 
 def plot(runs, path, title):
-    """Saves loss (solid) and validation accuracy (dashed) against work units (as 000 Figure 4)
+    """Saves loss (solid) and validation accuracy (dashed) against work units (as Gaedke-Merzhäuser et al., 2021, Figure 4)
     and against seconds, tracing included."""
     plt = _pyplot()
 
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for loss_axis, xlabel, abscissa in (
-        (axes[0], "work units (fine gradient evaluations, 000 eq 10)", lambda run: run.work_units),
+        (axes[0], "work units (fine gradient evaluations, Gaedke-Merzhäuser et al., 2021, eq 10)", lambda run: run.work_units),
         (axes[1], "seconds, tracing and compilation included", lambda run: run.seconds),
     ):
         accuracy_axis = loss_axis.twinx()

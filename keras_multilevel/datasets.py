@@ -1,7 +1,7 @@
 """Datasets: the co-centric circles toy problem and the PDE regression data.
 
 `concentric_circles` is the classification problem of Gaedke-Merzhäuser et
-al. (2021), §4, eq 11 (paper 000). The PDE datasets
+al. (2021, §4, eq 11). The PDE datasets
 (Poisson, Darcy) are regenerated with FEniCSx by the TFDS builders of the
 top-level ``datasets/`` folder (installed as ``keras_multilevel_datasets``);
 this module is their thin public front.
@@ -19,13 +19,13 @@ from keras_multilevel_datasets import builders
 
 
 def concentric_circles(samples, seed=0):
-    """Samples the co-centric circles problem of paper 000 §4 as its source defines it.
+    """Samples the co-centric circles problem of Gaedke-Merzhäuser et al. (2021, §4) as its source defines it.
 
-    Paper 000 takes the problem from Lin & Jegelka (2018, "ResNet with
+    Gaedke-Merzhäuser et al. (2021) take the problem from Lin & Jegelka (2018, "ResNet with
     one-neuron hidden layers is a universal approximator", the unit-ball
     classification of their Figure 1): class 0 is the unit disc
     ``||x|| <= 1``, class 1 the ring ``2 <= ||x|| <= 3``, with nothing in
-    the gap ``1 < ||x|| < 2`` or outside the ring. 000 eq 11 as printed
+    the gap ``1 < ||x|| < 2`` or outside the ring. Gaedke-Merzhäuser et al. (2021, eq 11) as printed
     (inputs anywhere in ``[-3, 3]^2``, class 1 the ring, class 0 the rest,
     corners included) is a harder problem that a width-3 network trained by
     gradient descent does not learn within thousands of steps; that reading
@@ -62,7 +62,7 @@ TARGETS = {"poisson": ("target",), "darcy": ("pressure", "outflow_flux")}
 
 
 def builder(name, resolution=32, samples=None, seed=0, data_dir=None):
-    """The TFDS builder of a PDE data set (paper 002 §8.1 Poisson, §8.2 Darcy), not yet prepared.
+    """The TFDS builder of a PDE data set (Ponce et al., 2022, §8.1 Poisson, §8.2 Darcy), not yet prepared.
 
     Raises ValueError naming the argument for an unknown ``name``, a
     ``resolution`` that is not an integer >= 4, ``samples`` < 3 or a ``seed``
@@ -143,13 +143,13 @@ def load(
     workers=1,
     progress=True,
 ):
-    """A PDE data set of paper 002 §8 as a ``tf.data.Dataset`` of ``(inputs, target)`` for ``model.fit``.
+    """A PDE data set of Ponce et al. (2022, §8) as a ``tf.data.Dataset`` of ``(inputs, target)`` for ``model.fit``.
 
     The data are generated with FEniCSx first when they are missing from
     ``data_dir`` (TFDS' default folder when None), with a progress bar.
 
     Args:
-        name: ``"poisson"`` (002 §8.1) or ``"darcy"`` (002 §8.2).
+        name: ``"poisson"`` (Ponce et al., 2022, §8.1) or ``"darcy"`` (Ponce et al., 2022, §8.2).
         resolution: N >= 4; inputs and targets are N×N grids of cell centres.
         split: ``"train"``, ``"validation"`` or ``"test"`` (TFDS slicing such
             as ``"train[:10%]"`` is accepted).

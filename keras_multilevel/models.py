@@ -1,6 +1,6 @@
 """Ready-made networks of the papers: opening map ``Q``, a residual stack, a head.
 
-Paper 000 §2.1 eqs 2-4: ``y_0 = Q x``, ``K`` residual blocks, then a
+Gaedke-Merzhäuser et al. (2021, §2.1 eqs 2-4): ``y_0 = Q x``, ``K`` residual blocks, then a
 classifier ``P(W_K y_K + b_K)`` (softmax) or, for regression, a linear head.
 """
 
@@ -38,11 +38,11 @@ def residual_network(
             ``"pixelwise"`` (conv only) applies a 1x1 convolution, giving an
             output field on the input grid.
         output_activation: activation of the head (``"softmax"`` for the
-            classifiers of 000, ``None`` for regression).
+            classifiers of Gaedke-Merzhäuser et al., 2021, ``None`` for regression).
         final_time, activation, kernel_size: see :class:`ResidualStack`.
         name: the model's name.
 
-    The opening map ``Q`` is learned (000 §4): a ``Dense(width)`` or a
+    The opening map ``Q`` is learned (Gaedke-Merzhäuser et al., 2021, §4): a ``Dense(width)`` or a
     same-padded ``Conv2D(width, kernel_size)`` without activation.
     """
     if kind not in ("dense", "conv"):
@@ -79,7 +79,7 @@ def residual_network(
 
 
 def feedforward_network(input_shape, outputs, hidden=(400, 400), conv=(), activation="relu", name="feedforward_network"):
-    """The plain networks of paper 002 §8, which width coarsening halves.
+    """The plain networks of Ponce et al. (2022, §8), which width coarsening halves.
 
     ``[Conv2D(filters, kernel, strides) ->] ... Flatten -> Dense(hidden) ... -> Dense(outputs)``,
     all hidden layers with ``activation`` (ReLU in the paper) and a linear
@@ -90,11 +90,11 @@ def feedforward_network(input_shape, outputs, hidden=(400, 400), conv=(), activa
         outputs: size of the (flat) output, e.g. ``32 * 32`` for a field.
         hidden: neurons of each fully connected hidden layer.
         conv: ``(filters, kernel_size, strides)`` of each same-padded
-            convolution before them (002 §8.1: ``((200, 7, 2), (200, 7, 2))``).
+            convolution before them (Ponce et al., 2022, §8.1: ``((200, 7, 2), (200, 7, 2))``).
         activation: the hidden layers' activation.
         name: the model's name.
 
-    Example: the Poisson networks of 002 §8.1 are
+    Example: the Poisson networks of Ponce et al. (2022, §8.1) are
     ``feedforward_network((32, 32, 3), 1024)`` and
     ``feedforward_network((32, 32, 3), 1024, conv=((200, 7, 2), (200, 7, 2)))``.
     """
@@ -119,7 +119,7 @@ def feedforward_network(input_shape, outputs, hidden=(400, 400), conv=(), activa
 
 def unet(resolution, channels=3, outputs=1, filters=(16, 32, 64), convolutions=2, kernel_size=3, activation="gelu",
          pyramid=False, name="unet"):
-    """A U-Net of stride-1 convolutions that coarsening in resolution transfers (004 §3.1-3.2).
+    """A U-Net of stride-1 convolutions that coarsening in resolution transfers (Haber et al., 2018, §3.1-3.2).
 
     ``filters[i]`` channels on the grid ``resolution / 2^i``: an encoder of
     ``convolutions`` same-padded ``kernel_size`` convolutions per grid, 2x2
@@ -131,7 +131,7 @@ def unet(resolution, channels=3, outputs=1, filters=(16, 32, 64), convolutions=2
     once its stencils are transferred (:func:`kml.hierarchy.at_resolution`).
 
     With ``pyramid=True`` the network is multiscale at both ends, in the
-    manner of a multigrid cycle (004 §3.1's image pyramid ``R^i x`` on the
+    manner of a multigrid cycle (Haber et al.'s (2018, §3.1) image pyramid ``R^i x`` on the
     way down, a correction per grid on the way up):
 
     * every coarser grid's encoder also reads the input restricted to it,

@@ -2,11 +2,12 @@
 
 One entry per paper: ``REFERENCES[key]`` holds its authors, title, year,
 venue and arXiv identifier (``None`` where it has none). The key is the
-paper's author-year citation, as the docstrings, the model cards and the
-documentation write it ("Ponce et al. (2022), §8.1"). ``NUMBERS`` maps the
-short numbers the code's comments also use ("002 §8.1") to the same keys.
-The model cards (:mod:`keras_multilevel.zoo.card`) take their References
-section from here and the TFDS builders their BibTeX ``CITATION``; the
+paper's author-year citation. The docstrings, comments, model cards and
+documentation cite by authors and year with the section, equation or
+algorithm: "Ponce et al. (2022, §8.1)" in running text, "(Ponce et al.,
+2022, §8.1)" inside parentheses (:func:`cite` writes both, :func:`cited`
+finds them). The model cards (:mod:`keras_multilevel.zoo.card`) take their
+References section from here and the TFDS builders their BibTeX ``CITATION``; the
 references page of the documentation (``docs/references.md``) says what the
 library takes from each paper.
 
@@ -14,9 +15,10 @@ Only the standard library is imported, so that this module loads without
 TensorFlow.
 """
 
+import re
+
 REFERENCES = {
     "Gaedke-Merzhäuser et al. (2021)": {
-        "number": "000",
         "bibtex_key": "gaedkemerzhauser2021multilevel",
         "bibtex_type": "article",
         "authors": ("Lisa Gaedke-Merzhäuser", "Alena Kopaničáková", "Rolf Krause"),
@@ -30,7 +32,6 @@ REFERENCES = {
         "arxiv": "2004.06196",
     },
     "Jacob (2024)": {
-        "number": "001",
         "bibtex_key": "jacob2024stochastic",
         "bibtex_type": "phdthesis",
         "authors": ("Isabel Jacob",),
@@ -42,7 +43,6 @@ REFERENCES = {
         "arxiv": None,
     },
     "Ponce et al. (2022)": {
-        "number": "002",
         "bibtex_key": "ponce2022multilevel",
         "bibtex_type": "misc",
         "authors": ("Colin Ponce", "Christina Mao", "Ruipeng Li", "Panayot Vassilevski"),
@@ -53,7 +53,6 @@ REFERENCES = {
         "arxiv": "2211.06515",
     },
     "Kopaničáková and Krause (2023)": {
-        "number": "003",
         "bibtex_key": "kopanicakova2023globally",
         "bibtex_type": "article",
         "authors": ("Alena Kopaničáková", "Rolf Krause"),
@@ -67,7 +66,6 @@ REFERENCES = {
         "arxiv": "2107.07572",
     },
     "Haber et al. (2018)": {
-        "number": "004",
         "bibtex_key": "haber2018learning",
         "bibtex_type": "inproceedings",
         "authors": ("Eldad Haber", "Lars Ruthotto", "Elliot Holtham", "Seong-Hwan Jun"),
@@ -80,26 +78,40 @@ REFERENCES = {
     },
 }
 
-# The short numbers of the code's comments ("000 eq 10", "paper 004") -> the author-year key.
-NUMBERS = {entry["number"]: key for key, entry in REFERENCES.items()}
-
 
 def entry(key):
-    """The entry of ``key``, an author-year key or a short number ("002").
+    """The entry of ``key``, an author-year key ("Ponce et al. (2022)").
 
     Raises:
-        KeyError: no paper has that key or number.
+        KeyError: no paper has that key.
     """
-    key = NUMBERS.get(key, key)
     if key not in REFERENCES:
-        raise KeyError(f"No reference {key!r}; known: {', '.join(REFERENCES)} (or {', '.join(NUMBERS)}).")
+        raise KeyError(f"No reference {key!r}; known: {', '.join(REFERENCES)}.")
     return REFERENCES[key]
 
 
-def key_of(key):
-    """The author-year key of ``key`` (itself, or the key of a short number)."""
-    entry(key)
-    return NUMBERS.get(key, key)
+def cite(key, where=None, parenthetical=False, possessive=False):
+    """The citation of ``key`` at ``where`` (a section, equation or algorithm: "§8.1", "eq 10").
+
+    ``cite("Ponce et al. (2022)", "§8.1")`` is "Ponce et al. (2022, §8.1)", for running text;
+    with ``parenthetical=True`` it is "Ponce et al., 2022, §8.1", for inside parentheses;
+    with ``possessive=True`` "Ponce et al.'s (2022, §8.1)".
+    """
+    year = str(entry(key)["year"])
+    authors = key[: -len(f" ({year})")] + ("'s" if possessive else "")
+    if parenthetical:
+        return ", ".join([authors, year] + ([where] if where else []))
+    return f"{authors} ({year}{', ' + where if where else ''})"
+
+
+def cited(text):
+    """The keys of the papers that ``text`` cites in either form of :func:`cite`, in the order of ``REFERENCES``."""
+    found = []
+    for key, paper in REFERENCES.items():
+        authors = re.escape(key[: -len(f" ({paper['year']})")])
+        if re.search(authors + r"(?:'s)? \(" + str(paper["year"]) + r"\b|" + authors + r", " + str(paper["year"]) + r"\b", text):
+            found.append(key)
+    return found
 
 
 def _authors(names):

@@ -103,4 +103,4 @@ def test_bench_circles_runs_rmtr(tmp_path):
                       "--target", "1.0", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     table = (tmp_path / "table.md").read_text()
-    assert "L-SR1 trust regions (scheme rmtr, 003)" in table and "learning rate" not in table
+    assert "L-SR1 trust regions (scheme rmtr, Kopaničáková and Krause, 2023)" in table and "learning rate" not in table

@@ -1,4 +1,4 @@
-"""Mathematics of the FEniCSx solvers of paper 002 §8 (Poisson §8.1, Darcy §8.2)."""
+"""Mathematics of the FEniCSx solvers of Ponce et al. (2022, §8) (Poisson §8.1, Darcy §8.2)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""kml.datasets.load / the TFDS builders (paper 002 §8) and the `keras-multilevel datasets` command."""
+"""kml.datasets.load / the TFDS builders (Ponce et al., 2022, §8) and the `keras-multilevel datasets` command."""
 
 import os
 import pathlib

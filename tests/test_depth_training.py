@@ -42,7 +42,7 @@ def circles():
 
 @pytest.mark.slow
 def test_one_level_trains_the_same_for_64_and_1024_blocks(circles):
-    """With L2(0, T) gradients training does not depend on the depth K (000 Fig 5, 001 §3.2): the loss
+    """With L2(0, T) gradients training does not depend on the depth K (Gaedke-Merzhäuser et al., 2021, Fig 5; Jacob, 2024, §3.2): the loss
     curves agree and the stacks move by the same function of time; with Euclidean gradients each of the
     1,024 blocks moves 16 times less than each of the 64."""
     x, y = circles
@@ -83,13 +83,13 @@ def test_tikhonov_is_the_time_integral_on_every_level():
 
     assert penalty(0) == pytest.approx(penalty(2), rel=1e-5)
     assert penalty(1) == pytest.approx(penalty(2), rel=1e-5)
-    # Paper 000 literally: beta 2^i on level i, the sum of squares unscaled.
+    # Gaedke-Merzhäuser et al. (2021) literally: beta 2^i on level i, the sum of squares unscaled.
     weights = inner_product_weights(coarse.model, "euclidean")
     assert tikhonov_weights(1e-3, weights, 2, "euclidean") == [4e-3] * len(weights)
 
 
 def test_gradient_in_the_level_inner_product_represents_the_derivative():
-    """<riesz(g), u>_l = <g, u> for every u: the defining property of the gradient in <.,.>_l (001 §3.2)."""
+    """<riesz(g), u>_l = <g, u> for every u: the defining property of the gradient in <.,.>_l (Jacob, 2024, §3.2)."""
     model = network(16)
     weights = inner_product_weights(model, "l2")
     assert sorted(set(weights)) == [1.0 / 16, 1.0]

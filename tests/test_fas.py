@@ -1,4 +1,4 @@
-"""FAS over width hierarchies (paper 002): the mathematics of the cycle and its Keras behaviour."""
+"""FAS over width hierarchies (Ponce et al., 2022): the mathematics of the cycle and its Keras behaviour."""
 
 import keras
 import numpy as np
@@ -47,7 +47,7 @@ def weights(model):
 
 
 def objective(model, values, x, y, shift=None):
-    """The level's objective at the weights ``values``: MSE minus ``x_c^T tau`` (002 eq 3)."""
+    """The level's objective at the weights ``values``: MSE minus ``x_c^T tau`` (Ponce et al., 2022, eq 3)."""
     y_pred, _ = model.stateless_call(values, model.non_trainable_variables, x)
     loss = keras.ops.mean((y_pred - y) ** 2)
     if shift is not None:
@@ -107,7 +107,7 @@ def test_first_order_coherence_in_function_values(float64, levels, scaled, netwo
 def test_one_coarse_step_is_the_tau_corrected_restricted_gradient(float64, scaled, tau_batches):
     """No fine smoothing, one plain SGD step on the coarse level (on minibatch 0), gamma = 1:
     x <- x - lr P (grad g_c,0(Pi x) - tau), tau = mean_j (grad g_c,j(Pi x) - R grad g_j(x))
-    (002 eqs 3, 4, 35). With one minibatch (the full batch) that is x - lr P R grad g(x)."""
+    (Ponce et al., 2022, eqs 3, 4, 35). With one minibatch (the full batch) that is x - lr P R grad g(x)."""
     lr = 0.05
     model = compiled(
         dense_network(seed=4), 2, smoother=keras.optimizers.SGD(lr), steps="[(0),{1}]", tau_batches=tau_batches,
@@ -132,7 +132,7 @@ def test_one_coarse_step_is_the_tau_corrected_restricted_gradient(float64, scale
 
 
 def test_momentum_is_restricted_and_corrected_with_the_weights(float64):
-    """002 eq 36 with alpha_p and alpha_m: m_c = Pi m; after the coarse step
+    """Ponce et al. (2022, eq 36) with alpha_p and alpha_m: m_c = Pi m; after the coarse step
     x += alpha_p P (x_c - Pi x) and m += alpha_m P (m_c' - Pi m)."""
     lr, mu, alpha_p, alpha_m = 0.0625, 0.875, 0.5, 0.2  # lr exact in the float32 learning-rate variable
     model = compiled(
@@ -169,7 +169,7 @@ def test_gradient_evaluations_match_the_cost_model(cycle_cost, levels, steps, sc
 
 def test_each_level_sees_the_minibatches_of_its_layout(monkeypatch):
     """Fine smoothing steps each take a fresh minibatch; tau and the coarser level use fresh ones
-    drawn at each restriction (002 §6.1.1)."""
+    drawn at each restriction (Ponce et al., 2022, §6.1.1)."""
     model = compiled(dense_network(), 3, steps="[2,1,{2}]", tau_batches=2)
     optimizer = model.optimizer
     count = optimizer.minibatches
@@ -226,7 +226,7 @@ def test_fas_fit_lowers_the_loss(network, levels):
     loss = history.history["loss"]
     assert loss[-1] < 0.8 * loss[0]
     np.testing.assert_allclose(history.history["work_units"], model.optimizer.cycle_work_units * 4 * np.arange(1, 7))
-    auxiliary = model.optimizer.hierarchy[1].model  # a Keras model of its own (002 §8.3)
+    auxiliary = model.optimizer.hierarchy[1].model  # a Keras model of its own (Ponce et al., 2022, §8.3)
     assert np.isfinite(auxiliary.evaluate(x, y, verbose=0))
 
 

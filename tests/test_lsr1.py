@@ -1,4 +1,4 @@
-"""L-SR1 compact form and the exact trust-region subproblem (003's level model; Brust, Erway & Marcia's OBS)."""
+"""L-SR1 compact form and the exact trust-region subproblem (Kopaničáková and Krause's (2023) level model; Brust, Erway & Marcia's OBS)."""
 
 import numpy as np
 import pytest

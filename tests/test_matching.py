@@ -1,4 +1,4 @@
-"""Heavy edge matching (paper 002 §5.5, Algorithm 1)."""
+"""Heavy edge matching (Ponce et al., 2022, §5.5, Algorithm 1)."""
 
 import time
 

@@ -1,4 +1,4 @@
-"""MLSGD (001 §3.2-3.3, Algorithms 4-5): its tests' decisions, its variants and what History reports."""
+"""MLSGD (Jacob, 2024, §3.2-3.3, Algorithms 4-5): its tests' decisions, its variants and what History reports."""
 
 import keras
 import numpy as np
@@ -40,7 +40,7 @@ def constant(*rows):
 
 
 def test_recursion_test_descends_for_smooth_gradients_and_not_in_the_kernel_of_the_restriction():
-    """001 eq 3.4: ||P* grad H||_c >= eta ||grad H||; a gradient alternating between paired blocks has R g = 0."""
+    """Jacob (2024, eq 3.4): ||P* grad H||_c >= eta ||grad H||; a gradient alternating between paired blocks has R g = 0."""
     fine_weights, coarse_weights = [0.5], [1.0]  # h_l and h_{l-1} = 2 h_l
     smooth, alternating = constant([1.0, 1.0]), constant([1.0, -1.0])
     # R = P^T of constant interpolation sums each pair of blocks.
@@ -51,7 +51,7 @@ def test_recursion_test_descends_for_smooth_gradients_and_not_in_the_kernel_of_t
 
 
 def test_recursion_test_stops_below_the_tolerance():
-    """001 eq 3.5: ||P* grad H||_c >= epsilon."""
+    """Jacob (2024, eq 3.5): ||P* grad H||_c >= epsilon."""
     gradient, restricted = constant([1.0, 1.0]), constant([2.0])
     assert bool(descends(gradient, restricted, [0.5], [1.0], 0.0, 1.99))
     assert not bool(descends(gradient, restricted, [0.5], [1.0], 0.0, 2.01))
@@ -63,7 +63,7 @@ def test_recursion_test_stops_below_the_tolerance():
      ([0.0, 1.0], 0.0, True), ([0.0, 1.0], 0.01, False), ([1.0, 0.0], 0.0, False), ([0.0, 0.0], 0.5, True)],
 )
 def test_angle_condition_compares_the_cosine_with_mu(step, threshold, holds):
-    """001 eq 3.3: -<grad H, s> >= mu ||grad H|| ||s||, cos(45 deg) = 0.7071; a zero step passes."""
+    """Jacob (2024, eq 3.3): -<grad H, s> >= mu ||grad H|| ||s||, cos(45 deg) = 0.7071; a zero step passes."""
     assert bool(angle_holds(constant([1.0, 0.0]), constant(step), [1.0], threshold)) is holds
 
 
@@ -207,7 +207,7 @@ def test_schemes_without_safeguards_log_no_stop_counts():
 
 @pytest.mark.slow
 def test_large_step_regularization_shrinks_the_coarse_steps(float64):
-    """001 §3.2.3: lambda acts as an inverse trust-region radius. With no fine smoothing the fine
+    """Jacob (2024, §3.2.3): lambda acts as an inverse trust-region radius. With no fine smoothing the fine
     weights move by P (x_c - Pi x) alone, whose length falls as lambda grows."""
     x, y = circles(32, dtype="float64")
     lengths = []
@@ -223,7 +223,7 @@ def test_large_step_regularization_shrinks_the_coarse_steps(float64):
 
 
 def test_deterministic_correction_is_first_order_coherent_with_the_full_gradient(float64):
-    """001 §3.3.2: tau is formed on the held data set, so the coarse objective's gradient at Pi x is
+    """Jacob (2024, §3.3.2): tau is formed on the held data set, so the coarse objective's gradient at Pi x is
     R grad F(x) of the full set, not of the minibatch: one coarse step (the anchor) moves the fine
     weights by P (-alpha grad_c) with grad_c = R grad F_full(x)."""
     full_x, full_y = circles(64, seed=7, dtype="float64")

@@ -49,7 +49,7 @@ def weights(model):
 @pytest.mark.parametrize("interpolation", ["constant", "linear"])
 @pytest.mark.parametrize("inner_product", ["l2", "euclidean"])
 def test_first_order_coherence(float64, levels, interpolation, inner_product):
-    """grad H_c(Pi theta) = R grad H(theta) on every coarse level (000 eq 9), with each level's Tikhonov term."""
+    """grad H_c(Pi theta) = R grad H(theta) on every coarse level (Gaedke-Merzhäuser et al., 2021, eq 9), with each level's Tikhonov term."""
     model = compiled(levels, regularization=1e-3, interpolation=interpolation, inner_product=inner_product)
     hierarchy = model.optimizer.hierarchy
     betas = [level.regularization for level in hierarchy]
@@ -121,7 +121,7 @@ def test_prolongated_coarse_correction_is_a_descent_direction(float64):
     ],
 )
 def test_gradient_evaluations_match_the_cost_model(cycle_cost, levels, steps, scheme):
-    """The cycle evaluates exactly the gradients that the work-unit count (000 eq 10, 002 §8) counts."""
+    """The cycle evaluates exactly the gradients that the work-unit count (Gaedke-Merzhäuser et al., 2021, eq 10; Ponce et al., 2022, §8) counts."""
     model = compiled(levels, blocks=16, steps=steps, **scheme)
     assert cycle_cost(model, *circles()) == pytest.approx(model.optimizer.cycle_work_units)
 
@@ -246,7 +246,7 @@ def test_learning_rate_is_every_levels():
 
 @pytest.mark.parametrize("divisor, expected", [(2.0, [1, 0.5, 0.25]), ([1, 4, 4], [1, 0.25, 0.25])])
 def test_learning_rate_divisor_per_level(divisor, expected):
-    """Level i trains with the learning rate divided by eta^i, or by its own divisor (002 §6.1.4)."""
+    """Level i trains with the learning rate divided by eta^i, or by its own divisor (Ponce et al., 2022, §6.1.4)."""
     model = compiled(3, learning_rate_divisor=divisor)
     for rate, smoother in zip(expected, model.optimizer._smoothers):
         assert float(smoother.learning_rate.numpy()) == pytest.approx(0.1 * rate)
@@ -317,8 +317,8 @@ def test_loading_the_state_of_an_optimizer_with_other_settings_is_refused():
         ({"coarsening": "breadth"}, "Unknown coarsening 'breadth'"),
         ({"coarsening": "width", "interpolation": "linear"}, "has none. Leave it out"),
         ({"scheme": "multigrid"}, "Unknown scheme 'multigrid'"),
-        ({"tau_scale": 1.5}, r"`tau_scale` \(gamma of 002 §6.1.4\) must be a number in \[0, 1\]"),
-        ({"tau_batches": 0}, "`tau_batches` \\(m of 002 eq 35\\) must be an integer >= 1"),
+        ({"tau_scale": 1.5}, r"`tau_scale` \(gamma of Ponce et al., 2022, §6.1.4\) must be a number in \[0, 1\]"),
+        ({"tau_batches": 0}, "`tau_batches` \\(m of Ponce et al., 2022, eq 35\\) must be an integer >= 1"),
         ({"fresh_batches": "yes"}, "`fresh_batches` must be True or False"),
         ({"correction_scale": 0.0}, r"`correction_scale` \(alpha_p"),
         ({"scheme": "fas", "momentum_scale": -0.1}, r"`momentum_scale` \(alpha_m"),

@@ -69,7 +69,7 @@ def test_restriction_inverts_prolongation_and_gradient_restriction_is_its_adjoin
 
 
 def test_first_order_coherence(float64):
-    """grad H_c(Pi theta) = R grad H(theta) (000 eq 9): the coarse network sees the averaged batch."""
+    """grad H_c(Pi theta) = R grad H(theta) (Gaedke-Merzhäuser et al., 2021, eq 9): the coarse network sees the averaged batch."""
     keras.utils.set_random_seed(0)
     model = kml.models.unet(8, filters=(2, 4), pyramid=True)
     model.compile(kml.MultilevelOptimizer(levels=2, coarsening="pyramid"), "mse")
@@ -89,7 +89,7 @@ def test_first_order_coherence(float64):
 
 
 def test_growing_a_grid_starts_as_the_coarse_prediction_prolongated():
-    """004 Algorithm 1 with coarsening="pyramid" and a zero rate: after the coarse phase the fine network's
+    """Haber et al. (2018, Algorithm 1) with coarsening="pyramid" and a zero rate: after the coarse phase the fine network's
     prediction is the coarse network's on R x, prolongated bilinearly; the finest grid keeps its weights."""
     model = pyramid_unet()
     initial = {"/".join(v.path.split("/")[-2:]): v.numpy() for v in model.trainable_variables}

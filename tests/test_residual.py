@@ -1,4 +1,4 @@
-"""Residual stacks: the forward Euler map of 000 eqs 3-8, config and saving."""
+"""Residual stacks: the forward Euler map of Gaedke-Merzhäuser et al. (2021, eqs 3-8), config and saving."""
 
 import keras
 import numpy as np

@@ -1,4 +1,4 @@
-"""Coarsening in resolution (004 §3.1-3.2, 001 §4.3): hierarchy, transfers, at_resolution, Algorithm 1."""
+"""Coarsening in resolution (Haber et al., 2018, §3.1-3.2; Jacob, 2024, §4.3): hierarchy, transfers, at_resolution, Algorithm 1."""
 
 import keras
 import numpy as np
@@ -86,7 +86,7 @@ def test_hierarchy_is_the_same_network_on_halved_grids(pyramid):
 @pytest.mark.parametrize("stencil_prolongation", ["inverse", "identity"])
 @pytest.mark.parametrize("interpolation", ["constant", "linear"])
 def test_restriction_inverts_prolongation_and_gradient_restriction_is_its_adjoint(interpolation, stencil_prolongation):
-    """<R g, c> = <g, P c> for every variable; Pi P = I for 3x3 stencils with 004 §3.2's inverse (not with
+    """<R g, c> = <g, P c> for every variable; Pi P = I for 3x3 stencils with Haber et al.'s (2018, §3.2) inverse (not with
     the stencils kept unchanged, where Pi P = G) and for feature-map weights with constant P."""
     for model in (small_unet(), small_unet(pyramid=True), flat_dense_model()):
         coarse, transfer = resolution.ResolutionCoarsening(interpolation, stencil_prolongation).coarsen(model)
@@ -104,7 +104,7 @@ def test_restriction_inverts_prolongation_and_gradient_restriction_is_its_adjoin
 
 
 def test_feature_map_dense_weights_keep_the_output_of_cellwise_constant_images():
-    """001 §4.3 with the 4-cell factor: W_H . R y = W_h . y when y is constant on 2x2 cells."""
+    """Jacob (2024, §4.3) with the 4-cell factor: W_H . R y = W_h . y when y is constant on 2x2 cells."""
     inputs = keras.Input((8, 8, 2))
     model = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(inputs)))
     coarse_image = np.random.default_rng(0).normal(size=(3, 4, 4, 2)).astype("float32")
@@ -115,7 +115,7 @@ def test_feature_map_dense_weights_keep_the_output_of_cellwise_constant_images()
 
 @pytest.mark.parametrize("pyramid", [False, True])
 def test_restricted_network_approximates_the_fine_one_on_smooth_inputs_better_than_unchanged_weights(pyramid):
-    """004 §3.1 on a whole network: the transferred U-Net on R y is close to R of the fine output."""
+    """Haber et al. (2018, §3.1) on a whole network: the transferred U-Net on R y is close to R of the fine output."""
     n = 32
     x = (np.arange(n) + 0.5) / n
     X, Y = np.meshgrid(x, x, indexing="ij")
@@ -133,7 +133,7 @@ def test_restricted_network_approximates_the_fine_one_on_smooth_inputs_better_th
 @pytest.mark.parametrize("pyramid", [False, True])
 @pytest.mark.parametrize("interpolation", ["constant", "linear"])
 def test_at_resolution_round_trip_returns_the_weights(interpolation, pyramid):
-    """With 004 §3.2's inverse, Pi P = G G^+ = I: up two grids and down again gives the weights back.
+    """With Haber et al.'s (2018, §3.2) inverse, Pi P = G G^+ = I: up two grids and down again gives the weights back.
     The default keeps the stencils' values on the way up, so coming down applies G twice."""
     model = small_unet(pyramid=pyramid)
     up = kml.hierarchy.at_resolution(model, 64, interpolation, stencil_prolongation="inverse")
@@ -173,7 +173,7 @@ def test_v_cycle_with_stencils_kept_and_one_coarse_step_is_two_fine_steps(stenci
     """With the stencils' values kept, P = R = I on every variable, so the tau-corrected coarse gradient
     at Pi x is R grad L(x) = grad L(x) (first-order coherence) and one coarse SGD step moves the fine
     weights by exactly -lr grad L(x): an MG/OPT V-cycle [(1),{1}] is two SGD steps on the same batch, at
-    2.25 work units. The coarse grid adds nothing unless it takes several steps (004 §3.2's inverse, P != I,
+    2.25 work units. The coarse grid adds nothing unless it takes several steps (Haber et al.'s (2018, §3.2) inverse, P != I,
     does not reduce so)."""
     x = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype("float32")
     y = np.random.default_rng(1).normal(size=(8, 16, 16, 1)).astype("float32")
@@ -198,7 +198,7 @@ def test_v_cycle_with_stencils_kept_and_one_coarse_step_is_two_fine_steps(stenci
 
 @pytest.mark.parametrize("stencil_prolongation", [pytest.param("inverse", marks=pytest.mark.slow), "identity"])
 def test_coarse_to_fine_schedule_prolongs_at_each_phase_and_counts_work(stencil_prolongation):
-    """004 Algorithm 1: with a zero learning rate the finest weights end as P P Pi Pi of the start."""
+    """Haber et al. (2018, Algorithm 1): with a zero learning rate the finest weights end as P P Pi Pi of the start."""
     model = small_unet()
     coarse = kml.hierarchy.at_resolution(model, 4)
     start = kml.hierarchy.at_resolution(coarse, 16, stencil_prolongation=stencil_prolongation)
@@ -217,7 +217,7 @@ def test_coarse_to_fine_schedule_prolongs_at_each_phase_and_counts_work(stencil_
 
 
 def test_identity_stencil_prolongation_keeps_what_the_inverse_amplifies():
-    """004 §3.2's G+ keeps a stencil's response to constants but multiplies a 3x3 average's response to the
+    """Haber et al.'s (2018, §3.2) G+ keeps a stencil's response to constants but multiplies a 3x3 average's response to the
     checkerboard by 25 (1/9 -> 25/9); the unchanged stencil keeps both. R = P^T is then the identity too."""
     average = np.full((3, 3, 1, 1), 1 / 9)
     identity = resolution.Stencil(3, "constant", "identity")
@@ -255,7 +255,7 @@ def test_unchanged_stencils_keep_a_smoothing_network_smoothing_on_the_finer_grid
 
 
 def test_coarse_to_fine_schedule_in_depth_is_shallow_to_deep_training():
-    """004 §3.3 through the same schedule: the deep network starts from the shallow one's blocks, prolongated in time."""
+    """Haber et al. (2018, §3.3) through the same schedule: the deep network starts from the shallow one's blocks, prolongated in time."""
     keras.utils.set_random_seed(0)
     model = kml.models.residual_network((2,), outputs=2, width=3, blocks=8)
     model.compile(kml.MultilevelOptimizer(levels=2, schedule=[3], smoother=keras.optimizers.SGD(0.1)), "mse")
@@ -322,7 +322,7 @@ TRAINED = "poisson_unet_n16"
 
 @pytest.mark.skipif(TRAINED not in kml.zoo.names(), reason=f"the zoo has no {TRAINED} preset")
 def test_trained_model_at_half_the_resolution_loses_less_accuracy_than_unchanged_weights(tmp_path):
-    """004 §4.1 (restriction: 94.9 % with restricted kernels, 84.1 % without, from 98.2 %): the preset
+    """Haber et al. (2018, §4.1) (restriction: 94.9 % with restricted kernels, 84.1 % without, from 98.2 %): the preset
     trained at N = 16, run at N = 8 on fresh data with its stencils restricted (K_H = R K_h P), loses
     less accuracy than the same weights used unchanged. Measured on this release's preset (a pyramid
     U-Net trained on one level, 200 examples, benchmarks/results/resolution_transfer.md): relative L2

@@ -1,4 +1,4 @@
-"""RMTR with L-SR1 (003) as MultilevelOptimizer(scheme="rmtr"): trust-region decisions and training."""
+"""RMTR with L-SR1 (Kopaničáková and Krause, 2023) as MultilevelOptimizer(scheme="rmtr"): trust-region decisions and training."""
 
 import types
 

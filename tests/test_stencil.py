@@ -1,4 +1,4 @@
-"""Resolution transfer of images and convolution stencils (paper 004 §3.1-3.2)."""
+"""Resolution transfer of images and convolution stencils (Haber et al., 2018, §3.1-3.2)."""
 
 import numpy as np
 import pytest
@@ -28,7 +28,7 @@ def test_average_restriction_inverts_constant_prolongation_and_keeps_constants()
 
 @pytest.mark.parametrize("interpolation", ["constant", "linear"])
 def test_restricted_stencil_is_the_galerkin_operator(interpolation):
-    """K_H y_H = R K_h P y_H (004 eq 9) on every coarse image, away from the boundary."""
+    """K_H y_H = R K_h P y_H (Haber et al., 2018, eq 9) on every coarse image, away from the boundary."""
     stencil = np.random.default_rng(0).normal(size=(3, 3, 2, 4))
     coarse_stencil = stencils.restrict_stencil(stencil, interpolation)
     images = np.random.default_rng(0).normal(size=(3, 12, 12, 2))
@@ -60,7 +60,7 @@ def test_restricted_stencil_on_restricted_smooth_images_converges_with_resolutio
 
 @pytest.mark.parametrize("interpolation", ["constant", "linear"])
 def test_restriction_after_prolongation_returns_the_coarse_stencil(interpolation):
-    """004 §3.2: the 9 x 9 system of a 3 x 3 stencil is well posed."""
+    """Haber et al. (2018, §3.2): the 9 x 9 system of a 3 x 3 stencil is well posed."""
     coarse = np.random.default_rng(0).normal(size=(3, 3, 3, 5))
     assert np.linalg.matrix_rank(stencils.restriction_matrix(3, interpolation)) == 9
     back = stencils.restrict_stencil(stencils.prolong_stencil(coarse, interpolation), interpolation)
@@ -78,7 +78,7 @@ def test_larger_stencils_round_trip_within_the_range_of_the_restriction(size):
 
 
 def test_prolongation_keeps_derivative_stencils_and_turns_averages_into_checkerboards():
-    """Why 2N fails on trained networks (issue 11): G+ of 004 §3.2 maps the 5-point Laplacian to
+    """Why 2N fails on trained networks (issue 11): G+ of Haber et al. (2018, §3.2) maps the 5-point Laplacian to
     twice itself, but a 3x3 average to a checkerboard, so no smoothness of the coarse stencil helps.
 
     A fine 3x3 stencil spans half the coarse one's physical support: a coarse stencil with weight

@@ -1,11 +1,11 @@
-"""The paper's list notation and the work-unit cost model (000 eq 10)."""
+"""The paper's list notation and the work-unit cost model (Gaedke-Merzhäuser et al., 2021, eq 10)."""
 
 import pytest
 
 from keras_multilevel.optimizers import CycleSteps, work_units
 from keras_multilevel.optimizers.scheme import minibatch_layout
 
-# Paper 000, Table 1 (co-centric circles) set-ups and their U_c.
+# Gaedke-Merzhäuser et al. (2021, Table 1) (co-centric circles) set-ups and their U_c.
 TABLE_1 = [
     (1, "[{1}]", 1.00),
     (2, "[(1),{2}]", 3.00),
@@ -29,7 +29,7 @@ def test_default_steps_are_the_papers_and_cost_table_1(levels, notation, cycle_c
 
 @pytest.mark.parametrize(
     "notation, cycle_cost",
-    [  # Table 2 of paper 000 (8 levels); the paper prints these to two decimals.
+    [  # Table 2 of Gaedke-Merzhäuser et al. (2021) (8 levels); the paper prints these to two decimals.
         ("[1,1,1,1,1,1,1,{5}]", 5.99),
         ("[1,1,1,1,1,1,1,{10}]", 6.03),
         ("[1,1,1,1,2,2,2,{2}]", 6.19),
@@ -73,7 +73,7 @@ def test_bad_step_specifications(spec, levels, message):
 
 
 def test_fas_work_units_of_the_paper_example():
-    """002 §8: 2 levels, 2 steps everywhere, m = 2 minibatches, costs 1 and 1/4. The paper counts
+    """Ponce et al. (2022, §8): 2 levels, 2 steps everywhere, m = 2 minibatches, costs 1 and 1/4. The paper counts
     4.5 (smoothing) + 2.5 (tau) = 7; the cycle saves the coarse gradient on the first minibatch,
     which serves both tau and the first coarse step: 7 - 1/4."""
     steps = CycleSteps.parse("[2,{2}]", 2)
@@ -82,7 +82,7 @@ def test_fas_work_units_of_the_paper_example():
 
 @pytest.mark.parametrize("notation, levels", [("[(1),{2}]", 2), ("[2,1/3,(0),{4}]", 4)])
 def test_one_minibatch_is_000_eq_10(notation, levels):
-    """With m = 1 the count is U_c = mu_0 c_L + sum (mu_1 + mu_2 + 1) c_l (000 eq 10)."""
+    """With m = 1 the count is U_c = mu_0 c_L + sum (mu_1 + mu_2 + 1) c_l (Gaedke-Merzhäuser et al., 2021, eq 10)."""
     steps = CycleSteps.parse(notation, levels)
     costs = depth_costs(levels)
     expected = steps.coarsest * costs[-1] + sum((d + u + 1) * c for d, u, c in zip(steps.pre, steps.post, costs))
@@ -100,7 +100,7 @@ def test_without_coupling_no_tau_gradients_are_counted():
 
 
 def test_minibatch_layout_of_a_fas_cycle():
-    """002 §6.1.1: one fresh minibatch per fine smoothing step, m fresh ones per restriction,
+    """Ponce et al. (2022, §6.1.1): one fresh minibatch per fine smoothing step, m fresh ones per restriction,
     on which the coarser level then smooths."""
     steps = CycleSteps.parse("[2,1/2,{3}]", 3)
     layout = minibatch_layout(steps, 2, fresh_batches=True)

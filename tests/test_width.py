@@ -1,4 +1,4 @@
-"""Width coarsening (paper 002 §5 and §7): HEM aggregates, Pi, P, R = P^T."""
+"""Width coarsening (Ponce et al., 2022, §5 and §7): HEM aggregates, Pi, P, R = P^T."""
 
 import keras
 import numpy as np

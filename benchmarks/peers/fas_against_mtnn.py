@@ -1,8 +1,8 @@
-"""keras-multilevel's width FAS against paper 002's own code (LLNL/MTNN), side by side.
+"""keras-multilevel's width FAS against Ponce et al.'s (2022) own code (LLNL/MTNN), side by side.
 
 For each seed, both codes train the same dense network from the same initial
 weights (drawn by Keras with that seed) on the same regenerated data set,
-with 002 §8's settings, for the same budget of work units: plain SGD
+with Ponce et al.'s (2022, §8) settings, for the same budget of work units: plain SGD
 (1 level) and FAS V-cycles over width hierarchies of 2.. levels. Ours runs
 in this process (``benchmarks/fas_tables.py``'s ``train``); MTNN runs in its
 own environment through ``mtnn_fas.py`` (``--mtnn-python``, ``--mtnn``), so
@@ -10,10 +10,10 @@ it is never a dependency of the package. Writes one table (median and range
 over the seeds) of the best validation L2 and L∞ within the budget, the
 work units under both accountings (``measured``: a level costs its
 parameter count over the finest's, which is what the budget is spent in;
-``paper``: 002 §8's ``4^-i``) and the training seconds per work unit.
+``paper``: Ponce et al.'s (2022, §8) ``4^-i``) and the training seconds per work unit.
 
 MTNN always builds its operators with the norm-weighted projection (its
-examples' ``weighted_projection=True``, 002 eq 34); ours uses ``P`` of eq 32
+examples' ``weighted_projection=True``, Ponce et al., 2022, eq 34); ours uses ``P`` of eq 32
 unless ``--weighted-projection`` is given.
 
 L2 here is the mean squared error per grid point, the loss both codes
@@ -91,7 +91,7 @@ def table(results, command, title, seeds):
         "",
         f"Median [min-max] over seeds {', '.join(map(str, seeds))}; each seed gives every run the same initial "
         "weights and data. Best validation L2 (mean squared error per grid point) and L∞ (largest absolute error) "
-        "within the budget; work units spent, and the same cycles charged as 002 §8 does (coarse level i costs 4^-i); "
+        "within the budget; work units spent, and the same cycles charged as Ponce et al. (2022, §8) do (coarse level i costs 4^-i); "
         "training seconds per work unit, validation excluded, tracing included (ours traces in its first cycle).",
         "",
         "| code | levels | best val L2 | best val L∞ | work units | paper's work units | ms / work unit |",
@@ -133,7 +133,7 @@ def main(argv=None):
     fas_tables.add_run_arguments(parser)
     parser.add_argument(
         "--weighted-projection", action="store_true",
-        help="our FAS with the norm-weighted P~ of 002 eq 34 (WidthCoarsening(scaled=True)), as MTNN's runs always use; "
+        help="our FAS with the norm-weighted P~ of Ponce et al. (2022, eq 34) (WidthCoarsening(scaled=True)), as MTNN's runs always use; "
         "otherwise P of eq 32",
     )
     parser.add_argument("--mtnn-python", help="the Python of an environment with PyTorch (needed with --codes MTNN)")

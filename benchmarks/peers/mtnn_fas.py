@@ -1,4 +1,4 @@
-"""Paper 002's own code (LLNL/MTNN) on keras-multilevel's data: SGD and width FAS V-cycles.
+"""Ponce et al.'s (2022) own code (LLNL/MTNN) on keras-multilevel's data: SGD and width FAS V-cycles.
 
 Runs in MTNN's own environment (PyTorch), never in the package's: it imports
 MTNN from the folder given with ``--mtnn`` and reads everything else from the
@@ -20,7 +20,7 @@ its level's cost ``c_i``, with ``k`` minibatches per smoothing phase::
 level ``i``, ``k`` coarse tau gradients on level ``i + 1``, ``k`` steps on
 the coarsest). Two accountings: ``measured``, ``c_i`` = the level's
 parameter count over the finest's (what keras-multilevel charges), and
-``paper``, ``c_i = 4^-i`` (002 §8). The budget is spent in the first.
+``paper``, ``c_i = 4^-i`` (Ponce et al., 2022, §8). The budget is spent in the first.
 
 Usage (from the keras-multilevel repository, with MTNN's Python)::
 

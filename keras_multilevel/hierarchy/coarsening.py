@@ -4,8 +4,8 @@ A coarsening builds, from one level's model, the next coarser model and the
 :class:`~keras_multilevel.hierarchy.transfer.Transfer` between them
 (:meth:`Coarsening.coarsen`); the :class:`~keras_multilevel.hierarchy.Hierarchy`
 calls it level after level and asks it the few facts below. The library's
-coarsenings are in depth (fewer residual blocks, Gaedke-Merzhäuser et al.
-(2021), §2.2.1), width (fewer neurons or channels, Ponce et al. (2022), §5),
+coarsenings are in depth (fewer residual blocks, Gaedke-Merzhäuser et al.,
+2021, §2.2.1), width (fewer neurons or channels, Ponce et al., 2022, §5),
 resolution (coarser input images, Haber et al. (2018)) and the pyramid of a
 U-Net's grids.
 
@@ -29,8 +29,8 @@ class Coarsening:
         name: the name ``coarsening="<name>"`` selects and ``get_config`` saves.
         size_label: the heading of the sizes column of the hierarchy's table.
         rematch_every: ``None``, or every how many cycles the transfers are
-            rebuilt from the current weights (width's matching, Ponce et al.
-            (2022), §6.1.3); then the transfer implements ``rematch``.
+            rebuilt from the current weights (width's matching, Ponce et al.,
+            2022, §6.1.3); then the transfer implements ``rematch``.
     """
 
     name = None
@@ -54,7 +54,7 @@ class Coarsening:
 
     def relative_cost(self, model, finest):
         """The cost of a gradient of ``model`` per gradient of ``finest`` (a work unit's fraction,
-        Gaedke-Merzhäuser et al. (2021), eq 10)."""
+        Gaedke-Merzhäuser et al., 2021, eq 10)."""
         raise NotImplementedError(f"{type(self).__name__} must implement relative_cost(model, finest).")
 
     def size(self, model):

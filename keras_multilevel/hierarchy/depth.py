@@ -1,6 +1,6 @@
 """Coarsening in depth: halve the residual blocks, double the time step.
 
-Paper 000 §2.2.1 ("multilevel discretization"): the coarser network
+Gaedke-Merzhäuser et al. (2021, §2.2.1) ("multilevel discretization"): the coarser network
 discretizes the same ODE on ``[0, T]`` with ``K/2`` blocks and time step
 ``2h``. Every :class:`~keras_multilevel.layers.ResidualStack` of the model is
 coarsened this way; every other parameter (the opening map ``Q``, the head)
@@ -47,11 +47,11 @@ def _two_adic(n):
 
 
 class DepthCoarsening(Coarsening):
-    """Builds coarser networks with half the residual blocks (000 §2.2.1).
+    """Builds coarser networks with half the residual blocks (Gaedke-Merzhäuser et al., 2021, §2.2.1).
 
     Args:
-        interpolation: ``"constant"`` (piecewise constant in time, paper 000)
-            or ``"linear"`` (paper 001 §4.2).
+        interpolation: ``"constant"`` (piecewise constant in time, Gaedke-Merzhäuser et al., 2021)
+            or ``"linear"`` (Jacob, 2024, §4.2).
     """
 
     name = "depth"
@@ -129,7 +129,7 @@ class DepthCoarsening(Coarsening):
 
     def relative_cost(self, model, finest):
         """Cost of a gradient of ``model`` per gradient of ``finest``: the ratio of
-        their residual blocks, ``2^-i`` on level ``i`` (000 eq 10)."""
+        their residual blocks, ``2^-i`` on level ``i`` (Gaedke-Merzhäuser et al., 2021, eq 10)."""
         return self.size(model) / self.size(finest)
 
     def describe(self):

@@ -1,7 +1,7 @@
 """A multilevel hierarchy: a list of levels, finest first, in the manner of PyAMG.
 
 Convention: ``hierarchy.levels[0]`` is the finest level (the user's model) and
-``hierarchy.levels[-1]`` the coarsest. Paper 000 numbers levels the other way
+``hierarchy.levels[-1]`` the coarsest. Gaedke-Merzhäuser et al. (2021) number levels the other way
 (``l = 1`` coarsest, ``l = L`` finest): index ``i`` here is ``l = L - i``.
 Each level holds its Keras model and the :class:`Transfer` to the next
 coarser level, so one cycle routine can walk the list.
@@ -71,11 +71,11 @@ class Level:
 
     Attributes:
         model: the level's network (``levels[0].model`` is the user's model).
-        relative_cost: cost of one gradient here per fine gradient (000 eq 10,
-            002 §8).
+        relative_cost: cost of one gradient here per fine gradient (Gaedke-Merzhäuser et al., 2021, eq 10;
+            Ponce et al., 2022, §8).
         transfer: :class:`Transfer` to the next coarser level, ``None`` on the
             coarsest.
-        smoother: the level optimizer that steps this level (000 Algorithm 2),
+        smoother: the level optimizer that steps this level (Gaedke-Merzhäuser et al., 2021, Algorithm 2),
             set by the :class:`~keras_multilevel.optimizers.MultilevelOptimizer`
             that trains the hierarchy (``None`` before).
         inner_product: the weights of the level's inner product, one per
@@ -125,12 +125,12 @@ class Hierarchy:
             model: a built Sequential or functional Keras model with at least
                 one coarsenable layer (any built model when ``levels == 1``).
             levels: number of levels ``L >= 1`` (1 = the model alone).
-            coarsening: ``"depth"`` (000 §2.2.1), ``"width"`` (002 §5),
-                ``"resolution"`` (004 §3), ``"pyramid"`` (a pyramid U-Net
+            coarsening: ``"depth"`` (Gaedke-Merzhäuser et al., 2021, §2.2.1), ``"width"`` (Ponce et al., 2022, §5),
+                ``"resolution"`` (Haber et al., 2018, §3), ``"pyramid"`` (a pyramid U-Net
                 without its finest grid, :mod:`~keras_multilevel.hierarchy.pyramid`)
                 or a coarsening object (see :func:`get_coarsening`).
             interpolation: ``"constant"`` or ``"linear"``: in time for depth
-                coarsening (000, 001 §4.2), of images for resolution (004).
+                coarsening (Gaedke-Merzhäuser et al., 2021; Jacob, 2024, §4.2), of images for resolution (Haber et al., 2018).
 
         The coarse models start from the restriction of the fine weights.
         """
@@ -157,11 +157,11 @@ class Hierarchy:
 
     @property
     def rematch_every(self):
-        """Cycles between two re-matchings of the transfers (002 §6.1.3); ``None``: never."""
+        """Cycles between two re-matchings of the transfers (Ponce et al., 2022, §6.1.3); ``None``: never."""
         return self.coarsening.rematch_every
 
     def rematch(self):
-        """Rebuilds each transfer from the current weights, finest first (002 §6.1.3).
+        """Rebuilds each transfer from the current weights, finest first (Ponce et al., 2022, §6.1.3).
 
         Every coarse level is set to the restriction of the level above it
         before that level is matched in turn. Graph-safe: the optimizer runs

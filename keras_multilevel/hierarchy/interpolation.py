@@ -1,22 +1,22 @@
 """Interpolation in time between two depths of a residual stack.
 
 A stack of ``K`` blocks samples the control ``theta(t)`` at the left end
-points ``t_k = k h`` (paper 000 eq 8). The coarser stack of ``K/2`` blocks
+points ``t_k = k h`` (Gaedke-Merzhäuser et al., 2021, eq 8). The coarser stack of ``K/2`` blocks
 samples it at ``t_j = 2 j h``: coarse block ``j`` sits on fine block ``2j``,
 and fine block ``2j + 1`` lies half-way between coarse blocks ``j`` and
 ``j + 1``. Each operator acts on the leading (block) axis of a stacked array
 and leaves the other axes alone:
 
-* ``prolong``  ``P``: coarse -> fine, piecewise constant (000 §3, ``I``) or
-  linear (001 §4.2).
+* ``prolong``  ``P``: coarse -> fine, piecewise constant (Gaedke-Merzhäuser et al., 2021, §3, ``I``) or
+  linear (Jacob, 2024, §4.2).
 * ``restrict_gradient`` ``R = P^T``: fine -> coarse. It is the chain rule of
   ``theta = P theta_c``: ``d/d theta_c L(P theta_c) = P^T grad L``, so a coarse
   block receives the *sum* of the gradients of the fine blocks it stands for
-  (000 §3: ``R = I^T``).
+  (Gaedke-Merzhäuser et al., 2021, §3: ``R = I^T``).
 * ``restrict`` ``Pi = (P^T P)^{-1} P^T``: the restriction of iterates. It is
   the least-squares inverse of ``P``, so ``Pi P = identity`` exactly (a
   coarse network prolongated and restricted back is unchanged). For piecewise
-  constant ``P`` it is the average of two fine blocks, ``P^T / 2`` (001 §4.2);
+  constant ``P`` it is the average of two fine blocks, ``P^T / 2`` (Jacob, 2024, §4.2);
   for linear ``P`` it is a tridiagonal solve.
 """
 
@@ -58,7 +58,7 @@ def _interleave(even, odd):
 
 
 class PiecewiseConstant(TimeInterpolation):
-    """``P``: fine blocks ``2j`` and ``2j+1`` both copy coarse block ``j`` (000 §3)."""
+    """``P``: fine blocks ``2j`` and ``2j+1`` both copy coarse block ``j`` (Gaedke-Merzhäuser et al., 2021, §3)."""
 
     name = "constant"
 
@@ -75,7 +75,7 @@ class PiecewiseConstant(TimeInterpolation):
 
 
 class Linear(TimeInterpolation):
-    """``P``: linear interpolation in time between coarse blocks (001 §4.2).
+    """``P``: linear interpolation in time between coarse blocks (Jacob, 2024, §4.2).
 
     Fine block ``2j`` copies coarse block ``j``; fine block ``2j + 1`` is the
     mean of coarse blocks ``j`` and ``j + 1``; the last fine block, beyond the

@@ -1,6 +1,6 @@
 """Heavy edge matching (HEM): pairs of similar neurons for width coarsening.
 
-Paper 002 §5.5 and its Algorithm 1. The strength of connection ``S_k``
+Ponce et al. (2022, §5.5) and its Algorithm 1. The strength of connection ``S_k``
 between two neurons of a layer is the cosine of the angle between their
 parameter vectors; greedy HEM visits the neurons in index order and matches
 each unmatched neuron ``i`` to the unmatched neuron ``j != i`` with the
@@ -77,7 +77,7 @@ def _greedy_pass(strength, match, paired, most_pairs, threshold):
 
 
 def heavy_edge_matching(strength, threshold, pairs=None):
-    """Greedy heavy edge matching (paper 002, Algorithm 1).
+    """Greedy heavy edge matching (Ponce et al., 2022, Algorithm 1).
 
     Args:
         strength: ``(n, n)`` strength of connection, e.g. from

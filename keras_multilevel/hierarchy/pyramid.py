@@ -3,7 +3,7 @@
 Coarsening in resolution (:mod:`~keras_multilevel.hierarchy.resolution`)
 runs the *same* network at ``N/2``, so every stencil spans twice the
 physical distance there and a stencil trained at ``N/2`` means something
-else at ``N`` (Haber et al. (2018), §3.2).
+else at ``N`` (Haber et al., 2018, §3.2).
 A pyramid U-Net (:func:`keras_multilevel.models.unet` with ``pyramid=True``)
 already holds its coarser networks: its grids ``1, 2, ...`` read ``R^i x``
 and predict ``y_i = output_i(d_i) + P y_{i+1}``, so what runs on grids
@@ -11,7 +11,7 @@ and predict ``y_i = output_i(d_i) + P y_{i+1}``, so what runs on grids
 ``kml.models.unet(N/2, filters=filters[1:], pyramid=True)``, each stencil at
 the physical scale it has in the fine network. This coarsening takes that
 network as the coarse level, as a multigrid hierarchy takes the coarser
-grids of 004 §3.1's image pyramid; coarse to fine (004 Algorithm 1) then
+grids of Haber et al.'s (2018, §3.1) image pyramid; coarse to fine (Haber et al., 2018, Algorithm 1) then
 trains the coarse network and *grows* it a grid.
 
 Between the fine network and the coarse one (the coarse layer
@@ -29,7 +29,7 @@ Between the fine network and the coarse one (the coarse layer
 
 A V-cycle's coarse correction therefore never moves the finest grid, and
 the tau-corrected coarse gradient at ``Pi x`` is ``R`` of the fine one
-(first-order coherence, 000 eq 9, as for every coarsening). Coarse to fine
+(first-order coherence, Gaedke-Merzhäuser et al., 2021, eq 9, as for every coarsening). Coarse to fine
 grows the grid (:meth:`PyramidTransfer.prolong_iterate`): the fine network
 takes the trained coarse weights, its finest grid keeps the weights it
 has, and its finest output layer and the pooled rows start at zero, so the
@@ -151,7 +151,7 @@ class PyramidTransfer(ImageBatches, TransferMaps):
         return coarse
 
     def prolong_iterate(self, coarse, fine):
-        """The grown network (004 Algorithm 1 line 5): ``P coarse`` on the coarse network's variables,
+        """The grown network (Haber et al., 2018, Algorithm 1 line 5): ``P coarse`` on the coarse network's variables,
         the finest grid's own from ``fine``, its output layer at zero."""
         values = self.prolong(coarse)
         return [

@@ -1,25 +1,24 @@
 """Coarsening in resolution: the same network on a grid of half the pixels.
 
-Haber et al. (2018), §3.1-3.2 (paper 004) and Jacob (2024), §4.3 (paper
-001). The coarse network has the fine one's
+Haber et al. (2018, §3.1-3.2) and Jacob (2024, §4.3). The coarse network has the fine one's
 layers; its input is the fine input restricted to ``N/2 x N/2`` by 2x2
-averaging (004 eq 8, 001 §4.3). Its weights follow from the fine ones
+averaging (Haber et al., 2018, eq 8; Jacob, 2024, §4.3). Its weights follow from the fine ones
 variable by variable (:mod:`keras_multilevel.hierarchy.stencil`):
 
 * a stride-1 'same' ``Conv2D`` kernel is a stencil: ``Pi`` is the Galerkin
-  restriction ``s_H = G s_h`` of ``K_H = R K_h P`` (004 eqs 9-10), ``P`` the
-  identity (the coarse stencil's values kept, 004 §4.1's "original
-  convolution kernels"; the default) or 004 §3.2's least-squares inverse
+  restriction ``s_H = G s_h`` of ``K_H = R K_h P`` (Haber et al., 2018, eqs 9-10), ``P`` the
+  identity (the coarse stencil's values kept, Haber et al.'s (2018, §4.1) "original
+  convolution kernels"; the default) or Haber et al.'s (2018, §3.2) least-squares inverse
   ``G^+`` (``Pi P = G G^+ = I`` for 3x3 stencils; see
   :class:`ResolutionCoarsening` for why it is not the default),
   ``R = P^T`` (the chain rule of ``s_h = P s_H``);
-* a ``Dense`` kernel on a flattened feature map is an image per unit (001
+* a ``Dense`` kernel on a flattened feature map is an image per unit (Jacob, 2024,
   §4.3): ``Pi W = 4 R W``, ``P W = P_image W / 4``, ``R = P^T``;
 * everything else (biases, pointwise ``Dense``, normalization) is the same
   on both grids.
 
 The coarse level trains on the restricted batch (:meth:`ResolutionTransfer.restrict_data`).
-:func:`at_resolution` moves a trained network to any ``N 2^k`` (004 §4.1).
+:func:`at_resolution` moves a trained network to any ``N 2^k`` (Haber et al., 2018, §4.1).
 """
 
 import functools
@@ -58,7 +57,7 @@ def _check_stencil_prolongation(stencil_prolongation):
 
 
 class Stencil:
-    """One ``Conv2D`` kernel ``(k, k, in, out)``: ``Pi = G``, ``P = G^+`` or ``I``, ``R = P^T`` (004 eqs 9-10, §3.2).
+    """One ``Conv2D`` kernel ``(k, k, in, out)``: ``Pi = G``, ``P = G^+`` or ``I``, ``R = P^T`` (Haber et al., 2018, eqs 9-10, §3.2).
 
     Args:
         size: ``k``.
@@ -94,7 +93,7 @@ class Stencil:
 
 
 class FeatureMapWeights:
-    """A ``Dense`` kernel on a flattened ``(h, w, c)`` map (001 §4.3): ``Pi = 4 R``, ``P = P_image / 4``, ``R = P^T``.
+    """A ``Dense`` kernel on a flattened ``(h, w, c)`` map (Jacob, 2024, §4.3): ``Pi = 4 R``, ``P = P_image / 4``, ``R = P^T``.
 
     Args:
         shape: the fine feature map's ``(h, w, c)``.
@@ -203,7 +202,7 @@ def _layers(model):
                     or size[0] != size[1] or size[0] % 2 == 0 or getattr(layer, "groups", 1) != 1:
                 raise ValueError(
                     f"Layer {layer.name!r}: coarsening in resolution transfers stride-1, undilated, "
-                    f"ungrouped 'same' convolutions with odd square kernels (004 eqs 9-10); it has "
+                    f"ungrouped 'same' convolutions with odd square kernels (Haber et al., 2018, eqs 9-10); it has "
                     f"kernel {size}, strides {layer.strides}, dilation {layer.dilation_rate}, padding "
                     f"{layer.padding!r}. Downsample with AveragePooling2D instead of strides."
                 )
@@ -282,10 +281,10 @@ def _operators(fine_model, coarse_model, interpolation, stencil_prolongation):
 
 
 class ResolutionCoarsening(Coarsening):
-    """Builds the same network on inputs of half the resolution (004 §3.1-3.2, 001 §4.3).
+    """Builds the same network on inputs of half the resolution (Haber et al., 2018, §3.1-3.2; Jacob, 2024, §4.3).
 
     Args:
-        interpolation: the image prolongation ``P``: ``"constant"`` (001 §4.3;
+        interpolation: the image prolongation ``P``: ``"constant"`` (Jacob, 2024, §4.3;
             ``R P = I``, so pointwise layers and 3x3 stencils transfer
             exactly) or ``"linear"`` (cell-centred bilinear; the Galerkin
             stencil of a ``k x k`` one is cut to ``k x k``, exact for
@@ -293,9 +292,9 @@ class ResolutionCoarsening(Coarsening):
         stencil_prolongation: how a coarse stencil goes to the fine grid
             (the restriction is always the Galerkin product ``G``):
             ``"identity"`` (the default), the coarse stencil's values
-            unchanged (004 §4.1's "original convolution kernels";
+            unchanged (Haber et al.'s (2018, §4.1) "original convolution kernels";
             ``R = P^T = I``), or ``"inverse"``, the least-squares inverse
-            ``G^+`` of 004 §3.2 (``Pi P = I``). ``G^+`` amplifies what the
+            ``G^+`` of Haber et al. (2018, §3.2) (``Pi P = I``). ``G^+`` amplifies what the
             Galerkin product damps: the 3x3 average becomes the checkerboard
             ``[[4, -2, 4], [-2, 1, -2], [4, -2, 4]] / 9`` (the 5-point
             Laplacian only doubles), and through a trained U-Net's layers
@@ -363,7 +362,7 @@ class ResolutionCoarsening(Coarsening):
 
 
 def at_resolution(model, resolution, interpolation="constant", stencil_prolongation="identity"):
-    """``model`` moved to ``resolution x resolution`` inputs with its weights transferred (004 §4.1).
+    """``model`` moved to ``resolution x resolution`` inputs with its weights transferred (Haber et al., 2018, §4.1).
 
     No input is interpolated: the network itself changes grid. Each halving
     applies the Galerkin restriction ``Pi`` of :class:`ResolutionCoarsening`,
@@ -371,7 +370,7 @@ def at_resolution(model, resolution, interpolation="constant", stencil_prolongat
     U-Nets (README, "Multilevel in resolution"): halving gives relative
     errors of 0.10-0.46 and doubling with the stencils unchanged (the
     default) 0.12-0.44, several times the network's own at its grid (0.012-
-    0.071), and doubling with the exact inverse of 004 §3.2 (``"inverse"``, which
+    0.071), and doubling with the exact inverse of Haber et al. (2018, §3.2) (``"inverse"``, which
     amplifies the checkerboard part of trained stencils) 0.77-43 (10^3 to
     10^5 for presets trained through it).
 

@@ -1,22 +1,22 @@
 """Images, convolution stencils and image-shaped weights between two grids.
 
-Haber et al. (2018), §3.1-3.2 (paper 004). A coarse
+Haber et al. (2018, §3.1-3.2). A coarse
 image ``y_H`` (pixel size ``H = 2h``) and a fine one ``y_h`` are linked by a
-restriction and a prolongation (004 eq 8)::
+restriction and a prolongation (Haber et al., 2018, eq 8)::
 
     y_H = R y_h,        y_h ~ P y_H,
 
 here ``R`` the average over 2x2 cells and ``P`` piecewise constant (``R P = I``)
 or cell-centred bilinear interpolation. A convolution with stencil ``s_h``
 (matrix ``K_h``) becomes on the coarse grid the Galerkin operator
-(004 eqs 9-10)::
+(Haber et al., 2018, eqs 9-10)::
 
     K_H = R K_h P,
 
 which is again a convolution when the stencil is the same everywhere: its
 stencil ``s_H`` is the response of ``R K_h P`` to a unit impulse, computed
 here with TensorFlow convolutions, never with the matrices. Going the other
-way (004 §3.2), the fine stencil is the solution of the small linear system
+way (Haber et al., 2018, §3.2), the fine stencil is the solution of the small linear system
 ``s_h -> s_H`` (``k^2 x k^2`` per channel pair, the same for all of them),
 solved in the least-squares sense.
 
@@ -37,7 +37,7 @@ def _check_interpolation(interpolation):
 
 
 def restrict_image(images):
-    """``R``: the average of each 2x2 cell, ``(b, 2n, 2m, c) -> (b, n, m, c)`` (004 eq 8)."""
+    """``R``: the average of each 2x2 cell, ``(b, 2n, 2m, c) -> (b, n, m, c)`` (Haber et al., 2018, eq 8)."""
     images = tf.convert_to_tensor(images)
     height, width = images.shape[1], images.shape[2]
     if height is not None and (height % 2 or width % 2):
@@ -81,7 +81,7 @@ def _check_stencil(stencil):
 
 
 def restrict_stencil(stencil, interpolation="constant"):
-    """``s_H``, the stencil of ``K_H = R K_h P`` (004 eqs 9-10), for a stride-1 'same' convolution.
+    """``s_H``, the stencil of ``K_H = R K_h P`` (Haber et al., 2018, eqs 9-10), for a stride-1 'same' convolution.
 
     Args:
         stencil: the fine kernel ``(k, k, in, out)``, ``k`` odd.
@@ -117,7 +117,7 @@ def restriction_matrix(size, interpolation="constant", dtype="float64"):
 
 def prolongation_matrix(size, interpolation="constant", dtype="float64"):
     """``G^+``, the pseudo-inverse of :func:`restriction_matrix`: the least-squares solution
-    of 004 §3.2's ``k^2 x k^2`` system, ``G G^+ = I`` where ``G`` has full rank (``k = 3``)."""
+    of Haber et al.'s (2018, §3.2) ``k^2 x k^2`` system, ``G G^+ = I`` where ``G`` has full rank (``k = 3``)."""
     return np.linalg.pinv(restriction_matrix(size, interpolation, "float64")).astype(dtype)
 
 
@@ -131,7 +131,7 @@ def apply_stencil_matrix(matrix, stencil):
 
 
 def prolong_stencil(stencil, interpolation="constant"):
-    """The fine stencil ``s_h`` whose Galerkin restriction is ``stencil`` (004 §3.2).
+    """The fine stencil ``s_h`` whose Galerkin restriction is ``stencil`` (Haber et al., 2018, §3.2).
 
     Solves ``restrict_stencil(s_h) = s_H`` for every channel pair at once, a
     ``k^2 x k^2`` linear system (least squares where it is singular), so
@@ -143,13 +143,13 @@ def prolong_stencil(stencil, interpolation="constant"):
 
 
 def restrict_weight_image(weights, shape):
-    """Dense weights on a flattened ``(h, w, c)`` feature map, to the ``(h/2, w/2, c)`` map (001 §4.3).
+    """Dense weights on a flattened ``(h, w, c)`` feature map, to the ``(h/2, w/2, c)`` map (Jacob, 2024, §4.3).
 
     The rows of ``weights`` ``(h w c, units)`` are the image the layer takes a
-    dot product with. Restricted as an image (the 2x2 average, 001 §4.3) and
+    dot product with. Restricted as an image (the 2x2 average, Jacob, 2024, §4.3) and
     multiplied by the 4 cells each coarse cell replaces, ``W_H = P^T W_h``
     with constant ``P``, so that ``W_H . R y = W_h . y`` for an image ``y``
-    constant on each 2x2 cell: the layer's output keeps its size (001 leaves
+    constant on each 2x2 cell: the layer's output keeps its size (Jacob (2024) leaves
     the factor out, which a retrained layer absorbs and a transferred one
     does not).
     """

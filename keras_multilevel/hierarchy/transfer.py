@@ -1,7 +1,7 @@
 """The transfer between two adjacent levels: three linear maps on parameters.
 
 Between a fine level and the next coarser one a multilevel method (MG/OPT,
-Gaedke-Merzhäuser et al. (2021), §3; FAS, Ponce et al. (2022), §3, §5.1-5.3)
+Gaedke-Merzhäuser et al., 2021, §3; FAS, Ponce et al., 2022, §3, §5.1-5.3)
 needs
 
 * ``restrict`` (``Pi``): a fine iterate -> a coarse iterate, with ``Pi P = I``;
@@ -81,7 +81,7 @@ class TransferMaps:
         return self._apply("restrict_gradient", fine)
 
     def prolong_iterate(self, coarse, fine):
-        """The fine iterate that continues from the coarse iterate ``coarse`` (004 Algorithm 1 line 5).
+        """The fine iterate that continues from the coarse iterate ``coarse`` (Haber et al., 2018, Algorithm 1 line 5).
 
         ``P coarse``, unless the fine level has variables of its own that the
         coarse one lacks (:class:`~keras_multilevel.hierarchy.pyramid.PyramidTransfer`),

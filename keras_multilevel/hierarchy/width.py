@@ -1,6 +1,6 @@
 """Coarsening in width: pairs of similar neurons (or channels) become one.
 
-Paper 002 §5 (fully connected layers) and §7 (convolutional layers). Layer
+Ponce et al. (2022, §5) (fully connected layers) and §7 (convolutional layers). Layer
 ``k`` maps ``y_k`` (width ``n_k``) to ``y_{k+1} = phi(W_k y_k + b_k)``. Each
 hidden width ``n_k`` is coarsened to ``n_k^c`` by heavy edge matching
 (Algorithm 1, :mod:`~keras_multilevel.hierarchy.matching`); the network's
@@ -383,7 +383,7 @@ def multiply_adds(layers):
 
 
 class WidthCoarsening(Coarsening):
-    """Builds coarser networks with about half the hidden neurons / channels (002 §5, §7).
+    """Builds coarser networks with about half the hidden neurons / channels (Ponce et al., 2022, §5, §7).
 
     Args:
         threshold: strength threshold ``theta`` in ``[-1, 1]`` of heavy edge
@@ -532,8 +532,8 @@ class WidthCoarsening(Coarsening):
         """Cost of one gradient of ``model`` per gradient of ``finest``.
 
         The ratio of their forward multiply-adds (Dense: ``in * out`` per
-        position; Conv: kernel size times output positions). Paper 002 §8
-        counts 1/4 per level, the rule of thumb for halving every width; the
+        position; Conv: kernel size times output positions). Ponce et al. (2022, §8)
+        count 1/4 per level, the rule of thumb for halving every width; the
         first and last layers keep one side (input, output) fine, so this
         real ratio is larger, markedly for narrow networks.
         """

@@ -1,6 +1,6 @@
 """Coarsenable residual stacks: a ResNet as forward Euler of an ODE.
 
-Gaedke-Merzhäuser et al. (2021), eqs 3-8 (paper 000): a stack of
+Gaedke-Merzhäuser et al. (2021, eqs 3-8): a stack of
 ``K`` residual blocks
 
     y_{k+1} = y_k + h * sigma(W_k y_k + b_k),    h = T / K,    k = 0 .. K-1,
@@ -59,11 +59,11 @@ class ResidualStack(keras.layers.Layer):
     Args:
         blocks: number of residual blocks ``K`` (a positive integer).
         final_time: the final time ``T``; the time step is ``h = T / K``.
-        activation: the activation ``sigma`` (paper 000 uses ReLU).
+        activation: the activation ``sigma`` (Gaedke-Merzhäuser et al. (2021) use ReLU).
         kernel_initializer: initializer of one block's kernel. Variance-scaling
             initializers (Glorot, He, LeCun) use the fans of a single block, not
             of the stacked array.
-        bias_initializer: initializer of the biases (paper 000: zeros).
+        bias_initializer: initializer of the biases (Gaedke-Merzhäuser et al., 2021: zeros).
         kernel_regularizer, bias_regularizer: optional Keras regularizers of
             the stacked weights.
     """
@@ -100,7 +100,7 @@ class ResidualStack(keras.layers.Layer):
 
     @property
     def step_size(self):
-        """The time step ``h = T / K`` of the forward Euler scheme (000 eq 5)."""
+        """The time step ``h = T / K`` of the forward Euler scheme (Gaedke-Merzhäuser et al., 2021, eq 5)."""
         return self.final_time / self.blocks
 
     def _kernel_shape(self, input_shape):
@@ -181,7 +181,7 @@ class ResidualStack(keras.layers.Layer):
 
 
 def _euler(linear, activation, unroll, inputs, kernel, bias, step_size):
-    """``K`` forward Euler steps ``y <- y + h sigma(W_k y + b_k)``, ``unroll`` per loop iteration (000 eq 5)."""
+    """``K`` forward Euler steps ``y <- y + h sigma(W_k y + b_k)``, ``unroll`` per loop iteration (Gaedke-Merzhäuser et al., 2021, eq 5)."""
     kernels = tf.reshape(kernel, (-1, unroll, *kernel.shape[1:]))
     biases = tf.reshape(bias, (-1, unroll, *bias.shape[1:]))
 
@@ -214,7 +214,7 @@ def _traced_euler(linear, activation, unroll, dtype, input_shape, kernel_shape):
 
 @keras.saving.register_keras_serializable(package="keras_multilevel")
 class DenseResidualStack(ResidualStack):
-    """Residual stack with fully connected blocks, ``W_k`` a ``v x v`` matrix (000 eq 4).
+    """Residual stack with fully connected blocks, ``W_k`` a ``v x v`` matrix (Gaedke-Merzhäuser et al., 2021, eq 4).
 
     Input shape ``(..., v)``; output shape the same.
 

@@ -1,10 +1,10 @@
-"""Coarse-to-fine training: paper 004 Algorithm 1 ("multigrid prolongation"), one batch at a time.
+"""Coarse-to-fine training: Haber et al. (2018, Algorithm 1) ("multigrid prolongation"), one batch at a time.
 
-Haber et al. (2018), §3.2, Algorithm 1: train the
-coarsest network first, prolong its weights to the next finer level (004
-§3.2 for stencils, 001 §4.3 for feature-map weights), train there from that
+Haber et al. (2018, §3.2, Algorithm 1): train the
+coarsest network first, prolong its weights to the next finer level (Haber et al. (2018,
+§3.2) for stencils, Jacob (2024, §4.3) for feature-map weights), train there from that
 starting point, and so on up to the finest network, which then trains alone.
-With a depth hierarchy this is 004 §3.3's shallow-to-deep training.
+With a depth hierarchy this is Haber et al.'s (2018, §3.3) shallow-to-deep training.
 
 A *schedule* ``[n_{L-1}, ..., n_1]`` gives the number of batches spent on
 each coarse level, coarsest first; every later batch trains the finest

@@ -5,9 +5,9 @@ first) and works for any coarsening, since it only touches a level's model
 and the :class:`~keras_multilevel.hierarchy.Transfer` to the next coarser
 one. How a coarse level is coupled to its parent and what guards a step or a
 correction are the scheme's hooks: :class:`~keras_multilevel.optimizers.mgopt.CoarseCorrection`
-for MG/OPT (Gaedke-Merzhäuser et al. (2021), Algorithm 1) and FAS (Ponce et
-al. (2022), Algorithm 2, §6), :class:`~keras_multilevel.optimizers.mlsgd.MLSGD`
-for MLSGD (Jacob (2024), Algorithms 4-5); :func:`scheme_hooks` picks them
+for MG/OPT (Gaedke-Merzhäuser et al., 2021, Algorithm 1) and FAS (Ponce et
+al., 2022, Algorithm 2, §6), :class:`~keras_multilevel.optimizers.mlsgd.MLSGD`
+for MLSGD (Jacob, 2024, Algorithms 4-5); :func:`scheme_hooks` picks them
 from the scheme's constants. RMTR (Kopaničáková and Krause (2023)) walks the
 same levels with its own trust-region hooks
 (:meth:`~keras_multilevel.optimizers.trust_region.RecursiveTrustRegion.cycle`).
@@ -22,18 +22,18 @@ On level ``i`` above the coarsest a cycle
    the scheme gives (:meth:`~keras_multilevel.optimizers.mgopt.CoarseCorrection.direction`);
    a scheme with a step guard may undo a step and end the level's phase,
 2. restricts the weights ``x_c = Pi x`` (and, with momentum transfer, the
-   momentum ``m_c = Pi m``, Ponce et al. (2022), eq 36),
+   momentum ``m_c = Pi m``, Ponce et al., 2022, eq 36),
 3. lets the scheme form the coarse problem
    (:meth:`~keras_multilevel.optimizers.mgopt.CoarseCorrection.coarse_problem`):
    ``tau = mean_j (grad g_c,j(Pi x) - R grad g_i,j(x))`` over the ``m``
-   minibatches ``j`` (Ponce et al. (2022), eq 35; Gaedke-Merzhäuser et al.
-   (2021), eq 9's coupling term is ``-tau``), after the scheme's recursion
+   minibatches ``j`` (Ponce et al., 2022, eq 35; Gaedke-Merzhäuser et al.'s
+   (2021, eq 9) coupling term is ``-tau``), after the scheme's recursion
    test (:meth:`~keras_multilevel.optimizers.mgopt.CoarseCorrection.descends`)
    allowed the descent,
 4. recurses on the coarse level, which smooths on the same minibatches
-   (Ponce et al. (2022), §6.1.1; which minibatch each step takes is the
+   (Ponce et al., 2022, §6.1.1; which minibatch each step takes is the
    scheme's :func:`~keras_multilevel.optimizers.scheme.minibatch_layout`),
-5. corrects ``x += alpha_p P (x_c - Pi x)`` (Ponce et al. (2022), eq 4) and
+5. corrects ``x += alpha_p P (x_c - Pi x)`` (Ponce et al., 2022, eq 4) and
    ``m += alpha_m P (m_c - Pi m)`` (eq 36) if the scheme accepts the
    correction (:meth:`~keras_multilevel.optimizers.mgopt.CoarseCorrection.accept`),
 6. takes ``mu_2`` steps.
@@ -61,7 +61,7 @@ from keras_multilevel.optimizers.traces import level_functions
 def split_batch(data, parts):
     """Splits a batch ``(x, y, sample_weight)`` into ``parts`` minibatches (rows ``j::parts``).
 
-    The minibatches of one cycle (Ponce et al. (2022), §6.1.1) drawn from one
+    The minibatches of one cycle (Ponce et al., 2022, §6.1.1) drawn from one
     Keras batch; sizes differ by at most one when ``parts`` does not divide
     the batch. A batch with fewer rows than ``parts`` (the short last batch of
     an epoch) gives one-row minibatches that go round its rows: minibatch
@@ -157,7 +157,7 @@ class LevelEvaluations:
         hierarchy: the :class:`~keras_multilevel.hierarchy.Hierarchy`.
         minibatches: the cycle's minibatches ``(x, y, sample_weight)``.
         full_batch: ``None``, or the held data set of a full-gradient
-            correction (Jacob (2024), §3.3.2), minibatch index
+            correction (Jacob, 2024, §3.3.2), minibatch index
             ``len(minibatches)``; a gradient on it costs its rows per row of
             the first minibatch in work units.
     """
@@ -193,9 +193,9 @@ CycleReport = collections.namedtuple(
 )
 CycleReport.__doc__ = """What :func:`v_cycle` returns: the finest model's ``loss`` and ``y_pred`` on its first
 minibatch at the start of the cycle (as a plain Keras train step reports them), the
-``work_units`` the cycle spent (fine gradient evaluations, Gaedke-Merzhäuser et al.
-(2021), eq 10), how many descents the recursion test stopped and how many coarse
-phases the angle condition ended (Jacob (2024), eqs 3.3-3.5), and how many
+``work_units`` the cycle spent (fine gradient evaluations, Gaedke-Merzhäuser et al.,
+2021, eq 10), how many descents the recursion test stopped and how many coarse
+phases the angle condition ended (Jacob, 2024, eqs 3.3-3.5), and how many
 prolongated corrections the scheme discarded (float64 scalars; RMTR's ratio test,
 which shortens or rejects its recursive steps by design, counts none)."""
 
@@ -228,8 +228,8 @@ def v_cycle(hierarchy, steps, scheme, minibatches, layout, full_batch=None, trus
     Args:
         hierarchy: a :class:`~keras_multilevel.hierarchy.Hierarchy` whose
             levels carry their ``smoother`` (a built Keras optimizer, the level
-            optimizer of Gaedke-Merzhäuser et al. (2021), Algorithm 2; SGD in
-            Ponce et al. (2022), §6), ``inner_product`` (coupling terms are
+            optimizer of Gaedke-Merzhäuser et al., 2021, Algorithm 2; SGD in
+            Ponce et al., 2022, §6), ``inner_product`` (coupling terms are
             Euclidean, each step uses the level's gradient in it) and
             ``regularization`` (the Tikhonov weights of its variables, see
             :func:`~keras_multilevel.optimizers.objective.level_gradient`).
@@ -240,7 +240,7 @@ def v_cycle(hierarchy, steps, scheme, minibatches, layout, full_batch=None, trus
         layout: the :class:`~keras_multilevel.optimizers.scheme.MinibatchLayout`
             saying which minibatches each level smooths on and forms tau on.
         full_batch: the held data set ``(x, y, sample_weight)`` of a
-            full-gradient correction (``scheme.full_gradient``, Jacob (2024),
+            full-gradient correction (``scheme.full_gradient``, Jacob, 2024,
             §3.3.2), minibatch index ``layout.count``.
         trust_region: ``None``, or the
             :class:`~keras_multilevel.optimizers.trust_region.RecursiveTrustRegion`

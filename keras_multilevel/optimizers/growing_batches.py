@@ -1,12 +1,12 @@
-"""Hybrid stochastic-deterministic RMTR: minibatches that grow up to the full set (003).
+"""Hybrid stochastic-deterministic RMTR: minibatches that grow up to the full set (Kopaničáková and Krause, 2023).
 
-003 (whose full text was not reachable here; the abstract says its RMTR
+Kopaničáková and Krause (2023) (whose full text was not reachable here; the abstract says its RMTR
 "operates in hybrid (stochastic-deterministic) settings by adaptively
 adjusting mini-batch sizes during the training") starts on small minibatches
 and enlarges them when the sampled objective stops being a trustworthy model
 of the full one. Inside one ``model.fit`` the batch size is fixed by the
 dataset, so this is a loop around ``fit``, one epoch per call, with this
-rule (ours, stated here because 003's exact rule could not be read):
+rule (ours, stated here because Kopaničáková and Krause's (2023) exact rule could not be read):
 
 * after each epoch, if the finest level's trust-region radius has fallen
   below ``min_radius`` (the ratio tests on the sampled objective kept

@@ -1,10 +1,10 @@
 """Level inner products: a residual stack's weights as functions of time.
 
-Jacob (2024), §3.2 (paper 001) puts level
+Jacob (2024, §3.2) puts level
 ``l``'s parameters in the Hilbert space ``V_l = (R^{n_l}, <.,.>_l)`` with
 ``<u, v>_l = h_l <u, v>`` and trains with the gradient in that inner product,
 the vector ``grad_l F`` with ``<grad_l F, u>_l = F'(w) u``, that is
-``grad_l F = grad F / h_l``. For a residual stack (000 eqs 3-8) the ``K``
+``grad_l F = grad F / h_l``. For a residual stack (Gaedke-Merzhäuser et al., 2021, eqs 3-8) the ``K``
 blocks are samples ``theta_k = theta(t_k)`` of one function of time on
 ``[0, T]`` with step ``h = T / K``, and ``h sum_k <u_k, v_k>`` is the
 ``L^2(0, T)`` inner product of the piecewise-constant functions. In it:
@@ -19,15 +19,15 @@ blocks are samples ``theta_k = theta(t_k)`` of one function of time on
 Here the inner product is diagonal per trainable variable: weight ``h = T/K``
 on a :class:`~keras_multilevel.layers.ResidualStack`'s kernel and bias, ``1``
 on every other parameter (the opening map, the head, widths, stencils), which
-is what 001 §3.2's ``h_l`` becomes when only the stacks change with the level.
-``inner_product="euclidean"`` is paper 000 taken literally: weight ``1``
-everywhere and Tikhonov ``beta 2^i`` on level ``i`` (000 §4).
+is what Jacob's (2024, §3.2) ``h_l`` becomes when only the stacks change with the level.
+``inner_product="euclidean"`` is Gaedke-Merzhäuser et al. (2021) taken literally: weight ``1``
+everywhere and Tikhonov ``beta 2^i`` on level ``i`` (Gaedke-Merzhäuser et al., 2021, §4).
 
 Gradient transfers are not affected: the cycle forms its coupling terms with
 Euclidean gradients and ``R = P^T`` (the exact chain rule), and maps a
 gradient to the level inner product only when a level optimizer takes a step
-with it. Since ``h_c^{-1} P^T h_f = P^*`` (001 §3.2.1: ``P^* = (h_l /
-h_{l-1}) P^T``), first-order coherence (000 eq 9) then holds in the level
+with it. Since ``h_c^{-1} P^T h_f = P^*`` (Jacob, 2024, §3.2.1: ``P^* = (h_l /
+h_{l-1}) P^T``), first-order coherence (Gaedke-Merzhäuser et al., 2021, eq 9) then holds in the level
 inner products as well.
 """
 
@@ -43,8 +43,8 @@ def check_inner_product(inner_product):
     """Returns ``inner_product`` if it is one of :data:`INNER_PRODUCTS`, else raises ``ValueError``."""
     if inner_product not in INNER_PRODUCTS:
         raise ValueError(
-            f"`inner_product` must be 'l2' (residual-stack weights as functions of time, 001 §3.2) "
-            f"or 'euclidean' (paper 000 literally), got {inner_product!r}."
+            f"`inner_product` must be 'l2' (residual-stack weights as functions of time, Jacob, 2024, §3.2) "
+            f"or 'euclidean' (Gaedke-Merzhäuser et al. (2021) literally), got {inner_product!r}."
         )
     return inner_product
 
@@ -71,7 +71,7 @@ def inner_product_weights(model, inner_product="l2"):
 
 
 def riesz(gradients, weights):
-    """The gradient in the level inner product: ``grad_l F = grad F / w`` per variable (001 §3.2)."""
+    """The gradient in the level inner product: ``grad_l F = grad F / w`` per variable (Jacob, 2024, §3.2)."""
     return [g if w == 1.0 else g * (1.0 / w) for g, w in zip(gradients, weights)]
 
 
@@ -81,7 +81,7 @@ def tikhonov_weights(beta, weights, level_index, inner_product="l2"):
     ``"l2"``: ``beta w_j``, so that ``sum_j beta_j ||theta_j||^2`` is
     ``beta`` times the squared level norm (the time integral on a stack, the
     same functional on every level). ``"euclidean"``: ``beta 2^i`` on every
-    variable (000 §4: ``beta 2^(L-l)``).
+    variable (Gaedke-Merzhäuser et al., 2021, §4: ``beta 2^(L-l)``).
     """
     if inner_product == "euclidean":
         return [beta * 2.0**level_index for _ in weights]
@@ -93,7 +93,7 @@ def _sum(tensors):
 
 
 def level_norm(values, weights):
-    """``||v||_l = sqrt(sum_j w_j ||v_j||^2)`` (Jacob (2024), §3.2: ``||.||_l = sqrt(h_l) ||.||``), in float64."""
+    """``||v||_l = sqrt(sum_j w_j ||v_j||^2)`` (Jacob, 2024, §3.2: ``||.||_l = sqrt(h_l) ||.||``), in float64."""
     return tf.sqrt(_sum([w * tf.reduce_sum(tf.square(v)) for v, w in zip(values, weights)]))
 
 

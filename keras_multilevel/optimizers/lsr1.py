@@ -1,6 +1,6 @@
-"""Limited-memory SR1 curvature and its trust-region subproblem, solved exactly (003's level model).
+"""Limited-memory SR1 curvature and its trust-region subproblem, solved exactly (Kopaničáková and Krause's (2023) level model).
 
-Kopaničáková and Krause (2023) (paper 003; written from its abstract)
+Kopaničáková and Krause (2023) (written from its abstract)
 gives every level of its recursive trust-region method a
 quadratic model whose Hessian is a limited-memory symmetric rank-one (L-SR1)
 matrix. Its full text was not available here; this module follows the

@@ -1,7 +1,7 @@
 """MG/OPT and FAS: the tau-corrected coarse problem, as hooks of the V-cycle.
 
-MG/OPT (Nash 2000; Gaedke-Merzhäuser et al. (2021), Algorithm 1) and the
-full approximation scheme of Ponce et al. (2022), Algorithm 2, differ only
+MG/OPT (Nash 2000; Gaedke-Merzhäuser et al., 2021, Algorithm 1) and the
+full approximation scheme of Ponce et al. (2022, Algorithm 2), differ only
 in the scheme's constants (:class:`~keras_multilevel.optimizers.scheme.CycleScheme`:
 how many minibatches tau averages, whether each restriction draws fresh
 ones, whether momentum travels with the weights), so one class of hooks
@@ -10,7 +10,7 @@ serves both: :class:`CoarseCorrection`. The coarse level minimizes
     H_c(x_c) = L_c(x_c) + sum_j beta_j ||x_c,j||^2 - gamma <tau, x_c>,
     tau = mean_j grad (L_c + beta ||.||^2)(Pi x; xi_j) - R mean_j grad H(x; xi_j)
 
-(Ponce et al. (2022), eqs 3 and 35; Gaedke-Merzhäuser et al. (2021), eq 9
+(Ponce et al., 2022, eqs 3 and 35; Gaedke-Merzhäuser et al. (2021, eq 9)
 with ``delta g = -tau``), whose gradient at ``Pi x`` is ``R grad H(x)`` when
 ``gamma = 1``: first-order coherence. Its correction
 ``alpha_p P (x_c - Pi x)`` is accepted when the safeguard allows it
@@ -71,7 +71,7 @@ class CoarseCorrection:
         return not scheme.trust_region
 
     def objective_gradient(self, index, batch, coupling):
-        """``grad H_l`` on one minibatch: loss, Tikhonov and coupling terms (Gaedke-Merzhäuser et al. (2021), eq 9)."""
+        """``grad H_l`` on one minibatch: loss, Tikhonov and coupling terms (Gaedke-Merzhäuser et al., 2021, eq 9)."""
         gradients = self.levels.gradient(index, batch)
         return gradients if coupling is None else add_coupling(gradients, coupling.shift)
 
@@ -125,7 +125,7 @@ class CoarseCorrection:
     def coarse_problem(self, index, restricted):
         """The coupling of level ``index + 1``, whose weights now are ``Pi x``: ``(work, shift, anchor)``.
 
-        ``shift`` is ``-gamma tau`` (Ponce et al. (2022), eqs 3 and 35;
+        ``shift`` is ``-gamma tau`` (Ponce et al., 2022, eqs 3 and 35;
         ``None`` for ``gamma = 0``) and ``anchor`` the coarse objective's
         gradient at ``Pi x`` on the first tau minibatch (its first step takes it).
         """

@@ -1,7 +1,7 @@
-"""MLSGD (001 §3.2-3.3, Algorithms 4-5): its safeguards and variants as small pure functions, and
+"""MLSGD (Jacob, 2024, §3.2-3.3, Algorithms 4-5): its safeguards and variants as small pure functions, and
 :class:`MLSGD`, the hooks that run them in the V-cycle.
 
-Jacob (2024) (paper 001) runs the V-cycle of
+Jacob (2024) runs the V-cycle of
 :mod:`~keras_multilevel.optimizers.cycle` with three safeguards on the coarse
 levels and compares gradient corrections with and without variance
 reduction; the constants are the scheme's
@@ -22,11 +22,11 @@ from keras_multilevel.optimizers.objective import add_coupling
 
 
 def descends(gradient, restricted_gradient, weights, coarse_weights, ratio, tolerance):
-    """The recursion test of 001 eqs 3.4-3.5: whether the cycle goes down to the coarser level.
+    """The recursion test of Jacob (2024, eqs 3.4-3.5): whether the cycle goes down to the coarser level.
 
     ``gradient`` is ``grad H_l`` at the level's iterate and
     ``restricted_gradient`` its restriction ``R grad H_l = P^T grad H_l``.
-    Since ``P* = (h_l / h_{l-1}) P^T`` (001 §3.2.1), ``P* grad_l H_l`` is the
+    Since ``P* = (h_l / h_{l-1}) P^T`` (Jacob, 2024, §3.2.1), ``P* grad_l H_l`` is the
     coarse level's Riesz map of ``R grad H_l``, so
     ``||P* grad_l H_l||_{l-1} = ||R grad H_l||_*`` in the coarse weights. Returns
     ``||P* grad_l H_l||_{l-1} >= eta ||grad_l H_l||_l`` and ``>= epsilon``, a
@@ -38,7 +38,7 @@ def descends(gradient, restricted_gradient, weights, coarse_weights, ratio, tole
 
 
 def angle_holds(gradient, step, weights, threshold):
-    """The angle condition of 001 eq 3.3: ``-<grad H, s> >= mu ||grad H|| ||s||``, a boolean tensor.
+    """The angle condition of Jacob (2024, eq 3.3): ``-<grad H, s> >= mu ||grad H|| ||s||``, a boolean tensor.
 
     ``gradient`` is the Euclidean gradient of the level above at the point
     the coarse level started from and ``step`` the prolongated coarse
@@ -51,35 +51,35 @@ def angle_holds(gradient, step, weights, threshold):
 
 
 def step_regularization_gradient(variables, start, weights, strength):
-    """Euclidean gradient of ``lambda/2 ||x - x_0||_l^2`` (001 eq 3.2, ``x_0 = Pi x``): ``lambda w_j (x_j - x_0j)``.
+    """Euclidean gradient of ``lambda/2 ||x - x_0||_l^2`` (Jacob, 2024, eq 3.2, ``x_0 = Pi x``): ``lambda w_j (x_j - x_0j)``.
 
     In the level inner product it is ``lambda (x - x_0)``, the ``lambda (w* - w)``
-    of 001 §3.2.3, which pulls a coarse step back toward its start: the larger
+    of Jacob (2024, §3.2.3), which pulls a coarse step back toward its start: the larger
     ``lambda``, the shorter the step.
     """
     return [(strength * w) * (v - s) for v, s, w in zip(variables, start, weights)]
 
 
 def step_regularization_value(variables, start, weights, strength):
-    """``lambda/2 ||x - x_0||_l^2`` itself (001 eq 3.2)."""
+    """``lambda/2 ||x - x_0||_l^2`` itself (Jacob, 2024, eq 3.2)."""
     return 0.5 * strength * tf.square(level_norm([v - s for v, s in zip(variables, start)], weights))
 
 
 def variance_reduced(gradient, snapshot_gradient, anchor):
-    """The SVRG direction of 001 §3.3.3 (Johnson & Zhang 2013): ``g(x, xi) - g(x_0, xi) + mu``.
+    """The SVRG direction of Jacob (2024, §3.3.3) (Johnson & Zhang 2013): ``g(x, xi) - g(x_0, xi) + mu``.
 
     ``gradient`` and ``snapshot_gradient`` are the level objective's gradients
     on the same minibatch ``xi`` at the iterate and at the snapshot ``x_0``
     (the level's start point ``Pi x``); ``anchor`` ``mu`` is the level
     objective's gradient at ``x_0`` as the correction formed it (with the
-    deterministic correction the full one, ``R grad F(x)``, 001 §3.3.3; with the
+    deterministic correction the full one, ``R grad F(x)``, Jacob, 2024, §3.3.3; with the
     stochastic one its estimate on the tau minibatches, §3.3.5).
     """
     return [g - s + a for g, s, a in zip(gradient, snapshot_gradient, anchor)]
 
 
 class MLSGD(CoarseCorrection):
-    """The hooks of MLSGD's V-cycle (Jacob (2024), Algorithms 4-5): MG/OPT's, plus its safeguards and variants.
+    """The hooks of MLSGD's V-cycle (Jacob, 2024, Algorithms 4-5): MG/OPT's, plus its safeguards and variants.
 
     Each is switched on by a constant of the scheme
     (:class:`~keras_multilevel.optimizers.scheme.CycleScheme`):

@@ -1,6 +1,6 @@
 """``MultilevelOptimizer``: V-cycles behind ``model.compile`` / ``model.fit``.
 
-Paper 000 Algorithm 3 (one V-cycle of Algorithm 1 per mini-batch) with any
+Gaedke-Merzhäuser et al. (2021, Algorithm 3) (one V-cycle of Algorithm 1 per mini-batch) with any
 Keras optimizer as the level optimizer ("smoother", Algorithm 2 when it is
 plain SGD). ``model.fit`` runs one whole V-cycle per batch inside Keras'
 compiled train function: see :mod:`keras_multilevel._keras_hooks` for how the
@@ -34,9 +34,9 @@ StepReport.__doc__ = """What :meth:`MultilevelOptimizer.step` did on one batch.
 minibatch in ``data`` (``(x, y, sample_weight)``, the cycle's first fine
 minibatch), before the cycle moved the weights (the loss is NaN if the
 cycle left any fine weight non-finite); ``work_units``: the step's
-cost in fine gradient evaluations (000 eq 10);
+cost in fine gradient evaluations (Gaedke-Merzhäuser et al., 2021, eq 10);
 ``stops``: MLSGD's early stops in this step by kind (``"recursion"``,
-``"angle"``; 001 eqs 3.3-3.5), empty for the other schemes;
+``"angle"``; Jacob, 2024, eqs 3.3-3.5), empty for the other schemes;
 ``discarded_corrections``: how many coarse corrections the cycle's safeguard
 discarded (0 for one level, a coarse-to-fine schedule and RMTR).
 """
@@ -47,7 +47,7 @@ _building = threading.local()
 
 
 def _learning_rate_divisors(divisor, levels):
-    """Per-level learning-rate divisors from ``eta`` (``eta^i``) or an explicit list (002 §6.1.4).
+    """Per-level learning-rate divisors from ``eta`` (``eta^i``) or an explicit list (Ponce et al., 2022, §6.1.4).
 
     Every divisor must be finite and > 0: an infinite one would set a level's
     learning rate to 0 and a NaN one would make its loss NaN.
@@ -73,7 +73,7 @@ def _learning_rate_divisors(divisor, levels):
 
 @keras.saving.register_keras_serializable(package="keras_multilevel")
 class DividedSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """A coarse level's learning-rate schedule: the smoother's, divided by the level's divisor (002 §6.1.4).
+    """A coarse level's learning-rate schedule: the smoother's, divided by the level's divisor (Ponce et al., 2022, §6.1.4).
 
     Each level optimizer evaluates it at its own step count.
     """
@@ -186,7 +186,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
     steps, prolongated corrections ``P`` and smoothing on the way up.
     Metrics, validation, callbacks and ``History`` work as usual;
     ``History.history["work_units"]`` records the cumulative cost in fine
-    gradient evaluations (000 eq 10, 002 §8) at the end of each epoch, and
+    gradient evaluations (Gaedke-Merzhäuser et al., 2021, eq 10; Ponce et al., 2022, §8) at the end of each epoch, and
     ``History.history["discarded_corrections"]`` (V-cycles other than RMTR's)
     the cumulative count of coarse corrections the safeguard discarded (see
     ``correction_test`` and ``correction_bound``): a run whose every
@@ -201,21 +201,21 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
 
     Three schemes, three coarsenings, and a coarse-to-fine schedule:
 
-    * ``scheme="mgopt"`` with ``coarsening="depth"``: paper 000 (MG/OPT over
+    * ``scheme="mgopt"`` with ``coarsening="depth"``: Gaedke-Merzhäuser et al. (2021) (MG/OPT over
       residual networks with half the blocks per level); ``tau_scale=0`` is
-      001's MLSGD without gradient correction.
-    * ``scheme="fas"`` with ``coarsening="width"``: paper 002 (FAS over
+      Jacob's (2024) MLSGD without gradient correction.
+    * ``scheme="fas"`` with ``coarsening="width"``: Ponce et al. (2022) (FAS over
       networks with about half the neurons or channels per level, matched by
       Heavy Edge Matching and re-matched every ``rematch_every`` cycles; pass
       ``kml.hierarchy.WidthCoarsening(...)`` to set its threshold, scaling
       and re-matching rate).
-    * ``scheme="mlsgd"``: paper 001 Algorithm 4 (MLSGD) with its safeguards:
+    * ``scheme="mlsgd"``: Jacob (2024, Algorithm 4) (MLSGD) with its safeguards:
       the recursion test, the angle condition with early termination, the
       step-size regularization and, with a correction, SVRG steps on the
       coarse levels. ``History.history`` adds ``mlsgd_recursion_stops`` and
       ``mlsgd_angle_stops``, the cumulative counts of descents the recursion
       test stopped and of coarse phases the angle condition ended.
-    * ``coarsening="resolution"``: paper 004 §3 (the same convolutional
+    * ``coarsening="resolution"``: Haber et al. (2018, §3) (the same convolutional
       network on images of half the resolution; the coarse level trains on
       the 2x2-averaged batch), with either scheme.
     * ``coarsening="pyramid"``: a pyramid U-Net (``kml.models.unet(...,
@@ -223,11 +223,11 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
       (its stencils keep their physical scale); with a ``schedule`` the
       network grows a grid at each phase, starting exactly as the coarser
       prediction prolongated (:mod:`~keras_multilevel.hierarchy.pyramid`).
-    * ``scheme="rmtr"``: paper 003 (the recursive multilevel trust region
+    * ``scheme="rmtr"``: Kopaničáková and Krause (2023) (the recursive multilevel trust region
       RMTR with L-SR1 models on every level; no smoother, no learning rate:
       see :mod:`~keras_multilevel.optimizers.trust_region`), with any
       coarsening; ``levels=1`` is a single-level L-SR1 trust-region method.
-    * ``schedule=[n_{L-1}, ..., n_1]``: no V-cycles but 004 Algorithm 1:
+    * ``schedule=[n_{L-1}, ..., n_1]``: no V-cycles but Haber et al. (2018, Algorithm 1):
       ``n_{L-1}`` batches train the coarsest level, its weights are
       prolongated to the next level, which trains ``n_{L-2}`` batches, and
       so on; every later batch trains the finest level alone. While a coarse
@@ -239,53 +239,53 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             ``smoother`` (with work units counted).
         smoother: the level optimizer, any Keras optimizer (or its name); each
             level gets its own copy and state. Default ``"sgd"``; none with
-            ``scheme="rmtr"``. Paper 000 uses ``SGD(0.1)``,
-            002 ``SGD(0.01, momentum=0.9)``. Its learning rate may be a
+            ``scheme="rmtr"``. Gaedke-Merzhäuser et al. (2021) use ``SGD(0.1)``,
+            Ponce et al. (2022) ``SGD(0.01, momentum=0.9)``. Its learning rate may be a
             ``LearningRateSchedule``: level ``i`` then follows it divided by
             its ``learning_rate_divisor``, at its own step count.
-        steps: level-optimizer steps per level, finest first, in 000's
+        steps: level-optimizer steps per level, finest first, in Gaedke-Merzhäuser et al.'s (2021)
             notation (``"[(1),1,1,2,2,{2}]"``, ``"[4,{4}]"``) or as a list;
-            ``None`` is the set-up of 000 §4.1. See :class:`CycleSteps`.
+            ``None`` is the set-up of Gaedke-Merzhäuser et al. (2021, §4.1). See :class:`CycleSteps`.
         scheme: ``"mgopt"``, ``"fas"``, ``"mlsgd"`` or ``"rmtr"``: the defaults
             of the constants below (see :class:`~keras_multilevel.optimizers.scheme.CycleScheme`):
             a constant left out takes the scheme's value (``None``, or
             ``"preset"`` for ``momentum_scale`` and ``angle_threshold``, where
             ``None`` switches the momentum transfer or the angle test off).
-        coarsening: ``"depth"`` (000 §2.2.1), ``"width"`` (002 §5),
-            ``"resolution"`` (004 §3), ``"pyramid"``, or a coarsening object
+        coarsening: ``"depth"`` (Gaedke-Merzhäuser et al., 2021, §2.2.1), ``"width"`` (Ponce et al., 2022, §5),
+            ``"resolution"`` (Haber et al., 2018, §3), ``"pyramid"``, or a coarsening object
             such as ``kml.hierarchy.WidthCoarsening(threshold=0.5)``.
-        interpolation: depth coarsening only: ``"constant"`` (000) or
-            ``"linear"`` (001 §4.2) prolongation in time.
+        interpolation: depth coarsening only: ``"constant"`` (Gaedke-Merzhäuser et al., 2021) or
+            ``"linear"`` (Jacob, 2024, §4.2) prolongation in time.
         regularization: Tikhonov weight ``beta``; applied through the
             gradient (like Keras' weight decay it is not in the reported loss).
             With ``inner_product="l2"`` the term is ``beta`` times the squared
             level norm (on a residual stack the time integral
             ``beta int ||theta(t)||^2 dt``, the same on every level); with
             ``"euclidean"`` it is ``beta ||theta||^2`` scaled by ``2^i`` on
-            level ``i`` (000 §4).
+            level ``i`` (Gaedke-Merzhäuser et al., 2021, §4).
         inner_product: ``"l2"`` (default): residual-stack weights are
             functions of time and every level steps with its gradient in
-            ``L^2(0, T)`` (001 §3.2), so training behaves the same for any
+            ``L^2(0, T)`` (Jacob, 2024, §3.2), so training behaves the same for any
             number of blocks and the learning rate means the same on every
-            level; ``"euclidean"``: paper 000 literally (plain gradients, whose
+            level; ``"euclidean"``: Gaedke-Merzhäuser et al. (2021) literally (plain gradients, whose
             stack part shrinks like ``T / K``). See
             :mod:`~keras_multilevel.optimizers.inner_product`.
         tau_scale: ``gamma`` in ``[0, 1]``, the weight of the tau-correction
-            (002 §6.1.4; ``1`` is first-order coherent, ``0`` MLSGD).
-            Default 1 (0 for ``"mlsgd"``); 002 §8.3 uses 0.125 for stability.
+            (Ponce et al., 2022, §6.1.4; ``1`` is first-order coherent, ``0`` MLSGD).
+            Default 1 (0 for ``"mlsgd"``); Ponce et al. (2022, §8.3) use 0.125 for stability.
         tau_batches: ``m``, the minibatches over which tau is averaged and
-            on which the next coarser level trains (002 eq 35). Default 1 for
+            on which the next coarser level trains (Ponce et al., 2022, eq 35). Default 1 for
             ``"mgopt"``, 2 for ``"fas"``.
         fresh_batches: each fine smoothing step and each restriction takes
-            minibatches of its own (002 §6.1.1; default for ``"fas"``), or the
+            minibatches of its own (Ponce et al., 2022, §6.1.1; default for ``"fas"``), or the
             whole cycle works on the same ``m`` (``"mgopt"``). A cycle's
             minibatches are one Keras batch split in ``minibatches`` parts:
             use ``batch_size = minibatches x`` the paper's minibatch size.
-        correction_scale: ``alpha_p`` in ``(0, 1]`` (002 §6.1.4). Default 1.
+        correction_scale: ``alpha_p`` in ``(0, 1]`` (Ponce et al., 2022, §6.1.4). Default 1.
         momentum_scale: ``alpha_m`` in ``[0, 1]``: restrict the smoother's
-            momentum with the weights and correct it on the way up (002 eq 36).
+            momentum with the weights and correct it on the way up (Ponce et al., 2022, eq 36).
             Default 1 for ``"fas"``; ``None`` (``"mgopt"``, ``"mlsgd"``) keeps
-            each level's optimizer state separate. 002 §8.3 uses 0.2.
+            each level's optimizer state separate. Ponce et al. (2022, §8.3) use 0.2.
         correction_test: accept a coarse level's prolongated correction only
             if it does not raise the finer level's objective on the cycle's
             minibatch (MG/OPT's acceptance test; two loss evaluations per level
@@ -301,31 +301,31 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         gradient_correction: ``"none"`` (``tau_scale=0``), ``"stochastic"``
             (tau on the cycle's minibatches; ``"mgopt"``, ``"fas"``) or
             ``"deterministic"`` (tau with the full gradient over the data set
-            given to :meth:`use_full_batch`, 001 §3.3.2; each gradient on it
+            given to :meth:`use_full_batch`, Jacob, 2024, §3.3.2; each gradient on it
             costs its rows per minibatch row in work units). Default
             ``"none"`` for ``"mlsgd"``.
         step_regularization: ``lambda >= 0``: coarse objectives get
-            ``lambda/2 ||x_c - Pi x||_c^2`` (001 eq 3.2). Default 0;
-            001 §4.1.2 uses 5 with a gradient correction.
-        recursion_ratio, recursion_tolerance: ``eta, epsilon >= 0`` of 001
-            eqs 3.4-3.5: descend only if ``||P* grad H||_c >= eta ||grad H||``
+            ``lambda/2 ||x_c - Pi x||_c^2`` (Jacob, 2024, eq 3.2). Default 0;
+            Jacob (2024, §4.1.2) uses 5 with a gradient correction.
+        recursion_ratio, recursion_tolerance: ``eta, epsilon >= 0`` of Jacob (2024,
+            eqs 3.4-3.5): descend only if ``||P* grad H||_c >= eta ||grad H||``
             and ``>= epsilon``. Default 0.1 and 0 for ``"mlsgd"``, 0 and 0
             (always descend) otherwise.
         angle_threshold: ``mu`` in ``[-1, 1]`` or ``None`` (no test): a coarse
             step whose prolongated displacement makes ``cos < mu`` with the
             negative gradient of the level above is undone and ends that
-            level's phase (001 eq 3.3, Algorithm 5; the level optimizer's
+            level's phase (Jacob, 2024, eq 3.3, Algorithm 5; the level optimizer's
             state, e.g. momentum, keeps the undone step). Default 0 for
             ``"mlsgd"``, ``None`` otherwise.
         variance_reduction: coarse steps take the SVRG direction
-            ``g(x, xi) - g(Pi x, xi) + grad H_c(Pi x)`` (001 §3.3.3), two
+            ``g(x, xi) - g(Pi x, xi) + grad H_c(Pi x)`` (Jacob, 2024, §3.3.3), two
             gradients each. Needs a gradient correction. Default ``False``.
         learning_rate_divisor: ``eta``: level ``i`` uses the learning rate
-            divided by ``eta^i`` (002 §6.1.4), or one divisor per level, finest
-            first (002 §8.3: ``[1, eta, eta^2, eta^2, eta^2]`` with
+            divided by ``eta^i`` (Ponce et al., 2022, §6.1.4), or one divisor per level, finest
+            first (Ponce et al., 2022, §8.3: ``[1, eta, eta^2, eta^2, eta^2]`` with
             ``eta = 2 sqrt 2``). Default 1.
         schedule: ``None`` (a V-cycle per batch) or the coarse-to-fine
-            schedule of 004 Algorithm 1: batches on each coarse level,
+            schedule of Haber et al. (2018, Algorithm 1): batches on each coarse level,
             coarsest first (``levels - 1`` positive integers).
         trust_region: ``scheme="rmtr"`` only: its constants, a
             :class:`~keras_multilevel.optimizers.trust_region.TrustRegion` or
@@ -425,7 +425,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         self.work_units = self.add_variable(
             shape=(), initializer="zeros", dtype="float64", name="work_units"
         )
-        # Cumulative counts of MLSGD's early stops (001 eqs 3.3-3.5), logged like the work units.
+        # Cumulative counts of MLSGD's early stops (Jacob, 2024, eqs 3.3-3.5), logged like the work units.
         self.stop_counts = {}
         if cycle_scheme.counts_stops and schedule is None:
             self.stop_counts = {
@@ -473,7 +473,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
 
     @property
     def minibatches(self):
-        """Minibatches per V-cycle: each Keras batch is split into this many (002 §6.1.1)."""
+        """Minibatches per V-cycle: each Keras batch is split into this many (Ponce et al., 2022, §6.1.1)."""
         return self.layout.count
 
     # -- the model this optimizer drives -----------------------------------
@@ -552,7 +552,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             level.model.compile(optimizer=smoother, **compile_config)
 
     def use_full_batch(self, x, y=None, sample_weight=None):
-        """Holds the data set whose gradient is the "full gradient" of a deterministic correction (001 §3.3.2).
+        """Holds the data set whose gradient is the "full gradient" of a deterministic correction (Jacob, 2024, §3.3.2).
 
         Every cycle then forms tau with the gradients of the whole set, fine
         and coarse, as one batch: give the training set if it is small, or a

@@ -1,20 +1,20 @@
-"""The level-dependent objective ``H_l`` of paper 000 eq 9 and its gradient.
+"""The level-dependent objective ``H_l`` of Gaedke-Merzhäuser et al. (2021, eq 9) and its gradient.
 
 On level ``l`` the level optimizer minimizes
 
     H_l(theta) = L_l(theta) + sum_j beta_lj ||theta_j||^2 + <delta g_l, theta>,
 
 the model's compiled loss on the mini-batch, Tikhonov regularization with a
-weight per variable (000 §4's ``beta 2^(L-l)``, or ``beta`` times the level
+weight per variable (Gaedke-Merzhäuser et al.'s (2021, §4) ``beta 2^(L-l)``, or ``beta`` times the level
 inner product's weight: see :mod:`~keras_multilevel.optimizers.inner_product`)
 and the coupling term with
 
     delta g_l = R grad H_{l+1}(theta_{l+1}) - grad (L_l + beta_l ||.||^2)(theta_{l,0}),
 
 so that ``grad H_l(theta_{l,0}) = R grad H_{l+1}`` (first-order coherence).
-In 002's FAS notation ``delta g_l = -gamma tau`` (:func:`tau_correction`).
+In Ponce et al.'s (2022) FAS notation ``delta g_l = -gamma tau`` (:func:`tau_correction`).
 On the finest level, and with ``gamma = 0`` (the MLSGD variant without
-gradient correction, 001 §3), ``delta g = 0``.
+gradient correction, Jacob, 2024, §3), ``delta g = 0``.
 """
 
 import tensorflow as tf
@@ -70,7 +70,7 @@ def loss_gradient(model, data, loss_scale=None, values=None):
 
 
 def tikhonov(gradients, variables, regularization=0.0):
-    """``grad (L_l + sum_j beta_j ||theta_j||^2)`` from ``grad L_l``: adds ``2 beta_j theta_j`` (000 §4)."""
+    """``grad (L_l + sum_j beta_j ||theta_j||^2)`` from ``grad L_l``: adds ``2 beta_j theta_j`` (Gaedke-Merzhäuser et al., 2021, §4)."""
     return [
         g + (2.0 * beta) * v if beta else g for g, v, beta in zip(gradients, variables, _per_variable(regularization, variables))
     ]
@@ -105,7 +105,7 @@ def level_gradient(model, data, regularization=0.0, loss_scale=None):
 
 
 def level_objective(loss, variables, shift=None, regularization=0.0):
-    """``H_l(theta)`` itself (000 eq 9) from one replica's ``loss`` (:func:`loss_value`): loss, Tikhonov
+    """``H_l(theta)`` itself (Gaedke-Merzhäuser et al., 2021, eq 9) from one replica's ``loss`` (:func:`loss_value`): loss, Tikhonov
     and coupling terms, no gradient.
 
     What the cycle's acceptance test compares before and after a coarse
@@ -117,7 +117,7 @@ def level_objective(loss, variables, shift=None, regularization=0.0):
 
 
 def penalty(variables, shift=None, regularization=0.0):
-    """The Tikhonov and coupling terms of ``H_l`` (000 eq 9) at ``variables``: ``H_l`` minus the loss."""
+    """The Tikhonov and coupling terms of ``H_l`` (Gaedke-Merzhäuser et al., 2021, eq 9) at ``variables``: ``H_l`` minus the loss."""
     terms = [beta * tf.reduce_sum(tf.square(v)) for v, beta in zip(variables, _per_variable(regularization, variables)) if beta]
     if shift is not None:
         terms += [tf.reduce_sum(d * v) for d, v in zip(shift, variables)]
@@ -125,17 +125,17 @@ def penalty(variables, shift=None, regularization=0.0):
 
 
 def add_coupling(gradients, coupling):
-    """``grad H_l = grad (L_l + beta_l ||.||^2) + delta g_l`` (000 eq 9); ``coupling=None`` means ``delta g = 0``."""
+    """``grad H_l = grad (L_l + beta_l ||.||^2) + delta g_l`` (Gaedke-Merzhäuser et al., 2021, eq 9); ``coupling=None`` means ``delta g = 0``."""
     if coupling is None:
         return gradients
     return [g + d for g, d in zip(gradients, coupling)]
 
 
 def tau_correction(coarse_gradient, restricted_gradient):
-    """``tau = grad g_c(Pi x) - R grad g(x)`` (002 eq 3; the minibatch mean of eq 35).
+    """``tau = grad g_c(Pi x) - R grad g(x)`` (Ponce et al., 2022, eq 3; the minibatch mean of eq 35).
 
     The coarse objective ``g_c(x_c) - gamma x_c^T tau`` then has gradient
-    ``R grad g(x)`` at ``Pi x`` when ``gamma = 1``; 000 eq 9's coupling term
+    ``R grad g(x)`` at ``Pi x`` when ``gamma = 1``; Gaedke-Merzhäuser et al.'s (2021, eq 9) coupling term
     is ``delta g = -tau``.
     """
     return [c - r for c, r in zip(coarse_gradient, restricted_gradient)]

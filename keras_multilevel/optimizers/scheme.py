@@ -9,26 +9,26 @@ What they do is set by these constants (a :class:`CycleScheme`):
 
 * ``tau_scale`` ``gamma``: the coarse objective is
   ``g_c(x_c) - gamma x_c^T tau`` with the tau-correction
-  ``tau = grad g_c(Pi x) - R grad g(x)`` (002 eq 3 and §6.1.4). With
+  ``tau = grad g_c(Pi x) - R grad g(x)`` (Ponce et al., 2022, eq 3 and §6.1.4). With
   ``gamma = 1`` the coarse gradient at ``Pi x`` equals ``R grad g(x)``: first
-  order coherence, which is MG/OPT's coupling term of 000 eq 9
+  order coherence, which is MG/OPT's coupling term of Gaedke-Merzhäuser et al. (2021, eq 9)
   (``delta g = -tau``). ``gamma = 0`` drops it: MLSGD without gradient
-  correction (001 §3).
+  correction (Jacob, 2024, §3).
 * ``tau_batches`` ``m``: tau is averaged over ``m`` minibatches, and the coarse
-  level trains on the same ``m`` minibatches (002 eq 35, §6.1.1).
+  level trains on the same ``m`` minibatches (Ponce et al., 2022, eq 35, §6.1.1).
 * ``fresh_batches``: whether every smoothing step of the finest level and
-  every restriction draws minibatches of its own (002 §6.1.1: "we draw the
+  every restriction draws minibatches of its own (Ponce et al., 2022, §6.1.1: "we draw the
   next m minibatches ... a new set of m minibatches are drawn when
   restricting to the next-coarser level"), or the whole cycle works on the
-  same ``m`` minibatches (000 Algorithm 3 with ``m = 1``). Either way the
+  same ``m`` minibatches (Gaedke-Merzhäuser et al. (2021, Algorithm 3) with ``m = 1``). Either way the
   minibatches of one cycle come from one Keras batch, split by
   :func:`minibatch_layout`: ``batch_size`` is the paper's minibatch size
   times ``MultilevelOptimizer.minibatches``.
-* ``correction_scale`` ``alpha_p``: ``x <- x + alpha_p P (x_c - Pi x)`` (002 eq 4, §6.1.4).
+* ``correction_scale`` ``alpha_p``: ``x <- x + alpha_p P (x_c - Pi x)`` (Ponce et al., 2022, eq 4, §6.1.4).
 * ``momentum_scale`` ``alpha_m``: the level optimizer's momentum is restricted
   with the weights (``m_c = Pi m``) and corrected on the way up,
-  ``m <- m + alpha_m P (m_c - Pi m)`` (002 eq 36, §6.1.2). ``None`` lets every
-  level keep its own optimizer state from cycle to cycle, as in 000.
+  ``m <- m + alpha_m P (m_c - Pi m)`` (Ponce et al., 2022, eq 36, §6.1.2). ``None`` lets every
+  level keep its own optimizer state from cycle to cycle, as in Gaedke-Merzhäuser et al. (2021).
 * ``correction_test``: accept a prolongated correction only if it does not
   raise the level's objective (the cycle's safeguard; a correction that is not
   finite is always discarded).
@@ -36,40 +36,40 @@ What they do is set by these constants (a :class:`CycleScheme`):
   ``c`` times the weights it corrects, ``||P e|| > c max(||x||, 1)``
   (:data:`CORRECTION_BOUND` by default; ``None`` bounds nothing).
 
-The safeguards and variants of MLSGD (001 §3.2-3.3, Algorithms 4-5; the
+The safeguards and variants of MLSGD (Jacob, 2024, §3.2-3.3, Algorithms 4-5; the
 functions are in :mod:`~keras_multilevel.optimizers.mlsgd`):
 
 * ``gradient_correction``: ``"none"`` (``gamma = 0``), ``"stochastic"``
-  (tau formed on the cycle's minibatches, what MG/OPT and FAS do, 001 §3.3.4)
+  (tau formed on the cycle's minibatches, what MG/OPT and FAS do, Jacob, 2024, §3.3.4)
   or ``"deterministic"`` (tau formed with the full gradient over the data set
-  the optimizer holds, 001 §3.3.2: see ``MultilevelOptimizer.use_full_batch``).
+  the optimizer holds, Jacob, 2024, §3.3.2: see ``MultilevelOptimizer.use_full_batch``).
 * ``step_regularization`` ``lambda``: the coarse objective gets
-  ``lambda/2 ||x_c - Pi x||_c^2`` (001 eq 3.2), which keeps coarse steps short.
+  ``lambda/2 ||x_c - Pi x||_c^2`` (Jacob, 2024, eq 3.2), which keeps coarse steps short.
 * ``recursion_ratio`` ``eta`` and ``recursion_tolerance`` ``epsilon``: descend
-  to the coarser level only if ``||P* grad H||_c >= eta ||grad H||`` (001 eq 3.4)
+  to the coarser level only if ``||P* grad H||_c >= eta ||grad H||`` (Jacob, 2024, eq 3.4)
   and ``>= epsilon`` (eq 3.5); ``0`` and ``0`` always descend.
 * ``angle_threshold`` ``mu``: ``None``, or end a coarse level's phase at its
   first step whose prolongated displacement makes
-  ``cos < mu`` with the negative gradient of the level above (001 eq 3.3,
+  ``cos < mu`` with the negative gradient of the level above (Jacob, 2024, eq 3.3,
   Algorithm 5); the step is undone.
-* ``variance_reduction``: coarse steps take the SVRG direction of 001 §3.3.3
+* ``variance_reduction``: coarse steps take the SVRG direction of Jacob (2024, §3.3.3)
   (Johnson & Zhang 2013) with the level's start point as the snapshot.
 
-Presets: ``"mgopt"`` (000 Algorithm 1: gamma 1, m 1, one batch for the whole
-cycle, alpha_p 1, no momentum transfer), ``"fas"`` (002 Algorithm 2:
+Presets: ``"mgopt"`` (Gaedke-Merzhäuser et al., 2021, Algorithm 1: gamma 1, m 1, one batch for the whole
+cycle, alpha_p 1, no momentum transfer), ``"fas"`` (Ponce et al., 2022, Algorithm 2:
 gamma 1, m 2, fresh minibatches, alpha_p 1, alpha_m 1), both with a stochastic
-correction and none of MLSGD's safeguards, and ``"mlsgd"`` (001 Algorithm 4:
-no gradient correction, the variant 001 §4.2.3 found best, which also makes
-``lambda = 0`` its default (001 §4.1.2 uses ``lambda = 5`` only with a
+correction and none of MLSGD's safeguards, and ``"mlsgd"`` (Jacob, 2024, Algorithm 4:
+no gradient correction, the variant Jacob (2024, §4.2.3) found best, which also makes
+``lambda = 0`` its default (Jacob (2024, §4.1.2) uses ``lambda = 5`` only with a
 correction); m 1, one batch for the whole cycle, no momentum transfer;
 ``eta = 0.1``, ``epsilon = 0`` and ``mu = 0``, that is a coarse step must be a
-descent direction for the level above; 001 gives no values for these three),
-and ``"rmtr"`` (003: the recursive trust region of :mod:`~keras_multilevel.optimizers.trust_region`,
+descent direction for the level above; Jacob (2024) gives no values for these three),
+and ``"rmtr"`` (Kopaničáková and Krause, 2023: the recursive trust region of :mod:`~keras_multilevel.optimizers.trust_region`,
 whose level steps are L-SR1 trust-region steps and whose corrections pass a
 ratio test; its constants are fixed: gamma 1 (the first-order coherent coarse
 model), one minibatch for the whole cycle (every ratio test compares values of
 one objective), alpha_p 1 and no momentum).
-The stability settings of 002 §8.3 are ``tau_scale=0.125``,
+The stability settings of Ponce et al. (2022, §8.3) are ``tau_scale=0.125``,
 ``momentum_scale=0.2`` with ``learning_rate_divisor`` ``2 sqrt 2`` (an
 optimizer argument).
 """
@@ -162,25 +162,25 @@ class CycleScheme:
             raise ValueError(f"Unknown scheme {name!r}: choose one of {sorted(PRESETS)}.")
         given = {key: value for key, value in overrides.items() if not _keeps_preset(key, value)}
         values = {**PRESETS[name], **given}
-        for key, meaning in (("step_regularization", "lambda of 001 eq 3.2"), ("recursion_ratio", "eta of 001 eq 3.4"),
-                             ("recursion_tolerance", "epsilon of 001 eq 3.5")):
+        for key, meaning in (("step_regularization", "lambda of Jacob, 2024, eq 3.2"), ("recursion_ratio", "eta of Jacob, 2024, eq 3.4"),
+                             ("recursion_tolerance", "epsilon of Jacob, 2024, eq 3.5")):
             _check_number(key, values[key], 0.0, float("inf"), meaning)
             values[key] = float(values[key])
         if values["angle_threshold"] is not None:
-            _check_number("angle_threshold", values["angle_threshold"], -1.0, 1.0, "mu of 001 eq 3.3, a cosine")
-        _check_number("tau_scale", values["tau_scale"], 0.0, 1.0, "gamma of 002 §6.1.4")
+            _check_number("angle_threshold", values["angle_threshold"], -1.0, 1.0, "mu of Jacob, 2024, eq 3.3, a cosine")
+        _check_number("tau_scale", values["tau_scale"], 0.0, 1.0, "gamma of Ponce et al., 2022, §6.1.4")
         _settle_gradient_correction(values, given)
-        _check_number("correction_scale", values["correction_scale"], 0.0, 1.0, "alpha_p of 002 §6.1.4", open_low=True)
+        _check_number("correction_scale", values["correction_scale"], 0.0, 1.0, "alpha_p of Ponce et al., 2022, §6.1.4", open_low=True)
         if values["correction_bound"] is not None:
             _check_number("correction_bound", values["correction_bound"], 0.0, float("inf"),
                           "the largest correction relative to the weights", open_low=True)
             values["correction_bound"] = float(values["correction_bound"])
         if values["momentum_scale"] is not None:
-            _check_number("momentum_scale", values["momentum_scale"], 0.0, 1.0, "alpha_m of 002 eq 36")
+            _check_number("momentum_scale", values["momentum_scale"], 0.0, 1.0, "alpha_m of Ponce et al., 2022, eq 36")
         batches = values["tau_batches"]
         if isinstance(batches, bool) or not isinstance(batches, (int, np.integer)) or batches < 1:
             raise ValueError(
-                f"`tau_batches` (m of 002 eq 35) must be an integer >= 1, got {batches!r}: "
+                f"`tau_batches` (m of Ponce et al., 2022, eq 35) must be an integer >= 1, got {batches!r}: "
                 "each batch is split into m minibatches."
             )
         values["tau_batches"] = int(batches)
@@ -189,7 +189,7 @@ class CycleScheme:
                 raise ValueError(f"`{flag}` must be True or False, got {values[flag]!r}.")
         if values["variance_reduction"] and values["gradient_correction"] == "none":
             raise ValueError(
-                "`variance_reduction=True` (001 §3.3.3) corrects each coarse step with the level's gradient at "
+                "`variance_reduction=True` (Jacob, 2024, §3.3.3) corrects each coarse step with the level's gradient at "
                 "its start point, which only a gradient correction computes: choose "
                 "gradient_correction='deterministic' or 'stochastic'."
             )
@@ -206,22 +206,22 @@ class CycleScheme:
 
     @property
     def trust_region(self):
-        """Whether the cycle is RMTR's (003): trust-region level steps and ratio-tested corrections."""
+        """Whether the cycle is RMTR's (Kopaničáková and Krause, 2023): trust-region level steps and ratio-tested corrections."""
         return self.name == "rmtr"
 
     @property
     def momentum_transfer(self):
-        """Whether momentum is restricted and prolongated with the weights (002 eq 36)."""
+        """Whether momentum is restricted and prolongated with the weights (Ponce et al., 2022, eq 36)."""
         return self.momentum_scale is not None
 
     @property
     def full_gradient(self):
-        """Whether tau is formed with the full gradient over the optimizer's held data set (001 §3.3.2)."""
+        """Whether tau is formed with the full gradient over the optimizer's held data set (Jacob, 2024, §3.3.2)."""
         return self.gradient_correction == "deterministic"
 
     @property
     def recursion_test(self):
-        """Whether a cycle tests 001 eqs 3.4-3.5 before it descends (``eta = epsilon = 0`` always descends)."""
+        """Whether a cycle tests Jacob (2024, eqs 3.4-3.5) before it descends (``eta = epsilon = 0`` always descends)."""
         return self.recursion_ratio > 0 or self.recursion_tolerance > 0
 
     @property
@@ -269,7 +269,7 @@ class MinibatchLayout:
         tau: per level but the coarsest, the ``m`` minibatches of its
             tau-correction, on which the next coarser level then smooths;
             with a full-gradient correction, the index ``count``: the
-            optimizer's held data set (001 §3.3.2).
+            optimizer's held data set (Jacob, 2024, §3.3.2).
     """
 
     count: int
@@ -282,9 +282,9 @@ class MinibatchLayout:
 
 
 def minibatch_layout(steps, tau_batches, fresh_batches, full_gradient=False):
-    """The minibatches of one V-cycle (002 §6.1.1).
+    """The minibatches of one V-cycle (Ponce et al., 2022, §6.1.1).
 
-    With ``full_gradient`` (the deterministic correction of 001 §3.3.2) every
+    With ``full_gradient`` (the deterministic correction of Jacob, 2024, §3.3.2) every
     tau is formed on the held data set, index ``count``, and the coarse
     levels smooth on the minibatches they would have without it.
 
@@ -292,7 +292,7 @@ def minibatch_layout(steps, tau_batches, fresh_batches, full_gradient=False):
     With them, the finest level smooths on one minibatch per step
     (``mu_1 + mu_2`` of them, or ``mu_0`` for a single level), each
     restriction to level ``i + 1`` draws ``m`` new ones for the tau-correction,
-    and level ``i + 1`` smooths on those (002 §6.1.1). The finest level's
+    and level ``i + 1`` smooths on those (Ponce et al., 2022, §6.1.1). The finest level's
     first minibatch also gives the reported loss.
     """
     levels = steps.levels

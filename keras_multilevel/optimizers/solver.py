@@ -2,7 +2,7 @@
 
 PyAMG's ``MultilevelSolver`` is a list of levels and one cycle routine; this
 one is a Keras model, the hierarchy of coarser models built from it, and
-:meth:`MultilevelSolver.step`, one V-cycle on one batch (000 Algorithm 3: one
+:meth:`MultilevelSolver.step`, one V-cycle on one batch (Gaedke-Merzhäuser et al., 2021, Algorithm 3: one
 cycle of Algorithm 1 per mini-batch). ``model.fit`` with a
 :class:`~keras_multilevel.optimizers.multilevel.MultilevelOptimizer` runs the
 same step; the solver is for a loop of one's own::
@@ -95,7 +95,7 @@ class MultilevelSolver:
 
     @property
     def work_units(self):
-        """Work units of every step so far, in fine gradient evaluations (000 eq 10)."""
+        """Work units of every step so far, in fine gradient evaluations (Gaedke-Merzhäuser et al., 2021, eq 10)."""
         return float(self.optimizer.work_units.numpy())
 
     def __repr__(self):

@@ -1,4 +1,4 @@
-"""Level-optimizer steps per level, in the list notation of paper 000 §4.
+"""Level-optimizer steps per level, in the list notation of Gaedke-Merzhäuser et al. (2021, §4).
 
 ``[(1), 1, 1, 2, 2, {2}]`` lists the steps from the finest level to the
 coarsest: a plain ``n`` means ``n`` steps on the way down and ``n`` on the way
@@ -36,7 +36,7 @@ class CycleSteps:
 
     @classmethod
     def default(cls, levels):
-        """The set-up of 000 §4.1: one step on levels ``l > L/2``, two on the
+        """The set-up of Gaedke-Merzhäuser et al. (2021, §4.1): one step on levels ``l > L/2``, two on the
         others, and no upward step on the finest level (``[(1),1,1,2,2,{2}]``
         for ``L = 6``, ``[{1}]`` for one level)."""
         if levels == 1:
@@ -151,7 +151,7 @@ FORWARD_COST = 1.0 / 3.0
 
 def work_units(steps, relative_costs, layout=None, coupled=True, tested=False, restricted=False,
                variance_reduction=False, trust_region=False):
-    """Cost of one V-cycle in fine gradient evaluations (000 eq 10, 002 §8).
+    """Cost of one V-cycle in fine gradient evaluations (Gaedke-Merzhäuser et al., 2021, eq 10; Ponce et al., 2022, §8).
 
     Counts exactly the gradients that :func:`~keras_multilevel.optimizers.cycle.v_cycle`
     evaluates, each weighted by its level's relative cost ``c_i``. The cycle
@@ -166,16 +166,16 @@ def work_units(steps, relative_costs, layout=None, coupled=True, tested=False, r
 
         ``U_c = c_0 + sum_{i < L} ((mu_1 + mu_2 - [mu_1 > 0] + m - [mu_1 = 0, shared]) c_i + m c_{i+1}) + (mu_0 - 1) c_L``.
 
-    With one shared minibatch (``m = 1``) this is 000 eq 10,
+    With one shared minibatch (``m = 1``) this is Gaedke-Merzhäuser et al. (2021, eq 10),
     ``mu_0 c_L + sum (mu_1 + mu_2 + 1) c_i``. Without coupling
     (``coupled=False``, ``gamma = 0``) no fine gradient is needed for tau and
     one coarse gradient serves the coarse first step:
     ``(mu_1 + mu_2 - [mu_1 > 0]) c_i + c_{i+1}`` per level.
 
-    002 §8's own example (2 levels, 2 steps everywhere, ``m = 2``, ``c = 1, 1/4``)
+    Ponce et al.'s (2022, §8) own example (2 levels, 2 steps everywhere, ``m = 2``, ``c = 1, 1/4``)
     counts 7 work units; this cycle evaluates 6.75, because the coarse
     gradient at ``Pi x`` on the first tau minibatch also serves the first
-    coarse step. (002 eq 40's closed form ``6s - 10s/4^(k-1)`` does not match
+    coarse step. (Ponce et al.'s (2022, eq 40) closed form ``6s - 10s/4^(k-1)`` does not match
     its own sums or that example, so this count follows the cycle.)
 
     Args:
@@ -188,10 +188,10 @@ def work_units(steps, relative_costs, layout=None, coupled=True, tested=False, r
             two loss evaluations of the level above it, each :data:`FORWARD_COST`.
         restricted: whether the fine gradient on the tau minibatches is
             evaluated without coupling too (MLSGD's recursion test or angle
-            condition, 001 eqs 3.3-3.5, need it): ``m - [reused]`` more ``c_i``.
+            condition, Jacob, 2024, eqs 3.3-3.5, need it): ``m - [reused]`` more ``c_i``.
         variance_reduction: whether each coarse-level step but the first
-            takes SVRG's two gradients (001 §3.3.3).
-        trust_region: RMTR's cycle (003,
+            takes SVRG's two gradients (Jacob, 2024, §3.3.3).
+        trust_region: RMTR's cycle (Kopaničáková and Krause, 2023,
             :mod:`~keras_multilevel.optimizers.trust_region`): every step and
             every recursive step evaluates value and gradient at its trial
             point, and one coarse gradient at ``Pi x`` serves tau and the

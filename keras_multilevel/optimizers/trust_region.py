@@ -1,9 +1,9 @@
-"""The recursive multilevel trust-region method RMTR with L-SR1 models (003) as the V-cycle's level step.
+"""The recursive multilevel trust-region method RMTR with L-SR1 models (Kopaničáková and Krause, 2023) as the V-cycle's level step.
 
-Paper 003 (Kopaničáková & Krause; the seed holds only the abstract and its
+Kopaničáková and Krause (2023) (written from its abstract; its
 full text was not reachable here) is a variant of RMTR (Gratton, Sartenaer &
 Toint, SIAM J. Optim. 19, 2008), which this module follows in its standard
-form, with 003's L-SR1 curvature on every level
+form, with Kopaničáková and Krause's (2023) L-SR1 curvature on every level
 (:mod:`~keras_multilevel.optimizers.lsr1`):
 
 * Every level ``i`` has a trust region of radius ``Delta_i`` in its own norm,
@@ -24,7 +24,7 @@ form, with 003's L-SR1 curvature on every level
   grad H(x)`` (:mod:`~keras_multilevel.optimizers.objective`, ``gamma = 1``).
 * Recursion condition (Gratton et al. §2): the coarse level is used only
   if ``||R g||_{c*} >= kappa_g ||g||_*`` and ``||R g||_{c*} >= epsilon_g``
-  (dual level norms): MLSGD's recursion test, 001 eqs 3.4-3.5
+  (dual level norms): MLSGD's recursion test, Jacob (2024, eqs 3.4-3.5)
   (:func:`~keras_multilevel.optimizers.mlsgd.descends`). If it fails, the coarse phase gets a zero radius: it is
   still evaluated (the cycle is one traced graph), moves nothing, and the fine
   radius is left alone.
@@ -68,7 +68,7 @@ from keras_multilevel.optimizers.traces import level_functions
 
 @dataclasses.dataclass(frozen=True)
 class TrustRegion:
-    """The constants of RMTR (Gratton et al. 2008 §2-3) with L-SR1 models (003).
+    """The constants of RMTR (Gratton et al. 2008 §2-3) with L-SR1 models (Kopaničáková and Krause, 2023).
 
     Attributes:
         radius: ``Delta^s``, the initial radius of every level (the finest

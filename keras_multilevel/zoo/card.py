@@ -4,20 +4,21 @@ from keras_multilevel import references
 from keras_multilevel.zoo.recipe import OPTIMIZER_KEYS
 
 # The papers a card cites, by author and year; its References section lists them in full.
-WORK_UNITS = references.key_of("000")  # Gaedke-Merzhäuser et al. (2021): work units, eq 10
-DATA = references.key_of("002")  # Ponce et al. (2022): the Poisson and Darcy data, §8
-MULTISCALE = references.key_of("004")  # Haber et al. (2018): the resolution hierarchy, coarse to fine
+WORK_UNITS = "Gaedke-Merzhäuser et al. (2021)"  # work units, eq 10
+DATA = "Ponce et al. (2022)"  # the Poisson and Darcy data, §8
+MULTISCALE = "Haber et al. (2018)"  # the resolution hierarchy, coarse to fine
+cite = references.cite
 # problem: (what the model predicts, its input channel 0, that channel's symbol)
 PROBLEMS = {
     "poisson": (
         "the solution `u` of the Poisson problem `-div(κ grad u) = f` on the unit square with `u = 0` on the "
-        f"boundary and the fixed source `f = 32 exp(-4((x - 1/4)² + (y - 1/4)²))` ({DATA}, §8.1, eq 41)",
+        f"boundary and the fixed source `f = 32 exp(-4((x - 1/4)² + (y - 1/4)²))` ({cite(DATA, '§8.1, eq 41', parenthetical=True)})",
         "κ, the diffusion coefficient `1.1 + cos(k_x π (x' + a_x)) cos(k_y π (y' + a_y))` (rotated coordinates)",
         "κ",
     ),
     "darcy": (
         "the pressure `p` of Darcy flow `q = -k grad p`, `div q = 0` on the unit square, `p = 1` at `x = 0`, "
-        f"`p = 0` at `x = 1`, no flow through `y = 0, 1` ({DATA}, §8.2, eq 42)",
+        f"`p = 0` at `x = 1`, no flow through `y = 0, 1` ({cite(DATA, '§8.2, eq 42', parenthetical=True)})",
         "`log k`, the log-permeability: a Gaussian field with exponential covariance (σ = 1, λ = 0.3)",
         "log k",
     ),
@@ -31,10 +32,10 @@ def _stencil_prolongation(recipe):
     if get_coarsening(recipe["coarsening"]).stencil_prolongation == "inverse":
         return (
             "the stencils are prolongated by the inverse of the Galerkin restriction `K_H = R K_h P` "
-            f"({MULTISCALE}, eq 10, §3.2)"
+            f"({cite(MULTISCALE, 'eq 10, §3.2', parenthetical=True)})"
         )
     return (
-        f"the stencils keep their values on the finer grid ({MULTISCALE}, §4.1's original kernels; the inverse of "
+        f"the stencils keep their values on the finer grid ({cite(MULTISCALE, '§4.1', possessive=True)} original kernels; the inverse of "
         "§3.2 makes trained U-Nets worse than random weights, `benchmarks/results/stencil_prolongations_*.md`)"
     )
 
@@ -60,7 +61,7 @@ def _grown(recipe):
             f"steps per level `{recipe.get('steps', 'the default')}`."
         )
     return (
-        f"Coarse to fine by growing the U-Net a grid at a time ({MULTISCALE}, Algorithm 1, with "
+        f"Coarse to fine by growing the U-Net a grid at a time ({cite(MULTISCALE, 'Algorithm 1', parenthetical=True)}, with "
         "`coarsening='pyramid'`): training starts with the U-Net without its finest grid(s), on the batches "
         f"averaged to its input grid ({networks}). At the start of each finer level's phase the network grows the "
         "next finer grid: the coarser grids keep their trained weights (their stencils keep their physical "
@@ -77,7 +78,7 @@ def _scheme(recipe):
     if recipe["levels"] == 1:
         return (
             "Single-level training: every batch is one step of the optimizer below on the N×N network "
-            f"(`kml.MultilevelOptimizer(levels=1)`, which counts the work units). Coarse to fine ({MULTISCALE}, Algorithm 1), "
+            f"(`kml.MultilevelOptimizer(levels=1)`, which counts the work units). Coarse to fine ({cite(MULTISCALE, 'Algorithm 1', parenthetical=True)}), "
             "through the resolution hierarchy or growing the U-Net a grid (`coarsening='pyramid'`), was measured "
             "against it from the same initial weights in `benchmarks/results/zoo/budget/` of the repository (the "
             "README's \"Multilevel in resolution\" says where it pays off and where not)."
@@ -87,15 +88,15 @@ def _scheme(recipe):
     grids = ", ".join(f"{recipe['resolution'] >> level}×{recipe['resolution'] >> level}" for level in range(recipe["levels"]))
     if "schedule" not in recipe:
         return (
-            f"MG/OPT V-cycles through the resolution hierarchy ({MULTISCALE}, §3.1-3.2): the same U-Net on the "
+            f"MG/OPT V-cycles through the resolution hierarchy ({cite(MULTISCALE, '§3.1-3.2', parenthetical=True)}): the same U-Net on the "
             f"grids {grids}, one cycle per batch, steps per level `{recipe.get('steps', 'the default')}`."
         )
     return (
-        f"Coarse to fine through the resolution hierarchy, {MULTISCALE}, §3.2 and Algorithm 1: the same U-Net "
+        f"Coarse to fine through the resolution hierarchy, {cite(MULTISCALE, '§3.2 and Algorithm 1')}: the same U-Net "
         f"on the grids {grids}. Training starts on the coarsest grid, on the 2×2-averaged batches, where "
         "every convolution is 4 times cheaper per halving; at the start of each finer level's phase "
         f"{_stencil_prolongation(recipe)}, and the finest grid trains from there. Why this scheme: it is the training method of the "
-        f"resolution hierarchy ({MULTISCALE}), and MG/OPT V-cycles over the same hierarchy did not train these "
+        f"resolution hierarchy ({cite(MULTISCALE, parenthetical=True)}), and MG/OPT V-cycles over the same hierarchy did not train these "
         "networks, with Adam or SGD (`benchmarks/results/resolution_schemes.md`). Whether it pays off against training the N×N network alone is measured, from the same "
         "initial weights, in `benchmarks/results/zoo/` of the repository. "
         f"Schedule (batches per coarse level, coarsest first): `{recipe.get('schedule')}`; every later "
@@ -135,7 +136,7 @@ def _recipe_sections(metadata):
 `kml.models.unet({n}{architecture})`: stride-1 same-padded convolutions on
 each grid, 2×2 average pooling down and nearest-neighbour upsampling up with skip connections,
 a pointwise linear output.{pyramid} Every weight is a stencil or a pointwise map, so the network can
-move to another resolution ({MULTISCALE}, §3.2).
+move to another resolution ({cite(MULTISCALE, '§3.2', parenthetical=True)}).
 
 ## Training
 
@@ -145,7 +146,7 @@ move to another resolution ({MULTISCALE}, §3.2).
   (train / validation / test = {splits}), target `{dataset['target']}`.
 - Loss: mean squared error. Optimizer: `{_optimizer(recipe)}`.
 - {recipe['epochs']} epochs of batches of {recipe['batch_size']}, seed {recipe['seed']}: {training['work_units']:,.0f} work units
-  (fine gradient evaluations, {WORK_UNITS}, eq 10) in {training['wall_time_s']:,.0f} s.
+  (fine gradient evaluations, {cite(WORK_UNITS, 'eq 10', parenthetical=True)}) in {training['wall_time_s']:,.0f} s.
 
 The full recipe is `recipe` in `metadata.json`."""
 
@@ -189,7 +190,7 @@ def card(metadata):
     text = f"""# {name}
 
 A {"U-Net " if metadata["recipe"] is not None else ""}surrogate of a PDE solver: from {inputs} on the {n}×{n} grid of cell centres, it predicts
-{output}, at the same {n}×{n} points. Data set: {DATA}, §8, regenerated with FEniCSx
+{output}, at the same {n}×{n} points. Data set: {cite(DATA, '§8')}, regenerated with FEniCSx
 (`kml.datasets.load("{dataset['name']}", resolution={n})`).
 
 - **Input** `(batch, {n}, {n}, 3)`: channel 0 the coefficient ({symbol}),
@@ -205,7 +206,7 @@ A {"U-Net " if metadata["recipe"] is not None else ""}surrogate of a PDE solver:
 |---|---|---|---|---|
 {rows}
 
-L2 is the mean squared error over all pixels (the loss of {DATA}, §8); relative L2 the mean over
+L2 is the mean squared error over all pixels (the loss of {cite(DATA, '§8', parenthetical=True)}); relative L2 the mean over
 examples of `‖u_pred − u‖₂ / ‖u‖₂`; L∞ the largest pointwise error over all examples (it grows
 with the number of examples, so it is only compared on samples of the same size).
 
@@ -245,7 +246,7 @@ that does not match. `metadata.json` cannot contain its own hash; it is only rea
 
 ## Limitations
 
-- Trained on the coefficient distribution of {DATA}, §8 only (the fixed source, domain and boundary
+- Trained on the coefficient distribution of {cite(DATA, '§8')} only (the fixed source, domain and boundary
   conditions above); other coefficients, sources or domains are outside what it learned.
 - It is a surrogate: its error is the one measured above, not a discretization error bound.
 - At resolutions other than {n} the error is not the one above; the repository's
@@ -260,5 +261,5 @@ Trained {metadata['date']} with {", ".join(f"{key} {value}" for key, value in me
 
 def _references_section(text):
     """The References section of a card: every paper that ``text`` cites by author and year, in full."""
-    cited = [key for key in references.REFERENCES if key in text]
+    cited = references.cited(text)
     return "\n## References\n\n" + "".join(f"- {key}: {references.markdown(key)}\n" for key in cited)

@@ -1,10 +1,10 @@
 """Training recipes: the JSON dict from which a preset is retrained exactly.
 
 Example (the U-Net of :func:`kml.models.unet` on Poisson at N = 32, trained
-coarse to fine through the resolution hierarchy, 004 Algorithm 1)::
+coarse to fine through the resolution hierarchy, Haber et al., 2018, Algorithm 1)::
 
     {
-        "problem": "poisson",               # "poisson" (002 §8.1) or "darcy" (002 §8.2)
+        "problem": "poisson",               # "poisson" (Ponce et al., 2022, §8.1) or "darcy" (Ponce et al., 2022, §8.2)
         "target": "target",                 # optional: the data set's target (Darcy: "pressure")
         "resolution": 32,                   # N of the preset
         "architecture": {"filters": [16, 32, 64], "convolutions": 2,

@@ -362,7 +362,7 @@ def load(name, resolution=None, compile=True, presets_dir=None):
             or ``keras-multilevel zoo train``), as keras-hub's ``from_preset(path)``.
         resolution: ``None`` for the preset's own ``N``, or ``M = N * 2^k``:
             the network moved to ``M x M`` inputs with its convolution
-            stencils transferred (004 §3.2, :func:`kml.hierarchy.at_resolution`).
+            stencils transferred (Haber et al., 2018, §3.2, :func:`kml.hierarchy.at_resolution`).
             Coarser ``M`` keep much of the accuracy; finer ``M`` keep the
             stencils' values and lose most of it (the README's
             measurement), which a warning says.
@@ -388,7 +388,7 @@ def load(name, resolution=None, compile=True, presets_dir=None):
         if resolution > meta["resolution"]:
             warnings.warn(
                 f"{name} was trained at N = {meta['resolution']}; on {resolution}x{resolution} inputs its "
-                "3x3 stencils keep their values (004 §4.1's original kernels) but span half the physical "
+                "3x3 stencils keep their values (Haber et al.'s (2018, §4.1) original kernels) but span half the physical "
                 "distance: the zoo's presets measured relative errors several times their own at 2N "
                 "(benchmarks/results/resolution_transfer.md). Use the preset trained at that resolution, or "
                 "train this one there from these weights (about an epoch ahead of random weights); "

@@ -97,7 +97,7 @@ def train_recipe(recipe, data_dir=None, progress=True, callbacks=()):
     has), fitted for ``recipe["epochs"]`` epochs on the shuffled train split
     and measured on the validation split after each epoch. With
     ``coarsening="resolution"`` and a ``schedule`` this is coarse-to-fine
-    training through the resolution hierarchy, Haber et al. (2018), §3.2 and
+    training through the resolution hierarchy, Haber et al. (2018, §3.2) and
     Algorithm 1.
 
     Args:
