@@ -500,7 +500,7 @@ def train(name, strategy):
     copies = [strategy.experimental_local_results(v.value) for v in model.variables]
     return {
         "weights": [v.numpy().tolist() for v in model.trainable_variables],
-        "history": history,
+        "history": {key: [float(value) for value in values] for key, values in history.items()},  # tensors before Keras 3.8
         "iterations": int(model.optimizer.iterations.numpy()),
         "replicas_agree": all(np.array_equal(c[0].numpy(), c[-1].numpy()) for c in copies),
     }
