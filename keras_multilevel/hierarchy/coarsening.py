@@ -25,7 +25,7 @@ COARSENINGS = {}
 class Coarsening:
     """Base class of coarsenings: the methods :class:`~keras_multilevel.hierarchy.Hierarchy` calls.
 
-    Class attributes:
+    Attributes:
         name: the name ``coarsening="<name>"`` selects and ``get_config`` saves.
         size_label: the heading of the sizes column of the hierarchy's table.
         rematch_every: ``None``, or every how many cycles the transfers are
