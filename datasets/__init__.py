@@ -1,6 +1,6 @@
 """PDE regression data sets of Ponce et al. (2022), §8 (paper 002), regenerated with FEniCSx (DOLFINx 0.11).
 
-Installed as ``keras_multilevel_datasets`` (the repository's top-level
+Installed as ``keras_multilevel.pde`` (the repository's top-level
 ``datasets/`` folder). Modules, one concept each:
 
 - :mod:`.problems` registry (names, record layouts, per-example seeds),

@@ -30,7 +30,6 @@ at cell centres):
 """
 
 import dataclasses
-import importlib.util
 import pathlib
 import re
 import shutil
@@ -40,28 +39,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from keras_multilevel import references
+
 from . import fem_grid, generation, integrity, locks, problems
 
 
-def _references():
-    """``keras_multilevel.references``, loaded from its file without importing ``keras_multilevel``.
-
-    The bibliographic entries live in the main package (the model cards use
-    them too); importing that package would start Keras and TensorFlow, and it
-    imports this module, so the one standard-library module is loaded alone.
-    """
-    if "keras_multilevel.references" in sys.modules:
-        return sys.modules["keras_multilevel.references"]
-    package = importlib.util.find_spec("keras_multilevel")
-    path = pathlib.Path(next(iter(package.submodule_search_locations))) / "references.py"
-    spec = importlib.util.spec_from_file_location("keras_multilevel_datasets._references", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # The data sets' paper, Ponce et al. (2022), as BibTeX (TFDS' ``info.citation``).
-CITATION = _references().bibtex("002", note="Section 8.1 (Poisson) and 8.2 (Darcy)")
+CITATION = references.bibtex("002", note="Section 8.1 (Poisson) and 8.2 (Darcy)")
 SPLITS = ("train", "validation", "test")
 # TFDS writes float64 tensors through float32 lists unless they are stored as bytes.
 _EXACT = tfds.features.Encoding.BYTES

@@ -3,7 +3,7 @@
 `concentric_circles` is the classification problem of Gaedke-Merzhäuser et
 al. (2021), §4, eq 11 (paper 000). The PDE datasets
 (Poisson, Darcy) are regenerated with FEniCSx by the TFDS builders of the
-top-level ``datasets/`` folder (installed as ``keras_multilevel_datasets``);
+top-level ``datasets/`` folder (installed as ``keras_multilevel.pde``);
 this module is their thin public front.
 """
 
@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 # Importing the builders registers them with TFDS: tfds.builder("poisson"), tfds.load("darcy/n48").
-from keras_multilevel_datasets import builders
+from keras_multilevel.pde import builders
 
 
 def concentric_circles(samples, seed=0):
@@ -95,12 +95,12 @@ def prepare(name, resolution=32, samples=None, seed=0, data_dir=None, workers=1,
     """Generates the data set with FEniCSx if it is missing or damaged (resumable); returns the prepared builder.
 
     Records on disk are first checked against their checksums
-    (``keras_multilevel_datasets.integrity``); damaged ones are rewritten,
+    (``keras_multilevel.pde.integrity``); damaged ones are rewritten,
     with a warning line saying what was wrong. The data set's folder is
     locked while it is written: a second run raises
-    ``keras_multilevel_datasets.locks.Busy`` naming the first.
+    ``keras_multilevel.pde.locks.Busy`` naming the first.
     """
-    from keras_multilevel_datasets import generation, integrity, locks, problems
+    from keras_multilevel.pde import generation, integrity, locks, problems
 
     workers = problems.check_positive(workers, "workers")
     cfg = builders.config(_check_name(name), resolution, samples, seed)

@@ -48,7 +48,7 @@ def check_recipe(recipe):
 
 def dataset_description(recipe):
     """The data set a recipe trains on: name, target, resolution, samples, generation seed and split sizes."""
-    from keras_multilevel_datasets import builders, problems
+    from keras_multilevel.pde import builders, problems
 
     from keras_multilevel import datasets
 
