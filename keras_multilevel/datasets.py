@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 # Importing the builders registers them with TFDS: tfds.builder("poisson"), tfds.load("darcy/n48").
-from keras_multilevel.pde import builders
+from keras_multilevel.pde import builders, problems
 
 
 def concentric_circles(samples, seed=0):
@@ -57,8 +57,9 @@ def concentric_circles(samples, seed=0):
     return x, np.eye(2, dtype="float32")[label]
 
 
-NAMES = ("poisson", "darcy")
-TARGETS = {"poisson": ("target",), "darcy": ("pressure", "outflow_flux")}
+NAMES = problems.NAMES
+# The features a model can be trained on, the default first (keras_multilevel.pde.problems, the registry).
+TARGETS = {name: problem.targets for name, problem in problems.PROBLEMS.items()}
 
 
 def builder(name, resolution=32, samples=None, seed=0, data_dir=None):
@@ -100,7 +101,7 @@ def prepare(name, resolution=32, samples=None, seed=0, data_dir=None, workers=1,
     locked while it is written: a second run raises
     ``keras_multilevel.pde.locks.Busy`` naming the first.
     """
-    from keras_multilevel.pde import generation, integrity, locks, problems
+    from keras_multilevel.pde import generation, integrity, locks
 
     workers = problems.check_positive(workers, "workers")
     cfg = builders.config(_check_name(name), resolution, samples, seed)

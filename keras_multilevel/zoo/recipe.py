@@ -50,13 +50,11 @@ def dataset_description(recipe):
     """The data set a recipe trains on: name, target, resolution, samples, generation seed and split sizes."""
     from keras_multilevel.pde import builders, problems
 
-    from keras_multilevel import datasets
-
     problem = recipe["problem"]
     samples = problems.get(problem).default_samples if recipe.get("samples") is None else recipe["samples"]
     return {
         "name": problem,
-        "target": recipe.get("target") or datasets.TARGETS[problem][0],
+        "target": recipe.get("target") or problems.get(problem).default_target,
         "resolution": recipe["resolution"],
         "samples": samples,
         "seed": recipe["dataset_seed"],
