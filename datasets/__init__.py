@@ -3,7 +3,8 @@
 Installed as ``keras_multilevel.pde`` (the repository's top-level
 ``datasets/`` folder). Modules, one concept each:
 
-- :mod:`.problems` registry (names, record layouts, per-example seeds),
+- :mod:`.problems` the one registry of each problem (names, record layouts, per-example seeds,
+  features and targets, plot panels, model-card text),
 - :mod:`.fem` FEniCSx set-up and the N×N grid convention,
 - :mod:`.poisson` (002 §8.1) and :mod:`.darcy` (002 §8.2) solvers,
 - :mod:`.random_field` the log-permeability field of the Darcy problem,
