@@ -36,8 +36,8 @@ Two registrations happen on import, so that what users rely on keeps working:
   hierarchies and models. Otherwise it does so on the first access of any of
   those names (``kml.models``, ``kml.MultilevelOptimizer``, ...); to load a
   saved model without touching ``kml`` first, import Keras before
-  ``keras_multilevel`` or import ``keras_multilevel.layers`` /
-  ``keras_multilevel.optimizers`` explicitly.
+  ``keras_multilevel`` or import the submodules of those classes (``keras_multilevel.layers``,
+  ``keras_multilevel.optimizers``) explicitly.
 * ``tfds.load("poisson/n48")`` needs the TFDS builders ``poisson`` and
   ``darcy`` registered. ``import keras_multilevel.datasets`` (and
   ``kml.datasets``) always registers them; ``import keras_multilevel``
