@@ -48,6 +48,34 @@ import sys
 
 from keras_multilevel._version import __version__
 
+
+def _map_source_folders():
+    """In a source checkout, maps the top-level ``datasets/`` and ``zoo/`` to ``keras_multilevel.pde`` and
+    ``keras_multilevel.presets``, as setup.cfg's ``package_dir`` does in the wheel.
+
+    ``python -c`` or ``python -m`` started in the repository's root imports this folder rather than the installed
+    package, and the folder has neither subpackage. Only their ``__init__`` (docstrings) is run here; what they
+    hold is imported on demand, from the top-level folders. An installed package has both: nothing happens.
+    """
+    import importlib.util
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name, folder in (("pde", "datasets"), ("presets", "zoo")):
+        source = os.path.join(os.path.dirname(here), folder)
+        if os.path.isdir(os.path.join(here, name)) or not os.path.isfile(os.path.join(source, "__init__.py")):
+            continue
+        spec = importlib.util.spec_from_file_location(
+            f"{__name__}.{name}", os.path.join(source, "__init__.py"), submodule_search_locations=[source]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        globals()[name] = module
+
+
+_map_source_folders()
+
 # The public names: each is an attribute of the submodule that defines it (None: the submodule itself).
 _PUBLIC = {
     "datasets": None,

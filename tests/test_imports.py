@@ -3,12 +3,14 @@ effect, and the two registrations users rely on (Keras' serialization of the lib
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
 import pytest
 
 HEAVY = ("tensorflow", "keras", "tensorflow_datasets", "dolfinx")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _python(script, **env):
@@ -47,6 +49,23 @@ print(json.dumps({{
     assert sorted(found["all"]) == sorted([*public, "__version__"])
     assert set(public) <= set(found["dir"])
     assert found["version"] == "0.1.0"
+
+
+def test_the_source_folder_maps_datasets_and_zoo_as_the_wheel_does():
+    """``python -c`` in the repository root imports the source folder; it finds ``pde`` and ``presets`` there."""
+    script = """
+import json, pathlib, sys
+import keras_multilevel, keras_multilevel.pde.problems, keras_multilevel.presets
+print(json.dumps([str(pathlib.Path(module.__file__).parent) for module in
+                  (keras_multilevel, keras_multilevel.pde.problems, keras_multilevel.presets)]
+                 + [name for name in sys.modules if name in ("tensorflow", "keras")]))
+"""
+    environment = {key: value for key, value in os.environ.items() if key not in ("PYTHONSAFEPATH", "PYTHONPATH")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment,
+                            cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.splitlines()[-1]) == [str(ROOT / "keras_multilevel"), str(ROOT / "datasets"),
+                                                          str(ROOT / "zoo")]
 
 
 def test_the_circles_demo_code_is_not_part_of_the_core():
