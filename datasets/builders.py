@@ -4,7 +4,7 @@ One builder per problem, one config per resolution: ``n16``, ``n32``,
 ``n64`` are listed; any N >= 4 (and other sizes or seeds) is a config made
 by :func:`config`, named ``n<N>`` or ``n<N>_s<samples>_seed<seed>``, and
 TFDS finds it by that name too (``tfds.load("poisson/n48")``,
-``tfds.builder("darcy/n8_s30_seed7")``): importing ``keras_multilevel``
+``tfds.builder("darcy/n8_s30_seed7")``): importing ``keras_multilevel.datasets``
 registers both builders. ``as_supervised=True`` gives ``(inputs, target)``
 for Poisson and ``(inputs, pressure)`` for Darcy. Each
 config holds ``samples`` examples with seed ``seed``; examples are indexed
