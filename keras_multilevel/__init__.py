@@ -61,6 +61,8 @@ def _map_source_folders():
     import os
 
     here = os.path.dirname(os.path.abspath(__file__))
+    if not os.path.isfile(os.path.join(os.path.dirname(here), "setup.cfg")):
+        return  # not this repository (next to an installed package may be, e.g., HuggingFace's `datasets`)
     for name, folder in (("pde", "datasets"), ("presets", "zoo")):
         source = os.path.join(os.path.dirname(here), folder)
         if os.path.isdir(os.path.join(here, name)) or not os.path.isfile(os.path.join(source, "__init__.py")):
