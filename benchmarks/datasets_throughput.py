@@ -1,7 +1,7 @@
 """Samples per second of the FEniCSx data generation (Ponce et al., 2022, §8.1 Poisson, §8.2 Darcy).
 
 For each problem, N in (32, 64) and 1 or 2 worker processes, generates a
-fresh data set (raw shards, :mod:`keras_multilevel_datasets.generation`) into
+fresh data set (raw shards, :mod:`keras_multilevel.pde.generation`) into
 a temporary folder and times it end to end: process start-up and form
 loading included. 1 worker runs in this process; 2 workers are this process
 and one fresh process, as in ``keras-multilevel datasets generate``. The configurations are interleaved and repeated, and the best of
@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from keras_multilevel_datasets import generation, problems
+from keras_multilevel.pde import generation, problems
 
 # Even numbers of 100-example shards, so that two workers get equal shares.
 SAMPLES = {("poisson", 32): 6000, ("poisson", 64): 1200, ("darcy", 32): 2800, ("darcy", 64): 800}

@@ -29,7 +29,7 @@ Studies (``--study``):
   in {1e-3, 1e-4, 1e-5}, one level against 8 levels; and each method at its
   best learning rate (the ratio a user gains).
 
-Every run is full-batch gradient descent (``keras_multilevel.comparison.train_circles``:
+Every run is full-batch gradient descent (``keras_multilevel.cli.circles.train_circles``:
 2,000 training and 1,000 validation points of the source problem, seed ``s``
 for the data and the initial weights), with the default L2(0, T) level inner
 products, and stops when the validation accuracy reaches ``--target`` or the
@@ -51,7 +51,7 @@ import numpy as np
 
 import _report  # benchmarks/_report.py, beside this script
 
-from keras_multilevel import comparison
+from keras_multilevel.cli import circles
 
 LEVEL_SETUPS = {1: "[{1}]", 2: "[(1),{2}]", 4: "[(1),1,2,{2}]", 6: "[(1),1,1,2,2,{2}]", 8: "[(1),1,1,1,2,2,2,{2}]"}
 TABLE2_SETUPS = [
@@ -100,10 +100,10 @@ def digits_data(seed):
 
 
 def train(args, levels, seed, **kwargs):
-    data = digits_data(seed) if args.study == "digits" else comparison.circles_data(seed=seed)
+    data = digits_data(seed) if args.study == "digits" else circles.circles_data(seed=seed)
     settings = {"blocks": args.blocks, "learning_rate": args.learning_rate, "regularization": args.regularization,
                 "learning_rate_divisor": args.learning_rate_divisor, **kwargs}
-    run = comparison.train_circles(levels, data, target_accuracy=args.target, budget=args.budget, seed=seed, **settings)
+    run = circles.train_circles(levels, data, target_accuracy=args.target, budget=args.budget, seed=seed, **settings)
     result = record(run, args.target)
     result.update(seed=seed, **{key: value for key, value in settings.items() if key != "steps"})
     reached = result["reached"][str(args.target)]

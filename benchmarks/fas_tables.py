@@ -31,6 +31,7 @@ Usage::
 import argparse
 import json
 import math
+import os
 import pathlib
 import shlex
 import sys
@@ -38,9 +39,13 @@ import time
 
 import numpy as np
 
-import keras_multilevel as kml  # noqa: F401  (sets the Keras backend, quiets TensorFlow)
-import keras
-import tensorflow as tf
+# This script owns its process: the TensorFlow backend and quiet TensorFlow (the library sets neither).
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_multilevel as kml  # noqa: E402
 
 MINIBATCH = 200
 

@@ -1,9 +1,10 @@
 """PDE regression data sets of Ponce et al. (2022, §8), regenerated with FEniCSx (DOLFINx 0.11).
 
-Installed as ``keras_multilevel_datasets`` (the repository's top-level
+Installed as ``keras_multilevel.pde`` (the repository's top-level
 ``datasets/`` folder). Modules, one concept each:
 
-- :mod:`.problems` registry (names, record layouts, per-example seeds),
+- :mod:`.problems` the one registry of each problem (names, record layouts, per-example seeds,
+  features and targets, plot panels, model-card text),
 - :mod:`.fem` FEniCSx set-up and the N×N grid convention,
 - :mod:`.poisson` (Ponce et al., 2022, §8.1) and :mod:`.darcy` (Ponce et al., 2022, §8.2) solvers,
 - :mod:`.random_field` the log-permeability field of the Darcy problem,

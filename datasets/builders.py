@@ -4,7 +4,7 @@ One builder per problem, one config per resolution: ``n16``, ``n32``,
 ``n64`` are listed; any N >= 4 (and other sizes or seeds) is a config made
 by :func:`config`, named ``n<N>`` or ``n<N>_s<samples>_seed<seed>``, and
 TFDS finds it by that name too (``tfds.load("poisson/n48")``,
-``tfds.builder("darcy/n8_s30_seed7")``): importing ``keras_multilevel``
+``tfds.builder("darcy/n8_s30_seed7")``): importing ``keras_multilevel.datasets``
 registers both builders. ``as_supervised=True`` gives ``(inputs, target)``
 for Poisson and ``(inputs, pressure)`` for Darcy. Each
 config holds ``samples`` examples with seed ``seed``; examples are indexed
@@ -30,7 +30,6 @@ at cell centres):
 """
 
 import dataclasses
-import importlib.util
 import pathlib
 import re
 import shutil
@@ -40,28 +39,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from keras_multilevel import references
+
 from . import fem_grid, generation, integrity, locks, problems
 
 
-def _references():
-    """``keras_multilevel.references``, loaded from its file without importing ``keras_multilevel``.
-
-    The bibliographic entries live in the main package (the model cards use
-    them too); importing that package would start Keras and TensorFlow, and it
-    imports this module, so the one standard-library module is loaded alone.
-    """
-    if "keras_multilevel.references" in sys.modules:
-        return sys.modules["keras_multilevel.references"]
-    package = importlib.util.find_spec("keras_multilevel")
-    path = pathlib.Path(next(iter(package.submodule_search_locations))) / "references.py"
-    spec = importlib.util.spec_from_file_location("keras_multilevel_datasets._references", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # The data sets' paper, Ponce et al. (2022), as BibTeX (TFDS' ``info.citation``).
-CITATION = _references().bibtex("Ponce et al. (2022)", note="Section 8.1 (Poisson) and 8.2 (Darcy)")
+CITATION = references.bibtex("Ponce et al. (2022)", note="Section 8.1 (Poisson) and 8.2 (Darcy)")
 SPLITS = ("train", "validation", "test")
 # TFDS writes float64 tensors through float32 lists unless they are stored as bytes.
 _EXACT = tfds.features.Encoding.BYTES
@@ -142,16 +126,23 @@ class _PDEBuilder(tfds.core.GeneratorBasedBuilder):
     workers = 1
     progress = True
 
-    SUPERVISED_KEYS = None  # (input feature, target feature) for as_supervised=True
-
     @classmethod
     def get_builder_config(cls, name, version=None):
         """A listed config, or any config by :func:`config`'s name (so that TFDS finds every resolution)."""
         listed = super().get_builder_config(name, version)
         return listed if listed is not None else config_from_name(cls.PROBLEM, name)
 
-    def _features(self, resolution):
-        raise NotImplementedError
+    def _features(self, n):
+        """The record's features, as the problem's registry entry (:mod:`.problems`) declares them."""
+        problem = problems.get(self.PROBLEM)
+        features = {"inputs": tfds.features.Tensor(shape=(n, n, 3), dtype=np.float32, doc=problem.input_doc)}
+        for feature in problem.features:
+            features[feature.name] = tfds.features.Tensor(
+                shape=(n, n) if feature.shape is None else feature.shape, dtype=np.dtype(feature.dtype),
+                doc=feature.doc, **({"encoding": _EXACT} if feature.exact else {}),
+            )
+        features["index"] = tfds.features.Scalar(dtype=np.int64, doc="example index (its seed)")
+        return features
 
     def download_and_prepare(self, *args, **kwargs):
         """TFDS' ``download_and_prepare`` holding the data set's lock, then seals the records (:mod:`.integrity`).
@@ -176,7 +167,11 @@ class _PDEBuilder(tfds.core.GeneratorBasedBuilder):
                   f"with FEniCSx into {self.data_dir}")
 
     def _example(self, record, coordinates):
-        raise NotImplementedError
+        problem = problems.get(self.PROBLEM)
+        example = {"inputs": _inputs(record[problem.input_field], coordinates)}
+        example.update({feature.name: record[feature.field] for feature in problem.features})
+        example["index"] = record["index"]
+        return example
 
     def _info(self):
         n = self.builder_config.resolution
@@ -186,7 +181,7 @@ class _PDEBuilder(tfds.core.GeneratorBasedBuilder):
             features=tfds.features.FeaturesDict(self._features(n)),
             homepage="https://github.com/FEniCS/dolfinx",
             citation=CITATION,
-            supervised_keys=self.SUPERVISED_KEYS,
+            supervised_keys=("inputs", problems.get(self.PROBLEM).default_target),
             disable_shuffling=True,  # records in index order
         )
 
@@ -244,54 +239,16 @@ class Poisson(_PDEBuilder):
     """Ponce et al. (2022, §8.1): -div(κ grad u) = f on the unit square, u = 0 on the boundary (P1, DOLFINx)."""
 
     PROBLEM = "poisson"
-    SUPERVISED_KEYS = ("inputs", "target")
     BUILDER_CONFIGS = [config("poisson", n) for n in NAMED_RESOLUTIONS]
     DEFAULT_BUILDER_CONFIG_NAME = "n32"  # the attribute TFDS reads
-
-    def _features(self, n):
-        return {
-            "inputs": tfds.features.Tensor(shape=(n, n, 3), dtype=np.float32, doc="channels κ, x, y at cell centres"),
-            "target": tfds.features.Tensor(shape=(n, n), dtype=np.float32, doc="P1 solution u at cell centres"),
-            "parameters": tfds.features.Tensor(
-                shape=(5,), dtype=np.float64, encoding=_EXACT, doc="k_x, k_y, a_x, a_y, alpha"
-            ),
-            "index": tfds.features.Scalar(dtype=np.int64, doc="example index (its seed)"),
-        }
-
-    def _example(self, record, coordinates):
-        return {
-            "inputs": _inputs(record["kappa"], coordinates),
-            "target": record["solution"],
-            "parameters": record["parameters"],
-            "index": record["index"],
-        }
 
 
 class Darcy(_PDEBuilder):
     """Ponce et al. (2022, §8.2): mixed RT/DG0 Darcy flow with log-normal permeability; cell pressures and Q (eq 43)."""
 
     PROBLEM = "darcy"
-    SUPERVISED_KEYS = ("inputs", "pressure")
     BUILDER_CONFIGS = [config("darcy", n) for n in NAMED_RESOLUTIONS]
     DEFAULT_BUILDER_CONFIG_NAME = "n32"  # the attribute TFDS reads
-
-    def _features(self, n):
-        return {
-            "inputs": tfds.features.Tensor(shape=(n, n, 3), dtype=np.float32, doc="channels log k, x, y at cell centres"),
-            "pressure": tfds.features.Tensor(shape=(n, n), dtype=np.float32, doc="DG0 pressure of each cell"),
-            "outflow_flux": tfds.features.Tensor(
-                shape=(), dtype=np.float64, encoding=_EXACT, doc="Q, mean outflow flux (Ponce et al., 2022, eq 43)"
-            ),
-            "index": tfds.features.Scalar(dtype=np.int64, doc="example index (its seed)"),
-        }
-
-    def _example(self, record, coordinates):
-        return {
-            "inputs": _inputs(record["log_permeability"], coordinates),
-            "pressure": record["pressure"],
-            "outflow_flux": record["outflow_flux"],
-            "index": record["index"],
-        }
 
 
 BUILDERS = {"poisson": Poisson, "darcy": Darcy}

@@ -12,7 +12,7 @@ either is found by the other. Arguments are checked by the same validators
 as the Python API; a bad one (or a run too large for the memory) prints an
 error naming it and what is allowed, and the command exits with status 2.
 Every command exits with 75 when another run holds the data set
-(:mod:`.locks`; one line, printed by ``keras_multilevel_cli.main``). Other
+(:mod:`.locks`; one line, printed by ``keras_multilevel.cli.main``). Other
 exit statuses of ``generate``: 130 / 143 on SIGINT / SIGTERM (one line saying what is
 saved and how to resume), 1 when freshly written records do not read back.
 TensorFlow is imported only when a command runs.
@@ -138,7 +138,7 @@ def _generate(args):
         return 128 + stop.signum
     print(f"TFDS data set: {prepared.data_dir} (sha256 of its checksums: {integrity.digest(folder)})")
     print(f"read it with {_load_call(args, samples, problem.default_samples)}")
-    print(f"or with {_tfds_call(args, folder)} after `import keras_multilevel` (which registers the builders)")
+    print(f"or with {_tfds_call(args, folder)} after `import keras_multilevel.datasets` (which registers the builders)")
     if report is None:
         print(f"0 samples generated ({samples} kept: the TFDS records are complete and verified)")
         return 0

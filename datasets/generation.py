@@ -13,7 +13,7 @@ stopped with nothing lost or duplicated. A full disk (or quota) is a
 space is freed; the partial shard is removed.
 
 Worker 0 is the calling process; the others are fresh ``python -m
-keras_multilevel_datasets.generation`` processes (never forks of a process
+keras_multilevel.pde.generation`` processes (never forks of a process
 holding TensorFlow or MPI state) with single-threaded BLAS/OpenMP and the MPI
 launcher's variables removed; under ``mpirun`` each rank runs its share with
 ``workers`` processes of its own, and rank 0 reports.

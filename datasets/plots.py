@@ -2,10 +2,15 @@
 
 import numpy as np
 
-PANELS = {
-    "poisson": (("κ (input)", "inputs", 0), ("u (target)", "target", None)),
-    "darcy": (("log-permeability (input)", "inputs", 0), ("pressure p (target)", "pressure", None)),
-}
+from . import problems
+
+
+def panels(name):
+    """``(title, feature, channel, note)`` of each panel of a row: the input field and the default target, as the
+    problem's registry entry (:mod:`.problems`) names them."""
+    problem = problems.get(name)
+    target = next(feature for feature in problem.features if feature.name == problem.default_target)
+    return (problem.input_label, "inputs", 0, problem.input_note), (target.label, target.name, None, target.note)
 
 
 def plot_examples(name, examples, path, title=None):
@@ -15,21 +20,18 @@ def plot_examples(name, examples, path, title=None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = PANELS[name]
+    columns = panels(name)
     rows = len(examples)
-    figure, axes = plt.subplots(rows, len(panels), figsize=(4.2 * len(panels), 3.6 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, len(columns), figsize=(4.2 * len(columns), 3.6 * rows), squeeze=False)
     for row, example in enumerate(examples):
-        for column, (label, key, channel) in enumerate(panels):
+        for column, (label, key, channel, note) in enumerate(columns):
             field = np.asarray(example[key])
             field = field[..., channel] if channel is not None else field
             image = axes[row, column].imshow(field, origin="lower", extent=(0, 1, 0, 1), cmap="viridis")
             figure.colorbar(image, ax=axes[row, column], shrink=0.85)
             subtitle = f"example {int(example['index'])}: {label}"
-            if name == "darcy" and key == "pressure":
-                subtitle += f"\nQ = {float(example['outflow_flux']):.4f}"
-            if name == "poisson" and column == 0:
-                k_x, k_y, a_x, a_y, alpha = np.asarray(example["parameters"])
-                subtitle += f"\nk=({k_x:.2f},{k_y:.2f}) a=({a_x:.2f},{a_y:.2f}) α={alpha:.2f}"
+            if note is not None:
+                subtitle += "\n" + note.format(**{k: np.asarray(v).tolist() for k, v in example.items() if np.ndim(v) <= 1})
             axes[row, column].set_title(subtitle, fontsize=9)
             axes[row, column].set_xlabel("x")
             axes[row, column].set_ylabel("y")

@@ -2,9 +2,11 @@
 
 A Keras optimizer only ever sees one gradient; a V-cycle needs the batch, to
 evaluate gradients of the coarse models too. The seam is as narrow as Keras
-allows: one method of Keras' trainer is wrapped on ``import keras_multilevel``
-where it is defined (which keeps Keras' own "is compile overridden?" checks
-true), and acts only for models compiled with a ``MultilevelOptimizer``:
+allows: one method of Keras' trainer is wrapped where it is defined (which
+keeps Keras' own "is compile overridden?" checks true), once, when
+:mod:`keras_multilevel.optimizers` is imported (by any way to a
+``MultilevelOptimizer``), and acts only for models compiled with a
+``MultilevelOptimizer``:
 
 * ``Trainer.compile``: after Keras' compile, a ``MultilevelOptimizer`` is
   attached to the model (a model that cannot be coarsened fails here) and

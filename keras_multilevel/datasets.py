@@ -3,7 +3,7 @@
 `concentric_circles` is the classification problem of Gaedke-Merzhäuser et
 al. (2021, §4, eq 11). The PDE datasets
 (Poisson, Darcy) are regenerated with FEniCSx by the TFDS builders of the
-top-level ``datasets/`` folder (installed as ``keras_multilevel_datasets``);
+top-level ``datasets/`` folder (installed as ``keras_multilevel.pde``);
 this module is their thin public front.
 """
 
@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 # Importing the builders registers them with TFDS: tfds.builder("poisson"), tfds.load("darcy/n48").
-from keras_multilevel_datasets import builders
+from keras_multilevel.pde import builders, problems
 
 
 def concentric_circles(samples, seed=0):
@@ -57,8 +57,9 @@ def concentric_circles(samples, seed=0):
     return x, np.eye(2, dtype="float32")[label]
 
 
-NAMES = ("poisson", "darcy")
-TARGETS = {"poisson": ("target",), "darcy": ("pressure", "outflow_flux")}
+NAMES = problems.NAMES
+# The features a model can be trained on, the default first (keras_multilevel.pde.problems, the registry).
+TARGETS = {name: problem.targets for name, problem in problems.PROBLEMS.items()}
 
 
 def builder(name, resolution=32, samples=None, seed=0, data_dir=None):
@@ -95,12 +96,12 @@ def prepare(name, resolution=32, samples=None, seed=0, data_dir=None, workers=1,
     """Generates the data set with FEniCSx if it is missing or damaged (resumable); returns the prepared builder.
 
     Records on disk are first checked against their checksums
-    (``keras_multilevel_datasets.integrity``); damaged ones are rewritten,
+    (``keras_multilevel.pde.integrity``); damaged ones are rewritten,
     with a warning line saying what was wrong. The data set's folder is
     locked while it is written: a second run raises
-    ``keras_multilevel_datasets.locks.Busy`` naming the first.
+    ``keras_multilevel.pde.locks.Busy`` naming the first.
     """
-    from keras_multilevel_datasets import generation, integrity, locks, problems
+    from keras_multilevel.pde import generation, integrity, locks
 
     workers = problems.check_positive(workers, "workers")
     cfg = builders.config(_check_name(name), resolution, samples, seed)

@@ -1,7 +1,7 @@
 import keras
 import pytest
 
-import keras_multilevel  # noqa: F401  (sets the backend, installs the Keras hooks)
+import keras_multilevel  # noqa: F401  (after Keras: loads the library at once, compile hook included)
 
 
 @pytest.fixture

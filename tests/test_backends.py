@@ -57,7 +57,7 @@ try:
     kml.datasets
 except ImportError as error:
     print("refused", error)
-from keras_multilevel_cli import main
+from keras_multilevel.cli import main
 print("exit", main(["datasets", "generate", "poisson", "--resolution", "6", "--samples", "10"]))
 """
 

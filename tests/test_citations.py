@@ -14,7 +14,7 @@ import re
 import pytest
 
 from keras_multilevel import references
-from keras_multilevel_datasets import builders
+from keras_multilevel.pde import builders
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # What users get or read: the four packages, the cards, the documentation and the benchmarks; and the tests.

@@ -11,10 +11,12 @@ import sys
 import pytest
 
 import keras_multilevel as kml
-import keras_multilevel_cli as cli
+import keras_multilevel.cli as cli
 
 BIN = pathlib.Path(sys.executable).parent
-HEAVY = ("tensorflow", "keras", "keras_multilevel", "tensorflow_datasets", "dolfinx")
+# What parsing and --help must not import: the command line lives inside keras_multilevel, whose root is lazy.
+HEAVY = ("tensorflow", "keras", "tensorflow_datasets", "dolfinx", "keras_multilevel.datasets",
+         "keras_multilevel.zoo", "keras_multilevel.optimizers", "keras_multilevel.models")
 
 
 def _command(*arguments, env=None):
@@ -35,8 +37,8 @@ def test_parsing_and_help_import_neither_tensorflow_nor_the_library():
     commands = [" ".join(path) for path, _ in _sub_commands(cli.build_parser()) if path]
     script = f"""
 import json, sys
-import keras_multilevel_cli
-parser = keras_multilevel_cli.build_parser()
+from keras_multilevel import cli
+parser = cli.build_parser()
 for command in {commands!r}:
     try:
         parser.parse_args([*command.split(), "--help"])
@@ -48,6 +50,24 @@ print(json.dumps([name for name in {HEAVY!r} if name in sys.modules]), file=sys.
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "zoo train" in commands and "datasets show" in commands
+    assert json.loads(result.stderr.splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize("argument", ["--help", "--version"])
+def test_help_and_version_of_the_command_import_neither_tensorflow_nor_keras(argument):
+    """``keras-multilevel --help`` / ``--version`` (here ``python -m keras_multilevel``) stay instant."""
+    script = f"""
+import json, runpy, sys
+sys.argv = ["keras-multilevel", {argument!r}]
+try:
+    runpy.run_module("keras_multilevel", run_name="__main__")
+except SystemExit as exit:
+    assert exit.code in (0, None), exit.code
+print(json.dumps([name for name in {HEAVY!r} if name in sys.modules]), file=sys.stderr)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "keras-multilevel" in result.stdout
     assert json.loads(result.stderr.splitlines()[-1]) == []
 
 

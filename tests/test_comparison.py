@@ -3,18 +3,18 @@
 import numpy as np
 import pytest
 
-import keras_multilevel_cli as cli
-from keras_multilevel import comparison
+import keras_multilevel.cli as cli
+from keras_multilevel.cli import circles
 
 
 @pytest.fixture(scope="module")
 def small_data():
-    return comparison.circles_data(train=200, validation=100)
+    return circles.circles_data(train=200, validation=100)
 
 
 @pytest.mark.slow
 def test_a_run_records_one_entry_per_cycle_and_stops_on_budget(small_data):
-    run = comparison.train_circles(3, small_data, blocks=16, budget=20.0, target_accuracy=1.0)
+    run = circles.train_circles(3, small_data, blocks=16, budget=20.0, target_accuracy=1.0)
     assert run.steps == "[(1),1,{2}]"
     assert run.cycle_work_units == pytest.approx(2 + 3 / 2 + 2 / 4)
     np.testing.assert_allclose(np.diff(run.work_units), run.cycle_work_units)
@@ -27,14 +27,14 @@ def test_a_run_records_one_entry_per_cycle_and_stops_on_budget(small_data):
 
 
 def test_a_run_stops_at_the_target_accuracy(small_data):
-    run = comparison.train_circles(1, small_data, blocks=4, budget=50.0, target_accuracy=0.01)
+    run = circles.train_circles(1, small_data, blocks=4, budget=50.0, target_accuracy=0.01)
     assert run.cycles == 1 and run.first_reaching(0.01) == 0
 
 
 @pytest.mark.slow
 def test_table_and_plot(tmp_path, small_data):
-    runs = [comparison.train_circles(levels, small_data, blocks=8, budget=6.0) for levels in (1, 2)]
-    text = comparison.table(runs, target_accuracy=1.0)
+    runs = [circles.train_circles(levels, small_data, blocks=8, budget=6.0) for levels in (1, 2)]
+    text = circles.table(runs, target_accuracy=1.0)
     lines = text.strip().splitlines()
     assert len(lines) == 8 and lines[4].startswith("| 1 | `[{1}]` |") and lines[5].startswith("| 2 | `[(1),{2}]` |")
     best = max(runs[0].val_accuracy)
@@ -43,7 +43,7 @@ def test_table_and_plot(tmp_path, small_data):
     cells = [cell.strip() for cell in lines[4].split("|")]
     assert cells[6] == cells[7] == cells[9] == cells[10] == "1.00"  # the baseline against itself
     assert lines[7].startswith("One-time tracing")
-    comparison.plot(runs, tmp_path / "plot.png", "test")
+    circles.plot(runs, tmp_path / "plot.png", "test")
     assert (tmp_path / "plot.png").stat().st_size > 1000
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from keras_multilevel import datasets
-from keras_multilevel_datasets import builders, files, generation, integrity, locks, shards
+from keras_multilevel.pde import builders, files, generation, integrity, locks, shards
 
 BIN = pathlib.Path(sys.executable).parent
 RESOLUTION, SAMPLES = 24, 2000  # slow enough (a few seconds) to be interrupted part-way
@@ -95,7 +95,7 @@ def test_a_kill_at_a_random_point_loses_nothing_and_the_rerun_cleans_up(tmp_path
 
 def test_an_interrupt_lost_in_a_garbage_collector_callback_is_raised_again_and_not_printed(monkeypatch):
     """Python swallows (and prints) an exception raised in a gc callback, where JAX's lands a signal at times."""
-    from keras_multilevel_datasets import cli as datasets_cli
+    from keras_multilevel.pde import cli as datasets_cli
 
     printed = []  # what Python's hook for lost exceptions would print
     monkeypatch.setattr(sys, "unraisablehook", printed.append)
@@ -163,7 +163,7 @@ def test_an_orphaned_worker_ends_silently_and_its_log_is_removed_by_the_next_run
 def _held_by_another_process(folder):
     """Holds the lock of the data set in ``folder`` from another process while the block runs; yields that process."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from keras_multilevel_datasets import locks\n"
+        [sys.executable, "-c", "import sys, time; from keras_multilevel.pde import locks\n"
          f"with locks.holding({str(folder)!r}):\n    print('held', flush=True); time.sleep(600)"],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -175,7 +175,7 @@ def _held_by_another_process(folder):
 
 
 def test_a_second_run_is_refused_while_the_first_holds_the_data_set(tmp_path, capsys):
-    from keras_multilevel_cli import main
+    from keras_multilevel.cli import main
 
     root = tmp_path / "data"
     folder = _folder(root, 6, 30)
@@ -202,7 +202,7 @@ BUSY_COMMANDS = {  # every command that may write a data set: (its arguments, th
 @pytest.mark.parametrize("command", sorted(BUSY_COMMANDS))
 def test_every_command_meeting_a_held_data_set_says_one_line_and_exits_75(tmp_path, capsys, command):
     """Not a traceback ending in ``locks.Busy`` (``datasets show`` and ``zoo evaluate`` gave one, exit 1)."""
-    from keras_multilevel_cli import main
+    from keras_multilevel.cli import main
 
     arguments, (resolution, samples, seed) = BUSY_COMMANDS[command]
     root = tmp_path / "data"
@@ -271,7 +271,7 @@ def test_damaged_records_are_found_on_load_and_rewritten(tmp_path, capsys, small
 
 
 def test_the_command_repairs_damaged_records_and_leaves_complete_ones_alone(tmp_path, capsys, small):
-    from keras_multilevel_cli import main
+    from keras_multilevel.cli import main
 
     source, original = small
     root = tmp_path / "data"
@@ -373,7 +373,7 @@ def test_a_lock_that_is_not_a_regular_file_of_this_user_is_refused(tmp_path):
 
 
 def test_the_command_refuses_a_planted_lock_in_one_line(tmp_path, capsys):
-    from keras_multilevel_cli import main
+    from keras_multilevel.cli import main
 
     victim, root = tmp_path / "thesis.tex", tmp_path / "data"
     victim.write_text(VICTIM)

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-fem = pytest.importorskip("keras_multilevel_datasets.fem")
+fem = pytest.importorskip("keras_multilevel.pde.fem")
 
 import ufl  # noqa: E402
 
-from keras_multilevel_datasets import darcy, poisson, problems, random_field  # noqa: E402
+from keras_multilevel.pde import darcy, poisson, problems, random_field  # noqa: E402
 
 dolfinx = fem.dolfinx
 PARAMETERS = np.array([2.3, 1.1, 0.2, 0.4, 0.7])  # k_x, k_y, a_x, a_y, alpha

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from keras_multilevel_datasets import generation, problems, shards
+from keras_multilevel.pde import generation, problems, shards
 
 BIN = pathlib.Path(sys.executable).parent
 
@@ -53,7 +53,7 @@ def test_killed_run_resumes_without_losing_or_duplicating_examples(tmp_path):
     samples, shard_size = 3000, 10
     script = textwrap.dedent(
         f"""
-        from keras_multilevel_datasets import generation
+        from keras_multilevel.pde import generation
         generation.generate("poisson", 16, {samples}, seed=3, root={str(tmp_path / "killed")!r},
                             shard_size={shard_size}, progress=False)
         """
@@ -196,7 +196,7 @@ def test_an_unwritable_output_directory_is_a_clear_error_and_loses_nothing(tmp_p
 @pytest.mark.parametrize("resolution", [20_000, 10**12])
 def test_a_resolution_too_large_for_memory_is_refused_up_front(tmp_path, capsys, resolution):
     """Issue 13, item 1: exit 2 with the memory the run needs and the largest N that fits, before any folder."""
-    from keras_multilevel_cli import main
+    from keras_multilevel.cli import main
 
     out = tmp_path / "data"
     assert main(["datasets", "generate", "poisson", "--resolution", str(resolution), "--data-dir", str(out)]) == 2
@@ -225,7 +225,7 @@ def test_too_many_workers_for_memory_is_refused_and_too_many_for_the_cpus_capped
 
 MEASURE_PEAK = """
 import sys
-from keras_multilevel_datasets import problems
+from keras_multilevel.pde import problems
 def peak():  # VmHWM, not ru_maxrss, which a child inherits from the process that forked it
     return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 problem = problems.get(sys.argv[1])
@@ -278,7 +278,7 @@ def test_a_full_disk_is_one_clear_error_saying_what_is_kept_and_the_rerun_resume
 
 
 def test_the_command_reports_a_full_disk_in_one_line_and_a_non_zero_status(tmp_path, monkeypatch, capsys):
-    from keras_multilevel_cli import main
+    from keras_multilevel.cli import main
 
     _disk_full_after(monkeypatch, 1)  # shards of generation.SHARD_SIZE = 100 examples
     assert main(["datasets", "generate", "poisson", "--resolution", "6", "--samples", "300", "--data-dir",

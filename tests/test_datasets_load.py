@@ -11,7 +11,7 @@ import pytest
 
 import keras_multilevel as kml
 from keras_multilevel import datasets
-from keras_multilevel_datasets import builders, cli, generation
+from keras_multilevel.pde import builders, cli, generation
 
 BIN = pathlib.Path(sys.executable).parent
 
@@ -46,7 +46,7 @@ def test_examples_are_the_solver_output_with_their_parameters(data_dir):
     assert example["index"] == 36
     np.testing.assert_array_equal(example["parameters"], record["parameters"])
     np.testing.assert_array_equal(example["target"], record["solution"])
-    from keras_multilevel_datasets import poisson
+    from keras_multilevel.pde import poisson
 
     x, y = builders.fem_grid.cell_centres(8)
     np.testing.assert_allclose(example["inputs"][..., 0], poisson.kappa(x, y, record["parameters"]), rtol=1e-6)
@@ -135,7 +135,7 @@ def _cli(*arguments, env=None):
 
 @pytest.mark.slow
 def test_cli_generate_resume_show_and_errors(tmp_path, capsys, monkeypatch):
-    from keras_multilevel_cli import main
+    from keras_multilevel.cli import main
 
     out = tmp_path / "data"
     # No --data-dir: the data go to TFDS' data folder, the one kml.datasets.load reads by default.
@@ -144,9 +144,9 @@ def test_cli_generate_resume_show_and_errors(tmp_path, capsys, monkeypatch):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "120 samples generated (0 kept" in result.stdout and "samples/s" in result.stdout.splitlines()[-1]
     assert "read it with kml.datasets.load('poisson', resolution=6, split='train', samples=120)" in result.stdout
-    assert "or with tfds.load('poisson/n6_s120_seed0', split='train') after `import keras_multilevel`" in result.stdout
+    assert "or with tfds.load('poisson/n6_s120_seed0', split='train') after `import keras_multilevel.datasets`" in result.stdout
     assert "sample/s" in result.stderr  # the tqdm bar
-    # the rest in-process: same entry point (keras_multilevel_cli.main), without a TensorFlow start-up each
+    # the rest in-process: same entry point (keras_multilevel.cli.main), without a TensorFlow start-up each
     assert main(["datasets", "generate", "poisson", "--resolution", "6", "--samples", "120", "--data-dir", str(out),
                  "--quiet"]) == 0
     assert "0 samples generated (120 kept" in capsys.readouterr().out

@@ -335,11 +335,11 @@ def test_bad_values_are_refused(kwargs, message):
 
 @pytest.mark.slow
 def test_the_circles_comparison_of_the_cli_runs_mlsgd():
-    """`keras-multilevel bench circles --scheme mlsgd` trains through comparison.train_circles."""
-    from keras_multilevel import comparison
+    """`keras-multilevel bench circles --scheme mlsgd` trains through keras_multilevel.cli.circles.train_circles."""
+    from keras_multilevel.cli import circles as demo
 
     data = (circles(64), circles(32, seed=4))
-    run = comparison.train_circles(2, data, blocks=8, budget=10.0, scheme="mlsgd")
+    run = demo.train_circles(2, data, blocks=8, budget=10.0, scheme="mlsgd")
     assert run.work_units[-1] >= 10.0 and len(run.work_units) >= 2
     assert "mlsgd" in run.model.optimizer.get_config()["scheme"]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import keras_multilevel as kml
-import keras_multilevel_cli as cli
+import keras_multilevel.cli as cli
 from keras_multilevel import zoo
 
 NAME = "poisson_unet_n8"
@@ -268,7 +268,7 @@ SCHEDULED_RECIPE = dict(RECIPE, smoother={"class_name": "Adam", "config": {
 
 def test_train_evaluate_and_retrain_a_recipe(tmp_path, capsys):
     """The whole life of a preset on a tiny recipe: train, write, evaluate on fresh data, retrain from the CLI."""
-    pytest.importorskip("keras_multilevel_datasets.fem")
+    pytest.importorskip("keras_multilevel.pde.fem")
     data = tmp_path / "data"
     recipe = copy.deepcopy(SCHEDULED_RECIPE)
     metadata = zoo.create(recipe, tmp_path / "presets", data_dir=data, progress=False)
@@ -313,7 +313,7 @@ def test_every_shipped_preset_meets_its_card(name, tmp_path):
     fail on an unlucky sample. With 200 it is 7% (the margin is over 3
     standard errors), which the test checks from the measured spread.
     """
-    pytest.importorskip("keras_multilevel_datasets.fem")
+    pytest.importorskip("keras_multilevel.pde.fem")
     metadata = zoo.metadata(name)
     measured = zoo.evaluate(name, samples=EVALUATION_SAMPLES, seed=777, data_dir=tmp_path)
     comparison = zoo.compare(metadata, measured)

@@ -4,7 +4,7 @@ Each preset (``{problem}_unet_n{N}``, e.g. ``poisson_unet_n32``) is a folder
 of ``config.json``, ``model.weights.h5``, a model card ``README.md`` and
 ``metadata.json`` (recipe, data set, metrics, tolerance, versions, sha256 of
 the other files) in the repository's top-level ``zoo/`` folder (installed as
-``keras_multilevel_zoo``)::
+``keras_multilevel.presets``)::
 
     import keras_multilevel as kml
 

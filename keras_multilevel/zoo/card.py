@@ -1,6 +1,7 @@
 """The model card (``README.md``) of a preset, written from its metadata."""
 
 from keras_multilevel import references
+from keras_multilevel.pde import problems
 from keras_multilevel.zoo.recipe import OPTIMIZER_KEYS
 
 # The papers a card cites, by author and year; its References section lists them in full.
@@ -8,21 +9,6 @@ WORK_UNITS = "Gaedke-Merzhäuser et al. (2021)"  # work units, eq 10
 DATA = "Ponce et al. (2022)"  # the Poisson and Darcy data, §8
 MULTISCALE = "Haber et al. (2018)"  # the resolution hierarchy, coarse to fine
 cite = references.cite
-# problem: (what the model predicts, its input channel 0, that channel's symbol)
-PROBLEMS = {
-    "poisson": (
-        "the solution `u` of the Poisson problem `-div(κ grad u) = f` on the unit square with `u = 0` on the "
-        f"boundary and the fixed source `f = 32 exp(-4((x - 1/4)² + (y - 1/4)²))` ({cite(DATA, '§8.1, eq 41', parenthetical=True)})",
-        "κ, the diffusion coefficient `1.1 + cos(k_x π (x' + a_x)) cos(k_y π (y' + a_y))` (rotated coordinates)",
-        "κ",
-    ),
-    "darcy": (
-        "the pressure `p` of Darcy flow `q = -k grad p`, `div q = 0` on the unit square, `p = 1` at `x = 0`, "
-        f"`p = 0` at `x = 1`, no flow through `y = 0, 1` ({cite(DATA, '§8.2, eq 42', parenthetical=True)})",
-        "`log k`, the log-permeability: a Gaussian field with exponential covariance (σ = 1, λ = 0.3)",
-        "log k",
-    ),
-}
 
 
 def _stencil_prolongation(recipe):
@@ -173,7 +159,8 @@ def card(metadata):
     """The markdown model card of a preset from its metadata (everything but ``files``)."""
     dataset, metrics = metadata["dataset"], metadata["metrics"]
     name, n = metadata["name"], metadata["resolution"]
-    output, inputs, symbol = PROBLEMS[metadata["problem"]]
+    problem = problems.get(metadata["problem"])  # what the card says about the problem: the registry's
+    output, inputs, symbol = problem.card_output.format(data=cite(DATA, parenthetical=True)), problem.card_input, problem.card_symbol
     tolerance = metadata["tolerance"]
     bound = metrics["test"][tolerance["metric"]] * (1 + tolerance["relative"])
     sections = _recipe_sections(metadata) if metadata["recipe"] is not None else _own_sections(metadata)

@@ -48,15 +48,13 @@ def check_recipe(recipe):
 
 def dataset_description(recipe):
     """The data set a recipe trains on: name, target, resolution, samples, generation seed and split sizes."""
-    from keras_multilevel_datasets import builders, problems
-
-    from keras_multilevel import datasets
+    from keras_multilevel.pde import builders, problems
 
     problem = recipe["problem"]
     samples = problems.get(problem).default_samples if recipe.get("samples") is None else recipe["samples"]
     return {
         "name": problem,
-        "target": recipe.get("target") or datasets.TARGETS[problem][0],
+        "target": recipe.get("target") or problems.get(problem).default_target,
         "resolution": recipe["resolution"],
         "samples": samples,
         "seed": recipe["dataset_seed"],

@@ -32,13 +32,13 @@ import tempfile
 import warnings
 
 import keras
-import keras_multilevel_zoo
 
+from keras_multilevel import _version, presets
 from keras_multilevel.zoo import card as cards
 from keras_multilevel.zoo.metrics import NAMES
 from keras_multilevel.zoo.recipe import check_recipe, dataset_description
 
-PRESETS = pathlib.Path(keras_multilevel_zoo.__file__).parent  # the repository's top-level zoo/, in the wheel
+PRESETS = pathlib.Path(presets.__file__).parent  # the repository's top-level zoo/, in the wheel
 HASHED = ("config.json", "model.weights.h5", "README.md")
 DEFAULT_TOLERANCE = {"metric": "relative_l2", "relative": 0.25}
 
@@ -117,10 +117,8 @@ def _versions():
     import numpy
     import tensorflow
 
-    import keras_multilevel
-
     return {
-        "keras_multilevel": keras_multilevel.__version__,
+        "keras_multilevel": _version.__version__,
         "keras": keras.__version__,
         "tensorflow": tensorflow.__version__,
         "dolfinx": importlib.metadata.version("dolfinx-solver-real"),

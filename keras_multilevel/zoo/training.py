@@ -114,13 +114,14 @@ def train_recipe(recipe, data_dir=None, progress=True, callbacks=()):
         work units, validation metrics). The wall time is that of ``fit``
         (validation included, data generation excluded).
     """
-    from keras_multilevel import MultilevelOptimizer, models
+    from keras_multilevel.models import unet
+    from keras_multilevel.optimizers import MultilevelOptimizer
 
     dataset = dataset_description(check_recipe(recipe))
     train = _data(dataset, "train", data_dir, recipe["batch_size"], shuffle=True, progress=progress)
     validation = _data(dataset, "validation", data_dir, recipe["batch_size"])
     keras.utils.set_random_seed(recipe["seed"])
-    model = models.unet(recipe["resolution"], **recipe["architecture"])
+    model = unet(recipe["resolution"], **recipe["architecture"])
     optimizer = {key: recipe[key] for key in OPTIMIZER_KEYS if key in recipe}
     smoother = keras.optimizers.get(copy.deepcopy(recipe["smoother"]))  # Keras deserializes nested configs in place
     model.compile(optimizer=MultilevelOptimizer(smoother=smoother, **optimizer), loss="mse")
@@ -275,7 +276,7 @@ def evaluate(name, samples=200, seed=EVALUATION_SEED, resolution=None, data_dir=
             when None.
         presets_dir: folder of presets (default: the shipped ones).
     """
-    from keras_multilevel_datasets import builders
+    from keras_multilevel.pde import builders
 
     trained_on = store.metadata(name, presets_dir)["dataset"]
     n = trained_on["resolution"] if resolution is None else resolution

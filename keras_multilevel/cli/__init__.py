@@ -1,14 +1,15 @@
 """The ``keras-multilevel`` command line: long jobs behind one entry point.
 
-Installed as ``keras_multilevel_cli`` (the repository's top-level ``cli/``
-folder), outside the ``keras_multilevel`` package on purpose: importing that
-package starts TensorFlow (seconds), and parsing arguments, ``--help`` and
-``--version`` must not wait for it. Each sub-command imports TensorFlow,
-Keras and the library inside the function that runs it (its ``func``, which
-returns an exit code). The sub-commands:
+Inside the package (``python -m keras_multilevel`` runs it too), whose root
+imports lazily: parsing arguments, ``--help`` and ``--version`` import
+neither TensorFlow nor Keras. Each sub-command imports TensorFlow, Keras and
+the rest of the library inside the function that runs it (its ``func``,
+which returns an exit code). The command owns its process, so :func:`main`
+keeps TensorFlow's C++ start-up logging out of the user's face (the library
+itself leaves the process alone). The sub-commands:
 
-- ``demo``, ``bench circles`` (:mod:`.comparison`): single- vs multilevel training,
-- ``datasets`` (registered by :mod:`keras_multilevel_datasets.cli`),
+- ``demo``, ``bench circles`` (:mod:`.comparison`, training in :mod:`.circles`): single- vs multilevel training,
+- ``datasets`` (registered by :mod:`keras_multilevel.pde.cli`),
 - ``zoo`` (:mod:`.zoo`).
 
 Every command that reads or writes PDE data takes the folder as
@@ -54,7 +55,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser():
     """The parser of every sub-command (imports neither TensorFlow nor Keras)."""
-    from keras_multilevel_datasets import cli as datasets_cli
+    from keras_multilevel.pde import cli as datasets_cli
 
     from . import comparison, zoo
 
@@ -83,6 +84,26 @@ def check_backend():
     )
 
 
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with ``TF_CPP_MIN_LOG_LEVEL=2`` unless the user set it, and with the C-level stderr
+    silenced meanwhile: absl's "All log messages before absl::InitializeLog()" and the oneDNN notice, which no
+    environment variable silences (Python errors still raise). Only the command line does this; it owns its process."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        pass  # the command that needs it says so
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def main(argv=None):
     """Parses ``argv`` (default ``sys.argv[1:]``) and runs the sub-command; returns its exit code.
 
@@ -98,7 +119,10 @@ def main(argv=None):
     if error:
         print(error, file=sys.stderr)
         return 2
-    from keras_multilevel_datasets import files, generation, locks  # after parsing: generation imports NumPy
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # not whatever ~/.keras/keras.json says: the commands need it
+    from keras_multilevel.pde import files, generation, locks  # after parsing: generation imports NumPy
+
+    _import_tensorflow_quietly()  # every command runs TensorFlow code
 
     statuses = {locks.Busy: BUSY, generation.DiskFull: DISK_FULL, files.UnsafeFile: UNSAFE}
     try:

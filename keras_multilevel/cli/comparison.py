@@ -1,6 +1,6 @@
 """The ``demo`` and ``bench circles`` commands: single-level against multilevel training.
 
-Both train the co-centric circles networks of :mod:`keras_multilevel.comparison`
+Both train the co-centric circles networks of :mod:`keras_multilevel.cli.circles`
 for each number of levels and write a table and plots; the library (and
 TensorFlow) is imported only when one of them runs.
 """
@@ -38,11 +38,11 @@ def _compare(args, title):
     """Trains each number of levels in turn, then writes a table and a plot."""
     from tqdm import tqdm
 
-    from keras_multilevel import comparison
+    from keras_multilevel.cli import circles
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = comparison.circles_data(seed=args.seed)
+    data = circles.circles_data(seed=args.seed)
     scheme = args.scheme
     learning_rate = None if scheme == "rmtr" else args.learning_rate  # RMTR's trust regions set the steps
     runs = []
@@ -54,7 +54,7 @@ def _compare(args, title):
                 bar.set_postfix(loss=f"{run.loss[-1]:.4f}", val_acc=f"{run.val_accuracy[-1]:.3f}")
 
             runs.append(
-                comparison.train_circles(
+                circles.train_circles(
                     levels,
                     data,
                     blocks=args.blocks,
@@ -76,11 +76,11 @@ def _compare(args, title):
         f"# {title}\n\nCommand: `{command}`\n\n{args.blocks} residual blocks of width 3, T = 1, {method}, "
         f"Tikhonov beta = {args.regularization}, V-cycle scheme {scheme!r}; "
         f"stop at validation accuracy {args.target} or {args.budget:g} work units.\n\n"
-        + comparison.table(runs, args.target)
+        + circles.table(runs, args.target)
     )
     (out / "table.md").write_text(text)
-    comparison.plot(runs, out / "convergence.png", title)
-    comparison.plot_decision_boundaries(runs, data, out / "decision_boundary.png")
+    circles.plot(runs, out / "convergence.png", title)
+    circles.plot_decision_boundaries(runs, data, out / "decision_boundary.png")
     print(text)
     print(f"wrote {out / 'table.md'}, {out / 'convergence.png'} and {out / 'decision_boundary.png'}")
     return 0
