@@ -279,3 +279,31 @@ def test_the_levels_of_a_depth_hierarchy_share_one_traced_loop(circles):
         eager.train_on_batch(x[:37], y[:37])
     for got, expected in zip(model.trainable_variables, eager.trainable_variables):
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_new_class_of_hooks_takes_over_the_schemes_it_applies_to():
+    """Adding a scheme is one class: a subclass of CoarseCorrection defined anywhere runs the cycles of the
+    schemes its ``applies`` accepts (here: it refuses every correction, which the count then shows)."""
+    from keras_multilevel.optimizers.cycle import scheme_hooks
+    from keras_multilevel.optimizers.mgopt import HOOKS, CoarseCorrection
+
+    class Refusing(CoarseCorrection):
+        @classmethod
+        def applies(cls, scheme):
+            return scheme.name == "mgopt" and scheme.correction_scale == 0.5
+
+        def accept(self, index, correction, coupling):
+            return tf.constant(False), 0.0
+
+    try:
+        x, y = kml.datasets.concentric_circles(32, seed=0)
+        model = kml.models.residual_network((2,), outputs=2, width=3, blocks=8)
+        optimizer = kml.MultilevelOptimizer(levels=3, correction_scale=0.5)
+        assert scheme_hooks(optimizer.scheme) is Refusing
+        assert scheme_hooks(kml.MultilevelOptimizer(levels=3).scheme) is CoarseCorrection
+        model.compile(optimizer=optimizer, loss="categorical_crossentropy")
+        history = model.fit(x, y, batch_size=16, epochs=1, verbose=0).history
+        assert history["discarded_corrections"] == [4.0]  # 2 cycles x 2 corrections each
+    finally:
+        HOOKS.remove(Refusing)
+    assert scheme_hooks(optimizer.scheme) is CoarseCorrection

@@ -340,11 +340,12 @@ def v_cycle(hierarchy, steps, scheme, minibatches, layout, full_batch=None, trus
 
 
 def scheme_hooks(scheme):
-    """The class of hooks that runs ``scheme``'s cycle: :class:`~keras_multilevel.optimizers.mlsgd.MLSGD`
-    when one of MLSGD's safeguards or variants is on, else
-    :class:`~keras_multilevel.optimizers.mgopt.CoarseCorrection` (MG/OPT and FAS)."""
+    """The class of hooks that runs ``scheme``'s cycle: the last defined subclass of
+    :class:`~keras_multilevel.optimizers.mgopt.CoarseCorrection` (or the class itself) whose
+    ``applies(scheme)`` holds. :class:`~keras_multilevel.optimizers.mlsgd.MLSGD` takes the schemes with one
+    of MLSGD's safeguards or variants on; MG/OPT's and FAS's hooks the others."""
     # Imported here: the schemes' modules build on this one's helpers.
-    from keras_multilevel.optimizers.mgopt import CoarseCorrection
-    from keras_multilevel.optimizers.mlsgd import MLSGD
+    from keras_multilevel.optimizers import mlsgd  # noqa: F401  (defines MLSGD's hooks)
+    from keras_multilevel.optimizers.mgopt import HOOKS
 
-    return MLSGD if MLSGD.applies(scheme) else CoarseCorrection
+    return next(hooks for hooks in reversed(HOOKS) if hooks.applies(scheme))

@@ -48,6 +48,12 @@ def within_bound(correction, variables, bound):
     return tf.logical_and(finite, size <= bound * tf.maximum(weights, 1.0))
 
 
+HOOKS = []
+"""Every class of V-cycle hooks, in the order defined: :func:`~keras_multilevel.optimizers.cycle.scheme_hooks`
+takes the last one whose ``applies(scheme)`` holds, so a subclass defined in a module of its own takes over
+the schemes it applies to."""
+
+
 class CoarseCorrection:
     """The hooks of MG/OPT's and FAS's V-cycle: objective, step direction, coarse problem and correction.
 
@@ -60,6 +66,10 @@ class CoarseCorrection:
     A ``coupling`` is the :class:`~keras_multilevel.optimizers.cycle.Coupling`
     of a coarse level to the level above (``None`` on the finest level).
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        HOOKS.append(cls)
 
     def __init__(self, scheme, steps, layout, levels):
         self.scheme, self.steps, self.layout, self.levels = scheme, steps, layout, levels
@@ -159,3 +169,5 @@ class CoarseCorrection:
         assign(variables, [tf.where(accept, variable, begin) for variable, begin in zip(variables, start)])
         return accept, self.levels.cost(index, batch, 2 * FORWARD_COST)
 
+
+HOOKS.append(CoarseCorrection)
