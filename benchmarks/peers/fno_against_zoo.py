@@ -128,12 +128,16 @@ def table(args, command, results, presets):
         f"{', '.join(map(str, args.seeds))}; {args.layers} Fourier layers, {args.modes} x {args.modes} modes, "
         f"{args.hidden} hidden channels, Adam {args.learning_rate:g} halved at 1/2, 3/4 and 7/8 of the epochs, batch "
         f"{args.batch_size}, MSE on the raw targets (the presets' loss; the zoo normalizes neither inputs nor targets), "
-        f"epochs: as many as fit a training budget of {args.cpu_budget:g} CPU seconds on one torch thread (counted "
-        f"after the first epoch, at most {args.max_epochs}), the weights of the best validation relative L2 kept. "
+        f"epochs: as many as fit a training budget of {args.cpu_budget:g} CPU seconds on one torch thread (their number "
+        f"fixed by the first epoch's CPU time, at most {args.max_epochs}; later epochs may run slower or faster), the "
+        "weights of the best validation relative L2 kept. "
         f"Training CPU s: process CPU time of the training loop (validation included), one thread, {args.jobs} run(s) at a "
         "time on a shared 2-core machine. The preset's "
         "numbers are its card's (metadata.json; its time is the card's wall time of `fit`, validation included, "
         "Keras on 2 shared cores) and its measurement at 2N.",
+        "",
+        "Parameters: real numbers (a complex spectral weight counts as two; torch's own count, one per complex "
+        "weight, is about half for the FNO).",
         "",
         "| problem | model | parameters | epochs | training CPU s | test rel. L2 at N | rel. L2 at 2N |",
         "|---|---|---|---|---|---|---|",
@@ -173,7 +177,14 @@ def main(argv=None):
     parser.add_argument("--cpu-budget", type=float, default=240, help="training CPU seconds per run (one thread)")
     parser.add_argument("--jobs", type=int, default=1, help="FNO runs at once (each on one thread)")
     parser.add_argument("--out", type=pathlib.Path, required=True)
+    parser.add_argument("--table-from", type=pathlib.Path, help="only rewrite the table from this json of an earlier run")
     args = parser.parse_args(argv)
+    if args.table_from:
+        saved = json.loads(args.table_from.read_text())
+        old = argparse.Namespace(**saved["arguments"])
+        presets = {p: (kml.zoo.metadata(store.preset_name(p, old.resolution)), v["at_2n"]) for p, v in saved["presets"].items()}
+        _report.write(table(old, saved["command"], saved["fno"], presets), args.table_from.with_suffix(".md"))
+        return
     python = make_venv(args.fno_venv, args.venv_python)
     args.out.mkdir(parents=True, exist_ok=True)
     presets, tasks = {}, []
