@@ -177,6 +177,8 @@ def main(argv=None):
     parser.add_argument("--cpu-budget", type=float, default=240, help="training CPU seconds per run (one thread)")
     parser.add_argument("--jobs", type=int, default=1, help="FNO runs at once (each on one thread)")
     parser.add_argument("--out", type=pathlib.Path, required=True)
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse a seed's record in --data-dir from an earlier run with the same FNO settings")
     parser.add_argument("--table-from", type=pathlib.Path, help="only rewrite the table from this json of an earlier run")
     args = parser.parse_args(argv)
     if args.table_from:
@@ -198,7 +200,16 @@ def main(argv=None):
     def one(task):
         problem, seed, own, fresh = task
         path = args.data_dir / f"fno_{problem}_n{args.resolution}_seed{seed}.json"
-        record = run_fno(args, python, own, fresh, seed, path)
+        if args.reuse and path.exists():  # an earlier run's record with the same FNO settings
+            record = json.loads(path.read_text())
+            same = {k: record["arguments"][k] for k in ("modes", "hidden", "layers", "learning_rate", "batch_size",
+                                                        "max_epochs", "cpu_budget")}
+            if same == {k: getattr(args, k) for k in same}:
+                print(f"{problem} seed {seed}: reused {path}", flush=True)
+            else:
+                record = run_fno(args, python, own, fresh, seed, path)
+        else:
+            record = run_fno(args, python, own, fresh, seed, path)
         print(f"{problem} seed {seed}: {record['epochs']} epochs, {record['train_cpu_s']:.0f} CPU s, test rel. L2 "
               f"{record['test']['relative_l2']:.4f}, at 2N {record['fresh_2n']['relative_l2']:.4f}", flush=True)
         return record
