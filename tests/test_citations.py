@@ -47,6 +47,7 @@ def shipped_files():
             path for path in (ROOT / folder).rglob("*")
             if path.suffix in SUFFIXES and path.is_file() and path != pathlib.Path(__file__).resolve()
             and not (folder == "benchmarks" and path.suffix == ".json")  # measured data
+            and not any(part.startswith(".venv") for part in path.relative_to(ROOT).parts)  # a peer's environment
         )
     return files
 
