@@ -88,15 +88,16 @@ def tikhonov_weights(beta, weights, level_index, inner_product="l2"):
     return [beta * w for w in weights]
 
 
-def _sum(tensors):
+def float64_sum(tensors):
+    """The sum of scalar tensors, each cast to float64 first (the level norms and the angle condition's products)."""
     return tf.add_n([tf.cast(tensor, tf.float64) for tensor in tensors])
 
 
 def level_norm(values, weights):
     """``||v||_l = sqrt(sum_j w_j ||v_j||^2)`` (Jacob, 2024, §3.2: ``||.||_l = sqrt(h_l) ||.||``), in float64."""
-    return tf.sqrt(_sum([w * tf.reduce_sum(tf.square(v)) for v, w in zip(values, weights)]))
+    return tf.sqrt(float64_sum([w * tf.reduce_sum(tf.square(v)) for v, w in zip(values, weights)]))
 
 
 def gradient_norm(gradients, weights):
     """``||grad_l F||_l`` of the Euclidean gradient ``grad F``: ``sqrt(sum_j ||g_j||^2 / w_j)``, in float64."""
-    return tf.sqrt(_sum([tf.reduce_sum(tf.square(g)) / w for g, w in zip(gradients, weights)]))
+    return tf.sqrt(float64_sum([tf.reduce_sum(tf.square(g)) / w for g, w in zip(gradients, weights)]))

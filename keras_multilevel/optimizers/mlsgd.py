@@ -16,7 +16,7 @@ in which the gradient is ``g / w`` (the Riesz map) and its norm the dual norm
 import tensorflow as tf
 
 from keras_multilevel.optimizers.cycle import assign
-from keras_multilevel.optimizers.inner_product import gradient_norm, level_norm
+from keras_multilevel.optimizers.inner_product import float64_sum, gradient_norm, level_norm
 from keras_multilevel.optimizers.mgopt import CoarseCorrection
 from keras_multilevel.optimizers.objective import add_coupling
 
@@ -46,7 +46,7 @@ def angle_holds(gradient, step, weights, threshold):
     product gives the norms; ``<grad_l H, s>_l`` is the Euclidean
     ``<grad H, s>`` in any level inner product. A zero step passes.
     """
-    descent = -tf.add_n([tf.cast(tf.reduce_sum(g * s), tf.float64) for g, s in zip(gradient, step)])
+    descent = -float64_sum([tf.reduce_sum(g * s) for g, s in zip(gradient, step)])
     return descent >= threshold * gradient_norm(gradient, weights) * level_norm(step, weights)
 
 
@@ -105,13 +105,13 @@ class MLSGD(CoarseCorrection):
             scheme.counts_stops or scheme.step_regularization > 0 or scheme.variance_reduction
         )
 
-    def _step_regularized(self, index, coupling):
+    def _step_regularized(self, coupling):
         return coupling is not None and self.scheme.step_regularization > 0
 
     def objective_gradient(self, index, batch, coupling):
         """``grad H_l``, on a coarse level with the step regularization's term (eq 3.2)."""
         gradients = super().objective_gradient(index, batch, coupling)
-        if not self._step_regularized(index, coupling):
+        if not self._step_regularized(coupling):
             return gradients
         level = self.hierarchy[index]
         return add_coupling(gradients, step_regularization_gradient(
@@ -120,7 +120,7 @@ class MLSGD(CoarseCorrection):
     def objective_value(self, index, batch, coupling):
         """``H_l``, on a coarse level with the step regularization (eq 3.2)."""
         value = super().objective_value(index, batch, coupling)
-        if not self._step_regularized(index, coupling):
+        if not self._step_regularized(coupling):
             return value
         level = self.hierarchy[index]
         regularized = step_regularization_value(level.variables, coupling.start, level.inner_product,
