@@ -121,7 +121,7 @@ def test_prolongated_steps_keep_their_length_in_the_level_norm(float64):
     """Depth coarsening, constant interpolation, "l2": ||P e||_f = ||e||_c, so the coarse bound keeps P e in the fine region."""
     model = residual()
     model.compile(optimizer=kml.MultilevelOptimizer(levels=2, scheme="rmtr"), loss="categorical_crossentropy")
-    fine, coarse = model.optimizer._trust_region.levels
+    fine, coarse = model.optimizer.trust_region_levels
     transfer = model.optimizer.hierarchy[0].transfer
     rng = np.random.default_rng(1)
     e = [tf.constant(rng.normal(size=v.shape)) for v in coarse.variables]
@@ -136,7 +136,7 @@ def test_recursion_condition_and_the_coarse_bound(float64):
         optimizer=kml.MultilevelOptimizer(levels=2, scheme="rmtr", trust_region={"radius": 0.25, "kappa_g": 0.5}),
         loss="categorical_crossentropy",
     )
-    rmtr = model.optimizer._trust_region
+    rmtr = model.optimizer.solver.trust_region
     fine, coarse = model.optimizer.hierarchy
     gradients = [tf.ones_like(v) for v in fine.variables]
     small = [0.01 * tf.ones_like(v) for v in coarse.variables]
@@ -152,7 +152,7 @@ def test_recursion_condition_and_the_coarse_bound(float64):
 def test_a_recursive_step_that_raises_the_loss_is_rejected(float64):
     model = residual()
     model.compile(optimizer=kml.MultilevelOptimizer(levels=2, scheme="rmtr"), loss="categorical_crossentropy")
-    rmtr = model.optimizer._trust_region
+    rmtr = model.optimizer.solver.trust_region
     level = model.optimizer.hierarchy[0]
     x, y = circles()
 
@@ -295,7 +295,7 @@ def test_a_prolongated_step_longer_than_the_radius_left_is_shortened_to_it(float
         optimizer=kml.MultilevelOptimizer(levels=2, scheme="rmtr", trust_region={"radius": 0.01}),
         loss="categorical_crossentropy",
     )
-    rmtr = model.optimizer._trust_region
+    rmtr = model.optimizer.solver.trust_region
     level = model.optimizer.hierarchy[0]
     x, y = circles()
 

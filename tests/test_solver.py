@@ -137,6 +137,38 @@ def test_a_model_compiled_with_another_optimizer_needs_settings():
         kml.MultilevelSolver(model)
 
 
+def test_a_model_has_one_solver_built_by_the_optimizer_it_is_compiled_with():
+    """The optimizer is the configuration; compile builds the solver, whose levels own their state."""
+    optimizer = kml.MultilevelOptimizer(**fresh(SETTINGS["mgopt"]))
+    with pytest.raises(ValueError, match="no solver yet: compile a model with it"):
+        optimizer.solver
+    assert optimizer.hierarchy is None and optimizer.cycle_work_units is None
+    model = network()
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy")
+    solver = optimizer.solver
+    assert kml.MultilevelSolver(model) is solver and solver.model is model and solver.optimizer is optimizer
+    assert optimizer.hierarchy is solver.hierarchy and len(solver.hierarchy) == 3
+    # Each level's own copy of the smoother, its learning rate divided by the level's divisor (1 here).
+    level_optimizers = [level.smoother for level in solver.hierarchy]
+    assert len({id(level) for level in level_optimizers}) == 3 and optimizer._smoothers == level_optimizers
+    assert [float(level.learning_rate) for level in level_optimizers] == pytest.approx([0.1] * 3)
+    assert optimizer.variables[len(optimizer._variables):] == [v for level in level_optimizers for v in level.variables]
+    model.compile(optimizer=optimizer, loss="mse")  # compiling again keeps the solver and recompiles the levels
+    assert optimizer.solver is solver and solver.hierarchy[1].model.loss == "mse"
+    with pytest.raises(ValueError, match="already drives model"):
+        network().compile(optimizer=optimizer, loss="mse")
+
+
+def test_an_unbuilt_model_gets_its_levels_at_the_first_step():
+    model = keras.Sequential([kml.layers.DenseResidualStack(blocks=8), keras.layers.Dense(2, activation="softmax")])
+    solver = kml.MultilevelSolver(model, loss="categorical_crossentropy", levels=2, smoother=keras.optimizers.SGD(0.1))
+    assert solver.hierarchy is None and "levels not built yet" in repr(solver)
+    x, y = circles(BATCH)
+    report = solver.step((np.concatenate([x, x[:, :1]], axis=1), y))  # three features: the stack's width
+    assert [level.model.count_params() for level in solver.hierarchy] == [8 * 12 + 8, 4 * 12 + 8]
+    assert float(report.work_units) == pytest.approx(solver.cycle_work_units) and solver.work_units == float(report.work_units)
+
+
 # -- what the optimizer says about itself ------------------------------------------
 
 

@@ -1,49 +1,32 @@
-"""``MultilevelOptimizer``: V-cycles behind ``model.compile`` / ``model.fit``.
+"""``MultilevelOptimizer``: the multilevel settings, as a Keras optimizer that ``model.compile`` takes.
 
-Gaedke-Merzhäuser et al. (2021, Algorithm 3) (one V-cycle of Algorithm 1 per mini-batch) with any
-Keras optimizer as the level optimizer ("smoother", Algorithm 2 when it is
-plain SGD). ``model.fit`` runs one whole V-cycle per batch inside Keras'
-compiled train function: see :mod:`keras_multilevel._keras_hooks` for how the
-optimizer takes over ``train_step``.
+It is configuration and Keras' view of the training state, not the
+algorithm: it checks and holds the settings (``get_config`` /
+``from_config``), the counters that ``History`` logs and ``.keras`` files
+store (iterations, work units, discarded corrections, MLSGD's stops), and
+builds, when a model is compiled with it, the
+:class:`~keras_multilevel.optimizers.solver.MultilevelSolver` that holds the
+levels and runs the V-cycles (Gaedke-Merzhäuser et al., 2021, Algorithm 3:
+one V-cycle of Algorithm 1 per mini-batch, with any Keras optimizer as the
+level optimizer, "smoother"). ``model.fit`` steps that solver once per batch
+inside Keras' compiled train function (:meth:`MultilevelOptimizer.train_step`
+adds Keras' loss tracker and metrics); :mod:`keras_multilevel._keras_hooks`
+says how the optimizer takes over ``train_step``.
 """
 
-import collections
 import math
-import threading
-import weakref
 
 import keras
 import tensorflow as tf
 
-from keras_multilevel.hierarchy.hierarchy import Hierarchy, check_levels, get_coarsening
-from keras_multilevel.layers.residual import shared_depth_traces
+from keras_multilevel.hierarchy.hierarchy import check_levels, get_coarsening
 from keras_multilevel.optimizers import loss_scale
-from keras_multilevel.optimizers.coarse_to_fine import check_schedule, coarse_to_fine_step
-from keras_multilevel.optimizers.cycle import split_batch, v_cycle
-from keras_multilevel.optimizers.inner_product import check_inner_product, inner_product_weights, tikhonov_weights
-from keras_multilevel.optimizers.replicas import check_distributed, refuse_decisions
+from keras_multilevel.optimizers.coarse_to_fine import check_schedule
+from keras_multilevel.optimizers.inner_product import check_inner_product
 from keras_multilevel.optimizers.scheme import PRESET, CycleScheme, minibatch_layout
-from keras_multilevel.optimizers.steps import CycleSteps, work_units
-from keras_multilevel.optimizers.trust_region import RecursiveTrustRegion, TrustRegion
-
-
-StepReport = collections.namedtuple("StepReport", ["loss", "y_pred", "data", "work_units", "stops", "discarded_corrections"])
-StepReport.__doc__ = """What :meth:`MultilevelOptimizer.step` did on one batch.
-
-``loss`` and ``y_pred``: the finest model's loss and prediction on the
-minibatch in ``data`` (``(x, y, sample_weight)``, the cycle's first fine
-minibatch), before the cycle moved the weights (the loss is NaN if the
-cycle left any fine weight non-finite); ``work_units``: the step's
-cost in fine gradient evaluations (Gaedke-Merzhäuser et al., 2021, eq 10);
-``stops``: MLSGD's early stops in this step by kind (``"recursion"``,
-``"angle"``; Jacob, 2024, eqs 3.3-3.5), empty for the other schemes;
-``discarded_corrections``: how many coarse corrections the cycle's safeguard
-discarded (0 for one level, a coarse-to-fine schedule and RMTR).
-"""
-
-# Set while a hierarchy is being built: `keras.models.clone_model` re-compiles
-# each coarse clone with a copy of this optimizer, which must not attach itself.
-_building = threading.local()
+from keras_multilevel.optimizers.solver import MultilevelSolver, building
+from keras_multilevel.optimizers.steps import CycleSteps
+from keras_multilevel.optimizers.trust_region import TrustRegion
 
 
 def _learning_rate_divisors(divisor, levels):
@@ -89,14 +72,6 @@ class DividedSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"schedule": keras.optimizers.schedules.serialize(self.schedule), "divisor": self.divisor}
-
-
-def _level_optimizer(smoother, divisor):
-    """A copy of ``smoother`` with its own state; a learning-rate schedule is divided by ``divisor``."""
-    config = smoother.get_config()
-    if _has_schedule(smoother) and divisor != 1.0:
-        config["learning_rate"] = DividedSchedule(smoother._learning_rate, divisor)
-    return smoother.__class__.from_config(config)
 
 
 # Smoother options a V-cycle cannot honour: each level step must be one step of
@@ -179,7 +154,9 @@ def _has_schedule(optimizer):
 class MultilevelOptimizer(keras.optimizers.Optimizer):
     """Trains a model by multilevel V-cycles over a hierarchy of coarser models.
 
-    Pass it to ``model.compile``; ``model.fit`` then performs one V-cycle per
+    Pass it to ``model.compile``, which builds the model's
+    :class:`~keras_multilevel.optimizers.solver.MultilevelSolver`
+    (``optimizer.solver``); ``model.fit`` then performs one V-cycle per
     batch (:mod:`keras_multilevel.optimizers.cycle`): ``steps`` smoothing
     steps on the way down, restriction of the weights ``Pi``, the
     tau-correction built from ``R`` times the fine gradient, the coarsest
@@ -426,8 +403,6 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         self._divisors = divisors
         self.schedule = schedule
         self.trust_region = constants
-        self._trust_region = None  # RMTR's per-level state, once the hierarchy is built
-        self.cycle_work_units = None  # known once the hierarchy is built
         self.work_units = self.add_variable(
             shape=(), initializer="zeros", dtype="float64", name="work_units"
         )
@@ -445,12 +420,8 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
                 shape=(), initializer="zeros", dtype="float64", name="discarded_corrections"
             )
         self._full_batch = None
-        self.hierarchy = None
-        # A weak reference: the model owns its optimizer, not the reverse (and
-        # Keras' saving walks an optimizer's attributes).
-        self._model_ref = lambda: None
-        self._smoothers = []
         self._loss_scaling = None  # a LossScaleOptimizer's settings, for mixed_float16 models
+        self._solver = None  # built by `attach` (model.compile): the model, its levels and the cycle
 
     def take_loss_scaling(self, wrapper):
         """Takes over the loss scaling of the ``LossScaleOptimizer`` that wraps this optimizer.
@@ -473,89 +444,87 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         self._loss_scaling = loss_scale.settings_of(wrapper)
 
     @property
-    def trust_region_levels(self):
-        """``scheme="rmtr"``: each level's trust-region state (radius, L-SR1 memory), finest first; else empty."""
-        return self._trust_region.levels if self._trust_region is not None else []
+    def loss_scaling(self):
+        """The settings of the ``LossScaleOptimizer`` taken over by :meth:`take_loss_scaling`, or ``None``."""
+        return self._loss_scaling
+
+    def level_optimizer(self, index):
+        """A new copy of the smoother for level ``index``, with its own state and its learning rate divided by
+        the level's divisor (Ponce et al., 2022, §6.1.4); a schedule is divided as a :class:`DividedSchedule`."""
+        divisor = self._divisors[index]
+        config = self.smoother.get_config()
+        if divisor != 1.0:
+            config["learning_rate"] = (
+                DividedSchedule(self.smoother._learning_rate, divisor) if _has_schedule(self.smoother)
+                else float(keras.ops.convert_to_numpy(self.smoother.learning_rate)) / divisor
+            )
+        return self.smoother.__class__.from_config(config)
 
     @property
     def minibatches(self):
         """Minibatches per V-cycle: each Keras batch is split into this many (Ponce et al., 2022, §6.1.1)."""
         return self.layout.count
 
-    # -- the model this optimizer drives -----------------------------------
+    # -- the solver it builds ---------------------------------------------------
+
+    @property
+    def solver(self):
+        """The :class:`~keras_multilevel.optimizers.solver.MultilevelSolver` this optimizer built for the model
+        it is compiled with."""
+        if self._solver is None:
+            raise ValueError(
+                "This MultilevelOptimizer has no solver yet: compile a model with it "
+                "(`model.compile(optimizer=...)`), which builds one."
+            )
+        return self._solver
+
+    @property
+    def hierarchy(self):
+        """The levels, finest first: the solver's (``None`` before a model is compiled with it and built)."""
+        return self._solver.hierarchy if self._solver is not None else None
+
+    @property
+    def cycle_work_units(self):
+        """One V-cycle's work units without early stops, once the levels are built (else ``None``)."""
+        return self._solver.cycle_work_units if self._solver is not None else None
+
+    @property
+    def trust_region_levels(self):
+        """``scheme="rmtr"``: each level's trust-region state (radius, L-SR1 memory), finest first; else empty."""
+        trust_region = self._solver.trust_region if self._solver is not None else None
+        return trust_region.levels if trust_region is not None else []
+
+    @property
+    def _smoothers(self):
+        """The level optimizers, finest first. Keras' saving finds them here (their state is saved under this
+        name, so ``.keras`` files of every release keep loading)."""
+        return [level.smoother for level in self.hierarchy] if self.hierarchy is not None else []
 
     def drives(self, model):
         """Whether this optimizer is attached to ``model`` (by its ``compile``)."""
-        return self._model_ref() is model
+        return self._solver is not None and self._solver.model is model
 
     def attach(self, model):
-        """Binds the optimizer to ``model`` (done by ``model.compile``).
+        """Binds the optimizer to ``model`` (done by ``model.compile``): builds its solver.
 
         Checks that ``model`` can be coarsened into ``levels`` levels and, if
         it is built, builds the hierarchy right away, so that
         ``model.optimizer.hierarchy`` can be inspected after ``compile``.
         """
-        attached = self._model_ref()
-        if getattr(_building, "active", False):
+        if building():
             return
-        if attached is model:
+        if self._solver is not None:
+            if self._solver.model is not model:
+                raise ValueError(
+                    f"This MultilevelOptimizer already drives model {self._solver.model.name!r}; "
+                    f"create a new one for model {model.name!r}."
+                )
             if self.hierarchy is not None:
-                self._compile_levels()  # a re-compile may change the loss or metrics
+                self._solver.compile_levels()  # a re-compile may change the loss or metrics
             return
-        if attached is not None:
-            raise ValueError(
-                f"This MultilevelOptimizer already drives model {attached.name!r}; "
-                f"create a new one for model {model.name!r}."
-            )
         if self.levels > 1:
             self.coarsening.check(model, self.levels)
-        self._model_ref = weakref.ref(model)
-        if model.built:
-            self._build_hierarchy()
-
-    def _build_hierarchy(self):
-        _building.active = True
-        try:
-            self.hierarchy = Hierarchy.from_model(self._model_ref(), self.levels, coarsening=self.coarsening)
-        finally:
-            _building.active = False
-        self._smoothers = [
-            loss_scale.wrap(_level_optimizer(self.smoother, divisor), self._loss_scaling) for divisor in self._divisors
-        ]
-        for level, smoother in zip(self.hierarchy, self._smoothers):
-            smoother.build(level.variables)
-        if not _has_schedule(self.smoother):
-            self.learning_rate = float(keras.ops.convert_to_numpy(self.smoother.learning_rate))  # divided per level
-        for index, (level, smoother) in enumerate(zip(self.hierarchy, self._smoothers)):
-            level.smoother = smoother
-            level.inner_product = inner_product_weights(level.model, self.inner_product)
-            level.regularization = tikhonov_weights(self.regularization, level.inner_product, index, self.inner_product)
-        if self.scheme.trust_region:
-            self._trust_region = RecursiveTrustRegion(
-                self.hierarchy, self.trust_region,
-                lambda shape, dtype, name: self.add_variable(shape, initializer="zeros", dtype=dtype, name=name),
-            )
-        self.cycle_work_units = work_units(
-            self.steps,
-            [level.relative_cost for level in self.hierarchy],
-            layout=self.layout,
-            coupled=self.scheme.tau_scale > 0,
-            tested=self.scheme.correction_test,
-            restricted=self.scheme.counts_stops,
-            variance_reduction=self.scheme.variance_reduction,
-            trust_region=self.scheme.trust_region,
-        )
-        self._compile_levels()
-        self.built = True  # every level's state exists: Keras' summary counts it
-
-    def _compile_levels(self):
-        """Compiles every coarse model with the fine model's loss and metrics and its level optimizer."""
-        model = self._model_ref()
-        compile_config = model.get_compile_config()
-        compile_config.pop("optimizer", None)
-        compile_config = keras.saving.deserialize_keras_object(compile_config)
-        for level, smoother in zip(self.hierarchy[1:], self._smoothers[1:]):
-            level.model.compile(optimizer=smoother, **compile_config)
+        self._solver = MultilevelSolver.for_model(model, self)
 
     def use_full_batch(self, x, y=None, sample_weight=None):
         """Holds the data set whose gradient is the "full gradient" of a deterministic correction (Jacob, 2024, §3.3.2).
@@ -593,84 +562,23 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             raise ValueError(f"The full batch's x, y and sample_weight must have the same number of rows > 0, got {sorted(rows)}.")
         self._full_batch = full
 
-    # -- one training step ---------------------------------------------------
+    @property
+    def full_batch(self):
+        """The ``(x, y, sample_weight)`` given to :meth:`use_full_batch`, or ``None``."""
+        return self._full_batch
 
-    def _prepare(self, model, x):
-        """Attaches to ``model`` and builds the levels the first time (outside any graph being traced)."""
-        if self._model_ref() is model and self.hierarchy is not None:
-            return
-        with tf.init_scope():
-            if not model.built:  # a Sequential model without an Input
-                model.build(tf.nest.map_structure(lambda tensor: tensor.shape, x))
-            self.attach(model)
-            if self.hierarchy is None:
-                self._build_hierarchy()
+    # -- the Keras seam ----------------------------------------------------------
 
-    @tf.autograph.experimental.do_not_convert
-    def step(self, model, data):
-        """One V-cycle (or coarse-to-fine step) of ``model`` on one batch; returns a :class:`StepReport`.
-
-        The whole of the multilevel work of a training step, without Keras'
-        loss tracker and metrics: :meth:`train_step` adds those, and
-        :class:`~keras_multilevel.optimizers.solver.MultilevelSolver` calls it
-        from any training loop. Runs eagerly or inside a ``tf.function``.
-
-        Not converted by AutoGraph: the cycle builds its graph with explicit
-        ``tf.cond`` and ``tf.while_loop``, and converting its Python (a
-        recursion over the levels) was two thirds of tracing an 8-level cycle.
-        """
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        self._prepare(model, x)
-        check_distributed(
-            [*self._variables, *(v for level, smoother in zip(self.hierarchy, self._smoothers)
-                                for v in (*level.model.variables, *smoother.variables))],
-            tf.distribute.get_strategy(),
-        )
-        if self.hierarchy.rematch_every:
-            due = tf.logical_and(self.iterations > 0, self.iterations % self.hierarchy.rematch_every == 0)
-            tf.cond(due, self.hierarchy.rematch, lambda: tf.constant(False))
-        stops, discarded = {}, tf.constant(0.0, tf.float64)
-        if self.schedule:
-            refuse_decisions("A coarse-to-fine `schedule`", "Train it on one device, or use V-cycles (no `schedule`).")
-            loss, y_pred, index = coarse_to_fine_step(self.hierarchy, self.schedule, self.iterations, (x, y, sample_weight))
-            costs = tf.constant([level.relative_cost for level in self.hierarchy], dtype="float64")
-            work = tf.gather(costs, index)
-        else:
-            if self.scheme.counts_stops:
-                refuse_decisions(
-                    "MLSGD's recursion test and angle condition",
-                    "Train on one device, or use MLSGD without them: scheme='mgopt', tau_scale=0.",
-                )
-            minibatches = split_batch((x, y, sample_weight), self.layout.count)
-            with shared_depth_traces(enabled=not model.jit_compile):
-                report = v_cycle(
-                    self.hierarchy, self.steps, self.scheme, minibatches, self.layout, self._full_batch, self._trust_region
-                )
-            loss, y_pred, work = report.loss, report.y_pred, report.work_units
-            for kind, count in self.stop_counts.items():
-                stops[kind] = getattr(report, f"{kind}_stops")
-                count.assign_add(stops[kind])
-            discarded = report.discarded_corrections
-            if self.discarded_corrections is not None:
-                self.discarded_corrections.assign_add(discarded)
-            # Loss and prediction are the finest level's on its first minibatch, at the start of the cycle.
-            x, y, sample_weight = minibatches[self.layout.smoothing[0][0]]
-        # The logged loss is of the cycle's first minibatch; a cycle that left non-finite fine weights
-        # (a NaN in a later minibatch) must still show it, or TerminateOnNaN never sees it.
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in model.trainable_variables])
-        loss = tf.where(finite, loss, tf.constant(float("nan"), dtype=loss.dtype))
-        self._iterations.assign_add(1)
-        self.work_units.assign_add(work)
-        return StepReport(loss, y_pred, (x, y, sample_weight), work, stops, discarded)
-
-    @tf.autograph.experimental.do_not_convert
     def train_step(self, model, data):
-        """What ``model.train_step(data)`` runs: :meth:`step`, then Keras' loss tracker and metrics."""
+        """What ``model.train_step(data)`` runs: the solver's :meth:`~keras_multilevel.optimizers.solver.MultilevelSolver.step`,
+        then Keras' loss tracker and metrics."""
+        if not self.drives(model):
+            self.attach(model)  # a custom train_step of a model compiled otherwise (refused if it drives another)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        self._prepare(model, x)
+        self._solver.build(x)
         if self._only_builds_metrics(model, x, y, sample_weight):
             return self._logs(model.get_metrics_result())
-        report = self.step(model, data)
+        report = self._solver.step(data)
         x, y, sample_weight = report.data
         batch_size = tf.shape(tf.nest.flatten(x)[0])[0]
         # Keras' own train_step updates this private tracker the same way.
@@ -708,7 +616,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
         return bool(metrics.variables)
 
     def apply(self, grads, trainable_variables=None):
-        model = self._model_ref()
+        model = self._solver.model if self._solver is not None else None
         if model is None:
             caller = "This one is not attached to a model yet (`model.compile(optimizer=...)` attaches it)"
         elif type(model).train_step is not keras.Model.train_step:
@@ -751,8 +659,7 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
             rate = self.smoother._learning_rate
             rate = type(rate).__name__ if _has_schedule(self.smoother) else f"{float(keras.ops.convert_to_numpy(rate)):g}"
             settings.append(f"smoother={type(self.smoother).__name__}(learning_rate={rate})")
-        model = self._model_ref()
-        settings.append(f"model={model.name!r}" if model is not None else "model=None")
+        settings.append(f"model={self._solver.model.name!r}" if self._solver is not None else "model=None")
         return f"MultilevelOptimizer({', '.join(settings)})"
 
     # -- saving ----------------------------------------------------------------
