@@ -169,8 +169,8 @@ def test_the_correction_bound_compares_a_corrections_size_with_the_weights():
     assert within_bound([tf.constant([6.0, 8.0])], weights, 2.0)  # ||P e|| = 10 = 2 ||x||
     assert not within_bound([tf.constant([6.0, 8.1])], weights, 2.0)
     zero = [tf.zeros(2)]  # weights at zero: the bound is relative to 1
-    assert within_bound([tf.constant([0.6, 0.8])], zero, 1.0)
-    assert not within_bound([tf.constant([0.6, 0.9])], zero, 1.0)
+    assert within_bound([tf.constant([0.75, 1.0])], zero, 1.25)  # ||P e|| = 1.25 (binary fractions: exact)
+    assert not within_bound([tf.constant([0.75, 1.01])], zero, 1.25)
     assert within_bound([tf.constant([1e30, 0.0])], weights, None)  # no bound: only finiteness
     assert not within_bound([tf.constant([3e38, 3e38])], weights, 1e30)  # a norm that overflows is refused
     assert not within_bound([tf.constant([np.nan, 0.0])], weights, None)

@@ -42,19 +42,26 @@ class TimeInterpolation:
         return f"{self.__class__.__name__}()"
 
 
+def _stacked_shape(leading, tensor):
+    """``leading`` followed by the shape of one block of the stacked ``tensor``: a constant where the block's
+    shape is static (one node in the graph, not the ops that read it at run time)."""
+    block = tf.TensorShape(tensor.shape)[1:]
+    if block.is_fully_defined():
+        return [*leading, *block.as_list()]
+    return tf.concat([leading, tf.shape(tensor)[1:]], axis=0)
+
+
 def _pairs(fine):
     """Splits a stacked ``(2 K_c, ...)`` tensor into its even and odd blocks."""
     fine = tf.convert_to_tensor(fine)
     if fine.shape[0] is not None and fine.shape[0] % 2:
         raise ValueError(f"A fine stack needs an even number of blocks, got {fine.shape[0]}.")
-    paired = tf.reshape(fine, tf.concat([[-1, 2], tf.shape(fine)[1:]], axis=0))
-    return paired[:, 0], paired[:, 1]
+    return tf.unstack(tf.reshape(fine, _stacked_shape([-1, 2], fine)), num=2, axis=1)
 
 
 def _interleave(even, odd):
     """Inverse of :func:`_pairs`: ``(K_c, ...)`` twice -> ``(2 K_c, ...)``."""
-    stacked = tf.stack([even, odd], axis=1)
-    return tf.reshape(stacked, tf.concat([[-1], tf.shape(even)[1:]], axis=0))
+    return tf.reshape(tf.stack([even, odd], axis=1), _stacked_shape([-1], even))
 
 
 class PiecewiseConstant(TimeInterpolation):

@@ -120,8 +120,10 @@ def assign(variables, values):
 
 def add_if(condition, variables, values):
     """Adds each value to its variable where the boolean tensor ``condition`` holds."""
+    zeros = {}
     for variable, value in zip(variables, values):
-        variable.assign_add(tf.where(condition, value, tf.zeros_like(value)))
+        zero = zeros.setdefault(value.dtype, tf.zeros((), value.dtype))
+        variable.assign_add(tf.where(condition, value, zero))
 
 
 def f64(value):

@@ -70,9 +70,14 @@ def inner_product_weights(model, inner_product="l2"):
     return [step.get(id(variable), 1.0) for variable in model.trainable_variables]
 
 
+def _times(weight, tensor):
+    """``weight * tensor``, without an op in the graph for a weight of 1 (most variables' in every level)."""
+    return tensor if weight == 1.0 else weight * tensor
+
+
 def riesz(gradients, weights):
     """The gradient in the level inner product: ``grad_l F = grad F / w`` per variable (Jacob, 2024, §3.2)."""
-    return [g if w == 1.0 else g * (1.0 / w) for g, w in zip(gradients, weights)]
+    return [_times(1.0 / w, g) for g, w in zip(gradients, weights)]
 
 
 def tikhonov_weights(beta, weights, level_index, inner_product="l2"):
@@ -93,11 +98,19 @@ def float64_sum(tensors):
     return tf.add_n([tf.cast(tensor, tf.float64) for tensor in tensors])
 
 
+def _weighted_norm(values, weights):
+    """``sqrt(sum_j w_j ||v_j||^2)`` in float64 from the values up (two ops per variable: the cast and
+    ``l2_loss``, ``||v||^2 / 2``). A NaN or Inf anywhere in ``values`` makes it non-finite, and so does a
+    float64 value beyond about ``1e154`` (its square overflows); float32 values never overflow it."""
+    halves = [_times(w, tf.nn.l2_loss(tf.cast(v, tf.float64))) for v, w in zip(values, weights)]
+    return tf.sqrt(2.0 * tf.add_n(halves))
+
+
 def level_norm(values, weights):
     """``||v||_l = sqrt(sum_j w_j ||v_j||^2)`` (Jacob, 2024, §3.2: ``||.||_l = sqrt(h_l) ||.||``), in float64."""
-    return tf.sqrt(float64_sum([w * tf.reduce_sum(tf.square(v)) for v, w in zip(values, weights)]))
+    return _weighted_norm(values, weights)
 
 
 def gradient_norm(gradients, weights):
     """``||grad_l F||_l`` of the Euclidean gradient ``grad F``: ``sqrt(sum_j ||g_j||^2 / w_j)``, in float64."""
-    return tf.sqrt(float64_sum([tf.reduce_sum(tf.square(g)) / w for g, w in zip(gradients, weights)]))
+    return _weighted_norm(gradients, [1.0 / w for w in weights])

@@ -32,7 +32,9 @@ from keras_multilevel.optimizers.steps import FORWARD_COST
 def within_bound(correction, variables, bound):
     """Whether a prolongated correction ``P e`` may be added to the weights ``x`` of the level it corrects.
 
-    It must be finite and, with a ``bound``, no longer than ``bound`` times
+    It must be finite (its float64 norm is: for float64 weights, a
+    correction beyond about ``1e154`` counts as diverged too) and, with a
+    ``bound``, no longer than ``bound`` times
     the weights: ``||P e|| <= bound max(||x||, 1)`` (Euclidean norms over all
     of the level's weights; the ``1`` lets weights that start at zero be
     corrected). A coarse level that diverged to large finite values then
@@ -40,12 +42,12 @@ def within_bound(correction, variables, bound):
     safeguard that complements the acceptance test (``correction_test``)
     at no gradient evaluation.
     """
-    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(value)) for value in correction])
+    euclidean = [1.0] * len(variables)
+    size = level_norm(correction, euclidean)
+    finite = tf.math.is_finite(size)  # a NaN or Inf anywhere in the correction makes its float64 norm so
     if bound is None:
         return finite
-    euclidean = [1.0] * len(variables)
-    size, weights = level_norm(correction, euclidean), level_norm(variables, euclidean)
-    return tf.logical_and(finite, size <= bound * tf.maximum(weights, 1.0))
+    return tf.logical_and(finite, size <= bound * tf.maximum(level_norm(variables, euclidean), 1.0))
 
 
 HOOKS = []
@@ -143,7 +145,8 @@ class CoarseCorrection:
         if self.scheme.tau_scale > 0:
             coarse_gradients = [self.levels.gradient(coarse, batch) for batch in batches]
             work = sum(self.levels.cost(coarse, batch) for batch in batches)
-            shift = [-self.scheme.tau_scale * t for t in tau_correction(mean(coarse_gradients), restricted)]
+            gamma, tau = self.scheme.tau_scale, tau_correction(mean(coarse_gradients), restricted)
+            shift = [-t for t in tau] if gamma == 1.0 else [-gamma * t for t in tau]
             return work, shift, add_coupling(coarse_gradients[0], shift)
         return self.levels.cost(coarse, batches[0]), None, self.levels.gradient(coarse, batches[0])
 
