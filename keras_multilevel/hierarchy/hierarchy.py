@@ -76,7 +76,7 @@ class Level:
         transfer: :class:`Transfer` to the next coarser level, ``None`` on the
             coarsest.
         smoother: the level optimizer that steps this level (Gaedke-Merzhäuser et al., 2021, Algorithm 2),
-            set by the :class:`~keras_multilevel.optimizers.MultilevelOptimizer`
+            set by the :class:`~keras_multilevel.optimizers.MultilevelSolver`
             that trains the hierarchy (``None`` before).
         inner_product: the weights of the level's inner product, one per
             variable (:mod:`~keras_multilevel.optimizers.inner_product`), set
