@@ -74,7 +74,7 @@ def run_one(args, configuration, seed):
         optimizer = kml.MultilevelOptimizer(levels=int(kind), smoother=keras.optimizers.SGD(rate), scheme="mgopt",
                                             coarsening="depth", regularization=args.regularization)
     record = {"configuration": configuration, "seed": seed, "epochs": [], "wall": [], "cpu": [], "work_units": [],
-              "val_accuracy": [], "loss": []}
+              "val_accuracy": [], "loss": [], "discarded_corrections": []}
     steps_per_epoch = -(-len(x) // args.batch)
 
     class Clock(keras.callbacks.Callback):
@@ -86,6 +86,7 @@ def run_one(args, configuration, seed):
             record["work_units"].append(float(units) if units is not None else float((epoch + 1) * steps_per_epoch))
             record["val_accuracy"].append(float(logs["val_accuracy"]))
             record["loss"].append(float(logs["loss"]))
+            record["discarded_corrections"].append(float(logs.get("discarded_corrections", 0.0)))
             print(f"    {configuration} seed {seed} epoch {epoch + 1}: val {logs['val_accuracy']:.4f} "
                   f"loss {logs['loss']:.4f} WU {record['work_units'][-1]:.0f} {record['wall'][-1]:.0f} s",
                   file=sys.stderr, flush=True)
@@ -129,8 +130,9 @@ def table(args, results, command):
         "the first epoch at the target (tracing, compilation and per-epoch validation included). "
         "Cells: median [min-max] over seeds; \"-\" means not reached.\n",
         f"| configuration | steps | U per cycle | epochs to {args.target:g} | WU to {args.target:g} | wall s | CPU s "
-        "| CPU s / WU (after epoch 1) | speed-up in wall s | speed-up in CPU s | best val. acc. |",
-        "|" + "---|" * 11,
+        "| CPU s / WU (after epoch 1) | speed-up in wall s | speed-up in CPU s | best val. acc. "
+        "| discarded corrections (whole run) |",
+        "|" + "---|" * 12,
     ]
 
     def med(records, key):
@@ -155,7 +157,8 @@ def table(args, results, command):
             f"| {_report.spread([reached(r, args.target, 'wall') for r in records], '.0f')} "
             f"| {_report.spread([reached(r, args.target, 'cpu') for r in records], '.0f')} "
             f"| {_report.spread(per_unit, '.3f') if per_unit else '-'} | {speed['wall']} | {speed['cpu']} "
-            f"| {_report.spread([max(r['val_accuracy']) for r in records], '.3f')} |"
+            f"| {_report.spread([max(r['val_accuracy']) for r in records], '.3f')} "
+            f"| {_report.spread([(r.get('discarded_corrections') or [0.0])[-1] for r in records], '.0f')} |"
         )
     lines += ["", "Configuration `L:rate`: `MultilevelOptimizer(levels=L, scheme=\"mgopt\", coarsening=\"depth\", "
               "smoother=SGD(rate))` (L = 1: one level, plain SGD steps); `adam:rate`: Keras Adam. Speed-ups are "
