@@ -5,7 +5,9 @@ coarse to fine or one level) for every seed on the preset's data set and measure
 and ``benchmarks/peers/fno_against_zoo.py`` do (``kml.zoo.metrics`` on the test split, 1,000 examples,
 after the last epoch). The record of every call goes into ``<out>/<problem>_n<N>.json`` under its
 ``--label`` (the same label is replaced), and the table ``<out>/<problem>_n<N>.md`` lists them all with
-the FNO's row of ``benchmarks/results/peers/fno_zoo_n<N>.json`` when there is one. Time: wall and
+the FNO's row of ``benchmarks/results/peers/fno_zoo_n<N>.json`` when there is one. ``--reuse`` and
+``--reuse-preset`` take a seed's run from an earlier row or a preset's card made with the same recipe
+(the table says which) instead of training it again. Time: wall and
 process CPU seconds of ``fit`` (validation included), with the load average at the start.
 
 Usage::
@@ -54,6 +56,32 @@ def run(recipe, data_dir):
             "work_units": record["work_units"], "epochs": record["epochs"], "test": test}
 
 
+def same_recipe(a, b):
+    """Whether two recipes train the same network the same way (their ``why`` aside)."""
+    return {k: v for k, v in a.items() if k != "why"} == {k: v for k, v in b.items() if k != "why"}
+
+
+def reused(args, seed, earlier):
+    """A measured run of ``seed`` with this recipe, without training: from ``earlier`` (the rows of the table, with
+    ``--reuse``) or from the metadata of a preset given by ``--reuse-preset`` (made by ``zoo_tables.py
+    --create-presets`` with the same recipe: its card's test metrics and training record); else None."""
+    recipe = build(args, seed)
+    if args.reuse:
+        for row in earlier:
+            for run_ in row["runs"]:
+                if run_["seed"] == seed and same_recipe(row["recipe"], build(args, row["recipe"]["seed"])):
+                    return dict(run_, reused_from=row["label"])
+    for folder in args.reuse_preset or []:
+        meta = json.loads((pathlib.Path(folder) / "metadata.json").read_text())
+        if meta["recipe"] is not None and same_recipe(meta["recipe"], recipe):
+            training_ = meta["training"]
+            return {"seed": seed, "parameters": meta["parameter_count"], "load_at_start": None,
+                    "wall_time_s": training_["wall_time_s"], "cpu_time_s": training_.get("cpu_time_s"),
+                    "work_units": training_["work_units"], "epochs": training_["epochs"],
+                    "test": meta["metrics"]["test"], "reused_from": f"{folder}/metadata.json ({meta['date']})"}
+    return None
+
+
 def fno_row(problem, resolution):
     """The FNO's test relative L2 and CPU seconds over its seeds, from the peers' table, or None."""
     path = PEERS / f"fno_zoo_n{resolution}.json"
@@ -94,6 +122,9 @@ def table(problem, resolution, rows):
             f"{_report.spread([r['cpu_time_s'] for r in runs])} | {_report.spread([r['wall_time_s'] for r in runs])} |"
         )
     lines += ["", "Commands:", "", *[f"- {row['label']}: `{row['command']}`" for row in rows]]
+    notes = [f"- {row['label']}, seed {r['seed']}: not trained again, the run of {r['reused_from']} (the same recipe)"
+             for row in rows for r in row["runs"] if r.get("reused_from")]
+    lines += ["", "Reused runs:", "", *notes] if notes else []
     return lines
 
 
@@ -104,6 +135,10 @@ def main(argv=None):
     parser.add_argument("--decay", choices=["constant", "cosine"], default="cosine")
     parser.add_argument("--label", required=True, help="the row's name in the table (the same label is replaced)")
     parser.add_argument("--out", default="benchmarks/results/zoo/logk")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take a seed's run from a row of the table with the same recipe instead of training it again")
+    parser.add_argument("--reuse-preset", nargs="+", metavar="DIR",
+                        help="take a seed's run from these preset folders when their recipe is this one (their card)")
     args = parser.parse_args(argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,8 +146,9 @@ def main(argv=None):
     rows = json.loads(path.read_text()) if path.exists() else []
     row = {"label": args.label, "command": "python " + shlex.join(sys.argv), "recipe": build(args, args.seeds[0]),
            "runs": []}
+    earlier = list(rows)
     for seed in args.seeds:
-        row["runs"].append(run(build(args, seed), args.data_dir))
+        row["runs"].append(reused(args, seed, earlier) or run(build(args, seed), args.data_dir))
         latest = row["runs"][-1]
         print(args.label, seed, f"test rel. L2 {latest['test']['relative_l2']:.4f}",
               f"CPU {latest['cpu_time_s']:.0f} s, wall {latest['wall_time_s']:.0f} s", flush=True)
