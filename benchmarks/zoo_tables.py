@@ -46,7 +46,7 @@ BATCHES_PER_EPOCH = 8000 // 64
 
 
 def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongation, decay="constant", pyramid=False,
-           learning_rate=0.002, grow=False, levels=2):
+           learning_rate=0.002, grow=False, levels=2, filters=None, log_input=False, why=None):
     """The coarse-to-fine recipe (the format of a preset's metadata; ``zoo train`` runs it).
 
     ``pyramid=True``: the U-Net reads the input at every grid and sums a prediction from every grid
@@ -58,6 +58,9 @@ def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongatio
     ``decay="cosine"``: Adam's rate follows ``CosineDecay(learning_rate, epochs x batches)``, which each
     level evaluates at its own step count, so the finest level's rate reaches 0 at the end of its epochs
     (and the coarse level's falls to ``(1 + cos(pi coarse_epochs / epochs)) / 2`` of it by the end of its own).
+
+    ``filters`` (default the zoo's ``(8, 16, 32)``) and ``log_input`` (the U-Net reads log κ, ``kml.models.unet(...,
+    log_input=True)``) change the architecture; ``why``, a sentence, goes into the recipe and the preset's card.
     """
     if grow and not pyramid:
         raise ValueError("Only the pyramid U-Net grows a grid: pass pyramid=True (--pyramid) with grow=True (--grow).")
@@ -68,7 +71,7 @@ def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongatio
         "problem": problem,
         "target": "target" if problem == "poisson" else "pressure",
         "resolution": resolution,
-        "architecture": unet_architecture(pyramid),
+        "architecture": unet_architecture(pyramid, filters, log_input),
         "smoother": {"class_name": "Adam", "config": {"learning_rate": learning_rate}},
         "levels": levels,
         "coarsening": (
@@ -80,13 +83,16 @@ def recipe(problem, resolution, seed, coarse_epochs, epochs, stencil_prolongatio
         "batch_size": 64,
         "seed": seed,
         "dataset_seed": 0,
+        **({"why": why} if why else {}),
     }
 
 
-def one_level(problem, resolution, seed, epochs, decay="constant", pyramid=False, learning_rate=0.002):
+def one_level(problem, resolution, seed, epochs, decay="constant", pyramid=False, learning_rate=0.002, filters=None,
+              log_input=False, why=None):
     """The recipe's U-Net trained on one level: ``epochs`` epochs at N (the rate decaying over them with
     ``decay="cosine"``), the same initial weights and data as :func:`recipe` for ``seed``."""
-    single = recipe(problem, resolution, seed, 0, epochs, "identity", decay, pyramid, learning_rate)
+    single = recipe(problem, resolution, seed, 0, epochs, "identity", decay, pyramid, learning_rate,
+                    filters=filters, log_input=log_input, why=why)
     single = {key: value for key, value in single.items() if key not in ("coarsening", "schedule")}
     return dict(single, levels=1, epochs=epochs)
 
@@ -106,17 +112,30 @@ def add_schedule_arguments(parser, resolutions, epochs):
                         help="levels of coarse to fine, each coarse one trained --coarse-epochs epochs, coarsest first")
     parser.add_argument("--grow", action="store_true",
                         help="coarse to fine by growing the pyramid U-Net a grid (coarsening='pyramid'; needs --pyramid)")
+    parser.add_argument("--filters", type=int, nargs="+", default=None,
+                        help=f"the U-Net's channels per grid, finest first (default {ARCHITECTURE['filters']})")
+    parser.add_argument("--log-input", action="store_true",
+                        help="the U-Net reads log of the coefficient (kml.models.unet(..., log_input=True); Poisson only: "
+                        "Darcy's input already is log k)")
+    parser.add_argument("--data-dir", default=None, help="folder of the data sets (TFDS' default when not given)")
 
 
-def unet_architecture(pyramid):
+def unet_architecture(pyramid, filters=None, log_input=False):
     """``kml.models.unet``'s arguments for the zoo's U-Net (the plain one's without a ``pyramid`` key, as the
-    recipes of the plain presets were written)."""
-    return dict(ARCHITECTURE, pyramid=True) if pyramid else ARCHITECTURE
+    recipes of the plain presets were written; ``log_input`` only when True, likewise)."""
+    architecture = dict(ARCHITECTURE, pyramid=True) if pyramid else dict(ARCHITECTURE)
+    if filters:
+        architecture["filters"] = list(filters)
+    if log_input:
+        architecture["log_input"] = True
+    return architecture
 
 
 def architecture(args):
     """The U-Net the options name, for a table's caption."""
-    return f"U-Net filters {tuple(ARCHITECTURE['filters'])}{', pyramid (input and prediction on every grid)' if args.pyramid else ''}"
+    filters = tuple(getattr(args, "filters", None) or ARCHITECTURE["filters"])
+    return (f"U-Net filters {filters}{', pyramid (input and prediction on every grid)' if args.pyramid else ''}"
+            f"{', log κ input' if getattr(args, 'log_input', False) else ''}")
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -144,10 +163,10 @@ def first_reaching(epochs, seconds, target):
     return None
 
 
-def run(recipe_, target):
+def run(recipe_, target, data_dir=None):
     """Trains ``recipe_`` until ``target``; returns ``{"reached": (WU, s) or None, "epochs": [...]}``."""
     clock = EpochClock(target)
-    _, record = training.train_recipe(recipe_, progress=False, callbacks=[clock])
+    _, record = training.train_recipe(recipe_, data_dir, progress=False, callbacks=[clock])
     return {"reached": first_reaching(record["epochs"], clock.seconds, target), "epochs": record["epochs"]}
 
 
@@ -160,6 +179,7 @@ def main(argv=None):
         help="Adam's learning rate: 2e-3 throughout (the tables), or a cosine decay to 0 over the epochs at N (the presets)",
     )
     parser.add_argument("--out", default="benchmarks/results/zoo")
+    parser.add_argument("--why", help="--create-presets: why this recipe was chosen (a sentence for each card)")
     parser.add_argument(
         "--create-presets", metavar="DIR",
         help="train the presets of --resolutions coarse to fine with these options and the first seed into DIR "
@@ -170,11 +190,13 @@ def main(argv=None):
         for resolution in args.resolutions:
             preset = (
                 recipe(args.problem, resolution, args.seeds[0], args.coarse_epochs, args.epochs,
-                       args.stencil_prolongation, args.decay, args.pyramid, args.learning_rate, args.grow, args.levels)
+                       args.stencil_prolongation, args.decay, args.pyramid, args.learning_rate, args.grow, args.levels,
+                       args.filters, args.log_input, args.why)
                 if args.coarse_epochs
-                else one_level(args.problem, resolution, args.seeds[0], args.epochs, args.decay, args.pyramid, args.learning_rate)
+                else one_level(args.problem, resolution, args.seeds[0], args.epochs, args.decay, args.pyramid,
+                               args.learning_rate, args.filters, args.log_input, args.why)
             )
-            metadata = kml.zoo.create(preset, args.create_presets, overwrite=True)  # retrains the shipped ones
+            metadata = kml.zoo.create(preset, args.create_presets, args.data_dir, overwrite=True)  # retrains the shipped ones
             print(metadata["name"], json.dumps(metadata["metrics"]["validation"]), flush=True)
         return
     out = pathlib.Path(args.out)
@@ -193,10 +215,12 @@ def main(argv=None):
                "multilevel": [], "single": [], "command": command}
         for seed in args.seeds:
             multilevel = recipe(args.problem, resolution, seed, args.coarse_epochs, args.epochs, args.stencil_prolongation,
-                                args.decay, args.pyramid, args.learning_rate, args.grow, args.levels)
-            single = one_level(args.problem, resolution, seed, args.epochs, args.decay, args.pyramid, args.learning_rate)
-            row["multilevel"].append(run(multilevel, target))
-            row["single"].append(run(single, target))
+                                args.decay, args.pyramid, args.learning_rate, args.grow, args.levels, args.filters,
+                                args.log_input)
+            single = one_level(args.problem, resolution, seed, args.epochs, args.decay, args.pyramid, args.learning_rate,
+                               args.filters, args.log_input)
+            row["multilevel"].append(run(multilevel, target, args.data_dir))
+            row["single"].append(run(single, target, args.data_dir))
             print(name, seed, json.dumps({key: row[key][-1]["reached"] for key in ("multilevel", "single")}), flush=True)
         rows.append(row)
     measured = {row["preset"] for row in rows}

@@ -18,7 +18,7 @@ data = data.map(lambda x, u: (x, u[..., None]))
 model = kml.zoo.load("poisson_unet_n16")                                                 # a plain Keras model
 before = model.evaluate(data, verbose=0)
 model.fit(data, epochs=1, verbose=0)                                                     # trains under JAX
-print("evaluated", np.isfinite(before), type(model.layers[1].kernel.value).__module__.split(".")[0])
+print("evaluated", np.isfinite(before), type(model.get_layer("output").kernel.value).__module__.split(".")[0])
 for name in ("MultilevelOptimizer", "models", "hierarchy"):
     try:
         getattr(kml, name)

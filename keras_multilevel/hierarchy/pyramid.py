@@ -73,6 +73,7 @@ def unet_arguments(model):
         "kernel_size": first.kernel_size[0],
         "activation": first.get_config()["activation"],
         "pyramid": True,
+        "log_input": "down_0_log" in names,
         "name": model.name,
     }
     try:

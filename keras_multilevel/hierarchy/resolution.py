@@ -33,6 +33,7 @@ from keras_multilevel.hierarchy.coarsening import Coarsening
 from keras_multilevel.hierarchy.depth import _is_functional
 from keras_multilevel.hierarchy.transfer import Identity, Transfer, check_correspondence
 from keras_multilevel.hierarchy.width import multiply_adds
+from keras_multilevel.layers.transforms import LogCoefficient
 
 _POOLING = (keras.layers.AveragePooling2D, keras.layers.MaxPooling2D)
 # Layers whose weights, if any, are per channel and so the same on every grid.
@@ -41,7 +42,7 @@ _GRID_FREE = (
     keras.layers.Dropout, keras.layers.Add, keras.layers.Subtract, keras.layers.Multiply,
     keras.layers.Average, keras.layers.Maximum, keras.layers.Concatenate, keras.layers.UpSampling2D,
     keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D, keras.layers.Flatten,
-    keras.layers.BatchNormalization, keras.layers.LayerNormalization, *_POOLING,
+    keras.layers.BatchNormalization, keras.layers.LayerNormalization, LogCoefficient, *_POOLING,
 )
 
 

@@ -117,22 +117,31 @@ def _recipe_sections(metadata):
         "pointwise prediction to the coarser grid's, bilinearly prolongated."
         if recipe["architecture"].get("pyramid") else ""
     )
+    logged = (
+        " Its first layer on each grid, `kml.layers.LogCoefficient` (`down_i_log`, no weights), replaces the "
+        "coefficient channel by its logarithm (the model still takes the coefficient itself, which must be positive): "
+        "the solution depends on the coefficient through `grad log` of it, and the U-Net learns it more accurately "
+        "from the logarithm (measured in `benchmarks/results/zoo/logk/` of the repository)."
+        if recipe["architecture"].get("log_input") else ""
+    )
+    why = f"\n\nWhy this recipe: {recipe['why']}" if recipe.get("why") else ""
+    cpu = f" ({training['cpu_time_s']:,.0f} CPU s)" if "cpu_time_s" in training else ""
     return f"""## Architecture
 
 `kml.models.unet({n}{architecture})`: stride-1 same-padded convolutions on
 each grid, 2×2 average pooling down and nearest-neighbour upsampling up with skip connections,
-a pointwise linear output.{pyramid} Every weight is a stencil or a pointwise map, so the network can
+a pointwise linear output.{pyramid}{logged} Every weight is a stencil or a pointwise map, so the network can
 move to another resolution ({cite(MULTISCALE, '§3.2', parenthetical=True)}).
 
 ## Training
 
-{_scheme(recipe)}
+{_scheme(recipe)}{why}
 
 - Data: `{dataset['name']}` at N = {n}, {dataset['samples']:,} examples generated with seed {dataset['seed']}
   (train / validation / test = {splits}), target `{dataset['target']}`.
 - Loss: mean squared error. Optimizer: `{_optimizer(recipe)}`.
 - {recipe['epochs']} epochs of batches of {recipe['batch_size']}, seed {recipe['seed']}: {training['work_units']:,.0f} work units
-  (fine gradient evaluations, {cite(WORK_UNITS, 'eq 10', parenthetical=True)}) in {training['wall_time_s']:,.0f} s.
+  (fine gradient evaluations, {cite(WORK_UNITS, 'eq 10', parenthetical=True)}) in {training['wall_time_s']:,.0f} s{cpu}.
 
 The full recipe is `recipe` in `metadata.json`."""
 

@@ -18,12 +18,13 @@ coarse to fine through the resolution hierarchy, Haber et al., 2018, Algorithm 1
         "batch_size": 32,                   # the Keras batch size given to fit
         "seed": 0,                          # keras.utils.set_random_seed: initialization and dropout
         "dataset_seed": 0,                  # generation (and shuffling) seed of the training data
-        "samples": 10000                    # optional: examples in all splits (default 10,000)
+        "samples": 10000,                   # optional: examples in all splits (default 10,000)
+        "why": "..."                        # optional: why this recipe was chosen (the card says it)
     }
 """
 
 REQUIRED = ("problem", "resolution", "architecture", "smoother", "levels", "epochs", "batch_size", "seed", "dataset_seed")
-OPTIONAL = ("target", "samples", "coarsening", "schedule", "steps")
+OPTIONAL = ("target", "samples", "coarsening", "schedule", "steps", "why")
 OPTIMIZER_KEYS = ("levels", "coarsening", "schedule", "steps")  # passed to MultilevelOptimizer as given
 
 

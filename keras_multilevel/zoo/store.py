@@ -325,6 +325,8 @@ def build(config, source):
             f"{source} contains Lambda layers ({', '.join(lambdas)}), which would run arbitrary code: "
             "presets are refused with them. Rebuild the model from standard or registered layers."
         )
+    import keras_multilevel.layers.transforms  # noqa: F401  registers LogCoefficient (keras.ops only, any backend)
+
     try:
         return keras.saving.deserialize_keras_object(config, safe_mode=True)
     except (TypeError, ValueError, KeyError) as error:
