@@ -5,6 +5,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export KERAS_BACKEND := tensorflow
 export TF_CPP_MIN_LOG_LEVEL := 2
+# pytest-xdist workers for `make test` / `make test-quick` (a serial run leaves much of a second core idle:
+# TensorFlow's small ops and the tests' subprocesses wait on each other). JOBS=0 runs in one process.
+# --dist loadfile keeps each test module on one worker, so its module fixtures (generated data sets, the
+# one-device reference of the multi-worker tests) are built once.
+JOBS   ?= 2
 
 .PHONY: install demo test test-quick test-keras-versions docs bench clean
 
@@ -26,11 +31,11 @@ demo: install
 	$(BIN)/keras-multilevel demo --out out/demo
 
 test: install
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(JOBS) --dist loadfile $(PYTEST_ARGS)
 
 # The quick subset a contributor runs often: every test but those marked slow.
 test-quick: install
-	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(JOBS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 test-keras-versions:
 	scripts/test-keras-versions
