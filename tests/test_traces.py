@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_multilevel as kml
-from keras_multilevel.optimizers import multilevel, traces
+from keras_multilevel.optimizers import solver, traces
 from keras_multilevel.optimizers.trust_region import _loss_and_gradient
 
 
@@ -70,13 +70,13 @@ def test_levels_with_other_shapes_or_state_trace_their_own():
 def cycle_traces(monkeypatch):
     """How often the V-cycle's Python runs, i.e. how often it is traced in compiled training."""
     count = {"traces": 0}
-    original = multilevel.v_cycle
+    original = solver.v_cycle
 
     def counted(*args, **kwargs):
         count["traces"] += 1
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(multilevel, "v_cycle", counted)
+    monkeypatch.setattr(solver, "v_cycle", counted)
     return count
 
 
