@@ -1,7 +1,8 @@
 """One FNO (``neuraloperator``'s ``FNO``) trained on an exported keras-multilevel data set, in its own environment.
 
 Standalone: numpy, torch and neuraloperator only (the environment
-``fno_against_zoo.py`` makes; never the package's). Reads the ``--data`` npz
+``fno_against_zoo.py`` makes, without the package; of this checkout it reads
+only ``keras_multilevel/zoo/metrics.py``, which needs numpy alone). Reads the ``--data`` npz
 that :mod:`fno_against_zoo` writes (``x_{split}`` of shape ``(n, N, N, 3)``:
 coefficient and cell-centre coordinates; ``y_{split}`` ``(n, N, N)``: the raw
 target) and the ``--fresh`` npz (``x``, ``y`` at 2N), trains
@@ -13,8 +14,8 @@ validation included, sets the count; at most ``--max-epochs``), the learning
 rate halved at 1/2, 3/4 and 7/8 of them, and keeps the weights of the best
 validation relative L2. Writes a JSON record: parameters, epochs, training
 CPU and wall seconds, per-epoch loss and validation relative L2, and the
-metrics of keras-multilevel's ``kml.zoo.metrics`` (the same definitions,
-float64) on the test split at N and on the fresh examples at 2N.
+metrics of keras-multilevel's ``kml.zoo.metrics`` (its own code, loaded
+from this checkout's file) on the test split at N and on the fresh examples at 2N.
 
 Usage::
 
@@ -24,26 +25,27 @@ Usage::
 
 import argparse
 import copy
+import importlib.util
 import json
 import math
+import pathlib
 import time
 
 import numpy as np
 
 
-def metrics(predictions, targets):
-    """keras_multilevel.zoo.metrics.metrics: l2 (MSE), relative_l2 (mean of ||e|| / ||u||), its std, linf."""
-    predictions = np.asarray(predictions, dtype="float64").reshape(len(predictions), -1)
-    targets = np.asarray(targets, dtype="float64").reshape(len(targets), -1)
-    errors = predictions - targets
-    relative = np.linalg.norm(errors, axis=1) / np.linalg.norm(targets, axis=1)
-    return {
-        "l2": float(np.mean(errors**2)),
-        "relative_l2": float(np.mean(relative)),
-        "relative_l2_std": float(np.std(relative)),
-        "linf": float(np.max(np.abs(errors))),
-        "examples": len(targets),
-    }
+def _library_metrics():
+    """``keras_multilevel.zoo.metrics.metrics`` itself, loaded from this checkout's file (it needs only numpy):
+    the FNO's errors are computed by the very code that computes the presets', without installing the package
+    in this environment."""
+    path = pathlib.Path(__file__).resolve().parents[2] / "keras_multilevel" / "zoo" / "metrics.py"
+    spec = importlib.util.spec_from_file_location("keras_multilevel_zoo_metrics", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.metrics
+
+
+metrics = _library_metrics()
 
 
 def main(argv=None):
