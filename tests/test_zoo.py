@@ -278,6 +278,8 @@ def test_train_evaluate_and_retrain_a_recipe(tmp_path, capsys):
     epochs = metadata["training"]["epochs"]
     assert [row["epoch"] for row in epochs] == [1, 2] and epochs[1]["val_l2"] == metadata["metrics"]["validation"]["l2"]
     assert epochs[1]["work_units"] == metadata["training"]["work_units"] == 2 * 32 / 8  # one per batch at levels=1
+    for key in ("cpu_time_s", "wall_time_s"):  # training seconds so far, the validation after each epoch left out
+        assert 0 < epochs[0][f"training_{key}"] < epochs[1][f"training_{key}"] < metadata["training"][key]
     assert metadata["metrics"]["test"]["examples"] == 4
     assert f"{metadata['metrics']['test']['relative_l2']:.4f}" in zoo.show(NAME, tmp_path / "presets")
 
