@@ -82,7 +82,8 @@ def test_help_shows_the_defaults():
     generate = _command("datasets", "generate", "--help").stdout
     assert "(default: 32)" in generate and "(default: 1)" in generate  # --resolution, --workers
     assert "TFDS' data folder" in generate and "(default: None)" not in generate
-    assert "(default: 1,8)" in _command("demo", "--help").stdout
+    assert "(default: poisson_unet_n32)" in _command("demo", "--help").stdout
+    assert "(default: 1,2,4,6,8)" in _command("bench", "circles", "--help").stdout
     assert "mlsgd" in _command("bench", "circles", "--help").stdout  # --scheme
 
 
@@ -93,7 +94,7 @@ def test_every_data_folder_option_is_named_data_dir():
             if "data" in action.dest:
                 folders.setdefault(tuple(action.option_strings), []).append(" ".join(path))
     assert set(folders) == {("--data-dir",)}
-    assert sorted(folders[("--data-dir",)]) == ["datasets generate", "datasets show", "zoo evaluate", "zoo train"]
+    assert sorted(folders[("--data-dir",)]) == ["datasets generate", "datasets show", "demo", "zoo evaluate", "zoo train"]
 
 
 def test_zoo_list_of_a_folder_without_presets_fails_with_one_line(tmp_path, capsys):

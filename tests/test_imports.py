@@ -68,8 +68,8 @@ print(json.dumps([str(pathlib.Path(module.__file__).parent) for module in
                                                           str(ROOT / "zoo")]
 
 
-def test_the_circles_demo_code_is_not_part_of_the_core():
-    """``keras_multilevel.cli.circles`` (the demo's training and plots) is imported by the command line only."""
+def test_the_command_line_code_is_not_part_of_the_core():
+    """``keras_multilevel.cli`` (the demo, the circles benchmark's training and plots) is imported by the command line only."""
     script = """
 import json, sys
 import keras

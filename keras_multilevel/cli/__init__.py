@@ -8,7 +8,8 @@ which returns an exit code). The command owns its process, so :func:`main`
 keeps TensorFlow's C++ start-up logging out of the user's face (the library
 itself leaves the process alone). The sub-commands:
 
-- ``demo``, ``bench circles`` (:mod:`.comparison`, training in :mod:`.circles`): single- vs multilevel training,
+- ``demo`` (:mod:`.surrogate`): a zoo preset's U-Net grown coarse to fine against one level, to a target accuracy,
+- ``bench circles`` (:mod:`.comparison`, training in :mod:`.circles`): single- vs multilevel training,
 - ``datasets`` (registered by :mod:`keras_multilevel.pde.cli`),
 - ``zoo`` (:mod:`.zoo`).
 

@@ -1,8 +1,9 @@
-"""The ``demo`` and ``bench circles`` commands: single-level against multilevel training.
+"""The ``bench circles`` command (single-level against multilevel training), and the ``demo`` command's place.
 
-Both train the co-centric circles networks of :mod:`keras_multilevel.cli.circles`
-for each number of levels and write a table and plots; the library (and
-TensorFlow) is imported only when one of them runs.
+``bench circles`` trains the co-centric circles networks of
+:mod:`keras_multilevel.cli.circles` for each number of levels and writes a
+table and plots; ``demo`` is :mod:`keras_multilevel.cli.surrogate`. The
+library (and TensorFlow) is imported only when one of them runs.
 """
 
 import argparse
@@ -105,10 +106,10 @@ def _add_comparison_arguments(parser, blocks, levels, budget, out):
 
 
 def register(commands):
-    """Adds the ``demo`` and ``bench`` commands to an argparse sub-parsers object."""
-    demo = commands.add_parser("demo", help="single-level vs multilevel training on co-centric circles (under a minute)")
-    _add_comparison_arguments(demo, blocks=2048, levels="1,8", budget=150.0, out="out/demo")
-    demo.set_defaults(func=lambda args: _compare(args, "Co-centric circles: single-level vs multilevel (demo)"))
+    """Adds the ``demo`` (:mod:`.surrogate`) and ``bench`` commands to an argparse sub-parsers object."""
+    from keras_multilevel.cli import surrogate
+
+    surrogate.register(commands, _positive_float, _positive_int)
 
     bench = commands.add_parser("bench", help="reproducible benchmarks")
     suites = bench.add_subparsers(dest="suite", required=True, metavar="SUITE")

@@ -52,9 +52,9 @@ class _ValidationRecord(keras.callbacks.Callback):
     keeps one row per epoch in ``epochs``.
     """
 
-    def __init__(self, validation):
+    def __init__(self, validation, target=None):
         super().__init__()
-        self.validation = validation
+        self.validation, self.target = validation, target
         self.epochs = []
         self.training_seconds = {"cpu_time_s": 0.0, "wall_time_s": 0.0}
 
@@ -72,6 +72,8 @@ class _ValidationRecord(keras.callbacks.Callback):
                "training_cpu_time_s": self.training_seconds["cpu_time_s"],
                "training_wall_time_s": self.training_seconds["wall_time_s"]}
         self.epochs.append({**row, **values})
+        if self.target is not None and measured["relative_l2"] <= self.target:
+            self.model.stop_training = True
 
 
 class _ProgressBar(keras.callbacks.Callback):
@@ -96,7 +98,7 @@ class _ProgressBar(keras.callbacks.Callback):
         self.bar.close()
 
 
-def train_recipe(recipe, data_dir=None, progress=True, callbacks=()):
+def train_recipe(recipe, data_dir=None, progress=True, callbacks=(), target=None):
     """Trains the U-Net of a recipe from scratch on its (regenerated if missing) data set.
 
     ``kml.models.unet(N, **recipe["architecture"])``, seeded with
@@ -116,6 +118,9 @@ def train_recipe(recipe, data_dir=None, progress=True, callbacks=()):
             data are missing); ``False`` is silent.
         callbacks: more Keras callbacks for ``fit``; they see ``val_loss``,
             ``val_relative_l2``, ``val_linf`` and ``work_units`` in the logs.
+        target: ``None``, or a validation relative L2 at which training
+            stops, after the first epoch that reaches it (at most
+            ``recipe["epochs"]`` either way).
 
     Returns:
         ``(model, record)``: the trained model and ``{"wall_time_s",
@@ -129,6 +134,8 @@ def train_recipe(recipe, data_dir=None, progress=True, callbacks=()):
     from keras_multilevel.models import unet
     from keras_multilevel.optimizers import MultilevelOptimizer
 
+    if target is not None and not (isinstance(target, (int, float)) and not isinstance(target, bool) and target > 0):
+        raise ValueError(f"`target` must be a positive validation relative L2, got {target!r}.")
     dataset = dataset_description(check_recipe(recipe))
     train = _data(dataset, "train", data_dir, recipe["batch_size"], shuffle=True, progress=progress)
     validation = _data(dataset, "validation", data_dir, recipe["batch_size"])
@@ -137,7 +144,7 @@ def train_recipe(recipe, data_dir=None, progress=True, callbacks=()):
     optimizer = {key: recipe[key] for key in OPTIMIZER_KEYS if key in recipe}
     smoother = keras.optimizers.get(copy.deepcopy(recipe["smoother"]))  # Keras deserializes nested configs in place
     model.compile(optimizer=MultilevelOptimizer(smoother=smoother, **optimizer), loss="mse")
-    record = _ValidationRecord(validation)
+    record = _ValidationRecord(validation, target)
     bar = [_ProgressBar(recipe["epochs"], store.preset_name(dataset["name"], dataset["resolution"]))] if progress else []
     start, cpu_start = time.perf_counter(), time.process_time()
     model.fit(train, epochs=recipe["epochs"], verbose=0, shuffle=False, callbacks=[record, *bar, *callbacks])

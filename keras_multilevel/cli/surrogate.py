@@ -1,0 +1,141 @@
+"""The ``demo`` command: a PDE surrogate trained to a target accuracy, grown coarse to fine against one level.
+
+The multilevel run is a zoo preset's own recipe (by default
+``poisson_unet_n32``: the pyramid U-Net with log κ input on Ponce et al.'s
+(2022, §8.1) Poisson data at N = 32, grown from its coarsest grid, Haber et
+al.'s (2018) Algorithm 1, through ``kml.MultilevelOptimizer(levels=3,
+coarsening="pyramid", schedule=...)``: 6 epochs on the 8×8 grid, 6 on the
+16×16 and 8×8 grids, then the whole network). The one-level run is the same
+network from the same initial weights, on the same data, with the same Adam
+rate on a cosine decay stretched over ``--epochs``. Each stops after the
+first epoch whose validation relative L2 is at or below ``--target``. The
+multilevel run goes first, so it pays the process's first-time costs.
+
+Why this problem: on the circles and the digits (the depth hierarchy of
+Gaedke-Merzhäuser et al. (2021)) one level at its tuned rate needs so few
+steps that a multilevel cycle's cost cannot be recovered in seconds, while a
+U-Net's coarse grids are cheap and learn the smooth large-scale part of a
+solution operator, which the finest grid then only corrects, as a multigrid
+cycle does. Measured in the repository (``benchmarks/results/zoo/seconds/``,
+learning rates and seeds): the grown U-Net reaches the target in about half
+the seconds of one level at its best rate there.
+"""
+
+import copy
+import pathlib
+import sys
+
+
+def one_level(recipe, epochs):
+    """The recipe's network trained on its finest grid alone for ``epochs`` epochs: no hierarchy, and a cosine
+    decay of the rate (if the recipe has one) stretched over those epochs."""
+    from keras_multilevel.zoo.recipe import dataset_description
+
+    single = {key: value for key, value in copy.deepcopy(recipe).items() if key not in ("coarsening", "schedule", "why")}
+    rate = single["smoother"]["config"]["learning_rate"]
+    if isinstance(rate, dict) and rate.get("class_name") == "CosineDecay":
+        batches = -(-dataset_description(recipe)["splits"]["train"] // recipe["batch_size"])
+        rate["config"]["decay_steps"] = epochs * batches
+    return dict(single, levels=1, epochs=epochs)
+
+
+def _reached(record, target):
+    """The last epoch's row if it reached ``target``, else ``None``."""
+    last = record["epochs"][-1]
+    return last if last["val_relative_l2"] <= target else None
+
+
+def table(runs, target):
+    """The comparison as markdown rows: per run, what it took to reach ``target`` (or all it did)."""
+    lines = [
+        "| run | levels | epochs | work units | training CPU s | training wall s | val rel. L2 | reached |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, (recipe, record) in runs.items():
+        last = record["epochs"][-1]
+        lines.append(
+            f"| {name} | {recipe['levels']} | {last['epoch']} | {last['work_units']:,.0f} | "
+            f"{last['training_cpu_time_s']:.1f} | {last['training_wall_time_s']:.1f} | {last['val_relative_l2']:.4f} | "
+            f"{'yes' if _reached(record, target) else 'no'} |"
+        )
+    (multilevel, grown), (single, alone) = runs.items()
+    if _reached(grown[1], target) and _reached(alone[1], target):
+        ratios = [alone[1]["epochs"][-1][key] / grown[1]["epochs"][-1][key]
+                  for key in ("training_wall_time_s", "training_cpu_time_s", "work_units")]
+        lines += ["", f"{multilevel} reached {target:g} {ratios[0]:.2f}x sooner than {single} in wall-clock seconds "
+                      f"({ratios[1]:.2f}x in CPU seconds, {ratios[2]:.2f}x in work units)."]
+    else:
+        lines += ["", f"Not both runs reached {target:g}: no speed-up to report (raise --epochs or the target)."]
+    return lines
+
+
+def plot(runs, target, path):
+    """Saves the validation relative L2 of each run against training seconds and against work units."""
+    from keras_multilevel.cli.circles import _pyplot
+
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for axis, key, label in ((axes[0], "training_wall_time_s", "training seconds (wall clock, tracing included)"),
+                             (axes[1], "work_units", "work units (fine gradient evaluations)")):
+        for name, (_, record) in runs.items():
+            axis.plot([row[key] for row in record["epochs"]], [row["val_relative_l2"] for row in record["epochs"]],
+                      "o-", markersize=3, label=name)
+        axis.axhline(target, color="grey", linestyle=":", label=f"target {target:g}")
+        axis.set_yscale("log")
+        axis.set_xlabel(label)
+        axis.set_ylabel("validation relative L2")
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def run(args):
+    """Trains the preset's recipe and its one-level counterpart to the target; writes table.md and convergence.png."""
+    from keras_multilevel import zoo
+    from keras_multilevel.zoo import training
+
+    recipe = zoo.metadata(args.preset, args.presets)["recipe"]
+    if recipe is None or recipe.get("levels", 1) < 2 or "schedule" not in recipe:
+        print(f"keras-multilevel demo: error: preset {args.preset!r} was not trained coarse to fine (its recipe has "
+              "no hierarchy and schedule): choose one whose card says 'Coarse to fine'.", file=sys.stderr)
+        return 2
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    grids = recipe["levels"]
+    runs = {}
+    for name, chosen in ((f"grown from its coarsest grid ({grids} levels)", recipe),
+                         ("one level", one_level(recipe, args.epochs))):
+        print(f"{name}: training until validation relative L2 <= {args.target:g}", flush=True)
+        _, record = training.train_recipe(chosen, args.data_dir, progress=True, target=args.target)
+        runs[name] = (chosen, record)
+    command = " ".join(["keras-multilevel", *sys.argv[1:]])
+    text = "\n".join([
+        f"# {args.preset}'s recipe to validation relative L2 {args.target:g}: grown coarse to fine against one level",
+        "",
+        f"Command: `{command}`",
+        "",
+        "Training seconds: the epochs' (tracing and compilation included, the validation after each epoch "
+        "excluded); work units: fine gradient evaluations (Gaedke-Merzhäuser et al., 2021, eq 10).",
+        "",
+        *table(runs, args.target),
+    ]) + "\n"
+    (out / "table.md").write_text(text)
+    plot(runs, args.target, out / "convergence.png")
+    print(text)
+    print(f"wrote {out / 'table.md'} and {out / 'convergence.png'}")
+    return 0
+
+
+def register(commands, positive_float, positive_int):
+    """Adds the ``demo`` command to an argparse sub-parsers object."""
+    demo = commands.add_parser(
+        "demo", help="a PDE surrogate grown coarse to fine against one level, to a target accuracy (a few minutes)"
+    )
+    demo.add_argument("--preset", default="poisson_unet_n32", help="the zoo preset whose recipe the grown run trains")
+    demo.add_argument("--target", type=positive_float, default=0.02, help="validation relative L2 that stops a run")
+    demo.add_argument("--epochs", type=positive_int, default=30, help="at most, for the one-level run")
+    demo.add_argument("--data-dir", default=None, help="folder of the data sets (default: TFDS' data folder)")
+    demo.add_argument("--presets", default=None, help="folder of presets (default: the shipped ones)")
+    demo.add_argument("--out", default="out/demo", help="folder for table.md and convergence.png")
+    demo.set_defaults(func=run)

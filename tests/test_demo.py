@@ -1,0 +1,68 @@
+"""The ``demo`` command: a preset's grown recipe against its one-level counterpart, each stopped at a target."""
+
+import copy
+
+import keras
+import pytest
+
+import keras_multilevel.cli as cli
+from keras_multilevel import zoo
+from keras_multilevel.cli.surrogate import one_level
+
+GROWN = {
+    "problem": "poisson",
+    "resolution": 8,
+    "architecture": {"filters": [4, 8], "pyramid": True, "log_input": True},
+    "smoother": {"class_name": "Adam", "config": {
+        "learning_rate": keras.saving.serialize_keras_object(keras.optimizers.schedules.CosineDecay(0.004, 8))}},
+    "levels": 2,
+    "coarsening": {"name": "pyramid"},
+    "schedule": [2],
+    "epochs": 4,
+    "batch_size": 8,
+    "seed": 0,
+    "dataset_seed": 0,
+    "samples": 40,
+    "why": "a test",
+}
+
+
+def test_the_one_level_counterpart_keeps_the_network_and_stretches_the_decay():
+    single = one_level(GROWN, 6)
+    assert single["levels"] == 1 and single["epochs"] == 6 and "schedule" not in single and "coarsening" not in single
+    assert single["architecture"] == GROWN["architecture"] and single["seed"] == GROWN["seed"]
+    decay = single["smoother"]["config"]["learning_rate"]["config"]
+    assert decay["decay_steps"] == 6 * 4 and decay["initial_learning_rate"] == 0.004  # 32 training examples, batches of 8
+    assert GROWN["smoother"]["config"]["learning_rate"]["config"]["decay_steps"] == 8  # the preset's recipe untouched
+    assert one_level(dict(GROWN, smoother={"class_name": "SGD", "config": {"learning_rate": 0.1}}), 3)["smoother"] == {
+        "class_name": "SGD", "config": {"learning_rate": 0.1}}
+
+
+@pytest.mark.slow
+def test_demo_trains_both_to_the_target_and_compares_them(tmp_path, capsys):
+    pytest.importorskip("keras_multilevel.pde.fem")
+    presets, data = tmp_path / "presets", tmp_path / "data"
+    zoo.create(copy.deepcopy(GROWN), presets, data_dir=data, progress=False)
+    name = zoo.names(presets)[0]
+    arguments = ["demo", "--preset", name, "--presets", str(presets), "--data-dir", str(data), "--epochs", "3"]
+    assert cli.main([*arguments, "--target", "100", "--out", str(tmp_path / "easy")]) == 0
+    table = (tmp_path / "easy" / "table.md").read_text()
+    assert "| grown from its coarsest grid (2 levels) | 2 | 1 |" in table and "| one level | 1 | 1 |" in table
+    assert "sooner than one level in wall-clock seconds" in table and (tmp_path / "easy" / "convergence.png").stat().st_size
+    assert cli.main([*arguments, "--target", "1e-9", "--out", str(tmp_path / "hard")]) == 0
+    table = (tmp_path / "hard" / "table.md").read_text()
+    assert "| grown from its coarsest grid (2 levels) | 2 | 4 |" in table and "| one level | 1 | 3 |" in table
+    assert "Not both runs reached 1e-09" in table and "| no |" in table
+    capsys.readouterr()
+
+
+def test_demo_refuses_a_preset_trained_on_one_level_and_a_bad_target(tmp_path, capsys):
+    zoo.save_preset(keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(1, 1)]), tmp_path / "poisson_unet_n8",
+                    dict(GROWN, levels=1, architecture={"filters": [4]}), {"wall_time_s": 0.0, "work_units": 0.0, "epochs": []},
+                    {split: {"l2": 0.5, "relative_l2": 0.5, "relative_l2_std": 0.1, "linf": 1.0, "examples": 4}
+                     for split in ("validation", "test")})
+    assert cli.main(["demo", "--preset", "poisson_unet_n8", "--presets", str(tmp_path)]) == 2
+    assert "was not trained coarse to fine" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--target", "0"])
+    assert "must be positive" in capsys.readouterr().err
