@@ -1,6 +1,7 @@
 """The ``demo`` command: a preset's grown recipe against its one-level counterpart, each stopped at a target."""
 
 import copy
+import json
 
 import keras
 import pytest
@@ -49,6 +50,8 @@ def test_demo_trains_both_to_the_target_and_compares_them(tmp_path, capsys):
     table = (tmp_path / "easy" / "table.md").read_text()
     assert "| grown from its coarsest grid (2 levels) | 2 | 1 |" in table and "| one level | 1 | 1 |" in table
     assert "sooner than one level in wall-clock seconds" in table and (tmp_path / "easy" / "convergence.png").stat().st_size
+    runs = json.loads((tmp_path / "easy" / "runs.json").read_text())
+    assert [run["recipe"]["levels"] for run in runs.values()] == [2, 1] and all(len(run["record"]["epochs"]) == 1 for run in runs.values())
     assert cli.main([*arguments, "--target", "1e-9", "--out", str(tmp_path / "hard")]) == 0
     table = (tmp_path / "hard" / "table.md").read_text()
     assert "| grown from its coarsest grid (2 levels) | 2 | 4 |" in table and "| one level | 1 | 3 |" in table

@@ -22,6 +22,7 @@ the seconds of one level at its best rate there.
 """
 
 import copy
+import json
 import pathlib
 import sys
 
@@ -69,17 +70,31 @@ def table(runs, target):
     return lines
 
 
+def _coarse_epochs(recipe):
+    """How many of the recipe's first epochs train the coarse levels alone (its ``schedule``, in batches)."""
+    from keras_multilevel.zoo.recipe import dataset_description
+
+    batches = -(-dataset_description(recipe)["splits"]["train"] // recipe["batch_size"])
+    return sum(recipe.get("schedule", [])) // batches
+
+
 def plot(runs, target, path):
-    """Saves the validation relative L2 of each run against training seconds and against work units."""
+    """Saves the validation relative L2 of each run against training seconds and against work units; the epochs
+    in which only the coarse levels train (the full network's error waits) are shaded."""
     from keras_multilevel.cli.circles import _pyplot
 
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for axis, key, label in ((axes[0], "training_wall_time_s", "training seconds (wall clock, tracing included)"),
                              (axes[1], "work_units", "work units (fine gradient evaluations)")):
-        for name, (_, record) in runs.items():
-            axis.plot([row[key] for row in record["epochs"]], [row["val_relative_l2"] for row in record["epochs"]],
-                      "o-", markersize=3, label=name)
+        for name, (recipe, record) in runs.items():
+            rows = record["epochs"]
+            (line,) = axis.plot([row[key] for row in rows], [row["val_relative_l2"] for row in rows], "o-",
+                                markersize=3, label=name)
+            coarse = _coarse_epochs(recipe)
+            if 0 < coarse <= len(rows):
+                axis.axvspan(0, rows[coarse - 1][key], color=line.get_color(), alpha=0.1,
+                             label="its coarse levels train (the full network waits)")
         axis.axhline(target, color="grey", linestyle=":", label=f"target {target:g}")
         axis.set_yscale("log")
         axis.set_xlabel(label)
@@ -91,7 +106,8 @@ def plot(runs, target, path):
 
 
 def run(args):
-    """Trains the preset's recipe and its one-level counterpart to the target; writes table.md and convergence.png."""
+    """Trains the preset's recipe and its one-level counterpart to the target; writes table.md, runs.json and
+    convergence.png."""
     from keras_multilevel import zoo
     from keras_multilevel.zoo import training
 
@@ -121,9 +137,11 @@ def run(args):
         *table(runs, args.target),
     ]) + "\n"
     (out / "table.md").write_text(text)
+    (out / "runs.json").write_text(json.dumps({name: {"recipe": chosen, "record": record}
+                                               for name, (chosen, record) in runs.items()}, indent=1))
     plot(runs, args.target, out / "convergence.png")
     print(text)
-    print(f"wrote {out / 'table.md'} and {out / 'convergence.png'}")
+    print(f"wrote {out / 'table.md'}, {out / 'runs.json'} (each run's recipe and epochs) and {out / 'convergence.png'}")
     return 0
 
 
@@ -137,5 +155,5 @@ def register(commands, positive_float, positive_int):
     demo.add_argument("--epochs", type=positive_int, default=30, help="at most, for the one-level run")
     demo.add_argument("--data-dir", default=None, help="folder of the data sets (default: TFDS' data folder)")
     demo.add_argument("--presets", default=None, help="folder of presets (default: the shipped ones)")
-    demo.add_argument("--out", default="out/demo", help="folder for table.md and convergence.png")
+    demo.add_argument("--out", default="out/demo", help="folder for table.md, runs.json and convergence.png")
     demo.set_defaults(func=run)
