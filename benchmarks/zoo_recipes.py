@@ -94,7 +94,14 @@ def fno_row(problem, resolution):
             "relative_l2": [r["test"]["relative_l2"] for r in runs], "cpu_time_s": [r["train_cpu_s"] for r in runs]}
 
 
-def table(problem, resolution, rows):
+def seconds_to(run_, target):
+    """Training CPU seconds (tracing included, validation excluded) until the validation relative L2 first
+    reached ``target`` after an epoch, or None (not reached, or a run recorded before these were kept)."""
+    return next((epoch.get("training_cpu_time_s") for epoch in run_["epochs"] if epoch["val_relative_l2"] <= target),
+                None)
+
+
+def table(problem, resolution, rows, targets=()):
     lines = [
         f"# Recipes for {problem}_unet_n{resolution}: test relative L2 against the FNO's",
         "",
@@ -105,14 +112,22 @@ def table(problem, resolution, rows):
         "(Keras on a 2-core machine shared with other jobs, run under `nice -n 10`, one training at a time; "
         "the CPU seconds are the steadier measure). The FNO's CPU seconds are one torch thread's.",
         "",
-        "| recipe | parameters | epochs | seeds | test rel. L2 | val rel. L2 (last epoch) | CPU s | wall s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| recipe | parameters | epochs | seeds | test rel. L2 | val rel. L2 (last epoch) | CPU s | wall s |"
+        + "".join(f" training CPU s to val rel. L2 <= {target:g} |" for target in targets),
+        "|---|---|---|---|---|---|---|---|" + "---|" * len(targets),
     ]
+    if targets:
+        lines[-3:-3] = [
+            "Training CPU s to a target: the process CPU seconds of the training epochs (tracing included, the "
+            "validation after each epoch excluded) until the first epoch after which the validation relative L2 "
+            "is at or below the target ('-' with how many seeds got there, when not all did).",
+            "",
+        ]
     fno = fno_row(problem, resolution)
     if fno:
         lines.append(f"| FNO (benchmarks/results/peers/fno_zoo_n{resolution}.md) | {fno['parameters']:,} | (CPU budget) | "
                      f"{fno['seeds']} | {_report.spread(fno['relative_l2'], '.4f')} | | "
-                     f"{_report.spread(fno['cpu_time_s'])} | |")
+                     f"{_report.spread(fno['cpu_time_s'])} | |" + " |" * len(targets))
     for row in rows:
         runs = row["runs"]
         lines.append(
@@ -120,6 +135,7 @@ def table(problem, resolution, rows):
             f"{_report.spread([r['test']['relative_l2'] for r in runs], '.4f')} | "
             f"{_report.spread([r['epochs'][-1]['val_relative_l2'] for r in runs], '.4f')} | "
             f"{_report.spread([r['cpu_time_s'] for r in runs])} | {_report.spread([r['wall_time_s'] for r in runs])} |"
+            + "".join(f" {_report.spread([seconds_to(r, target) for r in runs])} |" for target in targets)
         )
     lines += ["", "Commands:", "", *[f"- {row['label']}: `{row['command']}`" for row in rows]]
     notes = [f"- {row['label']}, seed {r['seed']}: not trained again, the run of {r['reused_from']} (the same recipe)"
@@ -137,6 +153,8 @@ def main(argv=None):
     parser.add_argument("--out", default="benchmarks/results/zoo/logk")
     parser.add_argument("--reuse", action="store_true",
                         help="take a seed's run from a row of the table with the same recipe instead of training it again")
+    parser.add_argument("--targets", type=float, nargs="*", default=[],
+                        help="columns of training CPU seconds to these validation relative L2 errors")
     parser.add_argument("--reuse-preset", nargs="+", metavar="DIR",
                         help="take a seed's run from these preset folders when their recipe is this one (their card)")
     args = parser.parse_args(argv)
@@ -154,7 +172,7 @@ def main(argv=None):
               f"CPU {latest['cpu_time_s']:.0f} s, wall {latest['wall_time_s']:.0f} s", flush=True)
         rows = [r for r in rows if r["label"] != args.label] + [row]
         path.write_text(json.dumps(rows, indent=1))  # after each seed: a stopped run keeps what it measured
-    _report.write(table(args.problem, args.resolution, rows), out / f"{args.problem}_n{args.resolution}.md")
+    _report.write(table(args.problem, args.resolution, rows, args.targets), out / f"{args.problem}_n{args.resolution}.md")
     print("median test rel. L2", np.median([r["test"]["relative_l2"] for r in row["runs"]]))
 
 

@@ -140,3 +140,37 @@ def test_models_that_are_not_pyramid_unets_are_refused():
     edited = keras.models.clone_model(pyramid_unet(), clone_function=relu_in_one_layer)
     with pytest.raises(ValueError, match="differs from kml.models.unet.*at layer 'up_0_conv_1'"):
         kml.Hierarchy.from_model(edited, 2, coarsening="pyramid")
+
+
+def test_at_resolution_by_the_pyramid_adds_and_removes_grids():
+    """At 2N the grown network predicts P_lin of the N network on R x; at N/2 the network without its finest grid
+    predicts what the N network's coarser grids do (y_1 of ``y = output_0(d_0) + P_lin y_1``) once the second grid
+    stops reading the pooled finest features (Pi keeps its rows for R x); up and down again gives the weights back
+    (Pi P = I on the shared variables)."""
+    model = pyramid_unet()
+    x = task(4, 32)[0]
+    up = kml.hierarchy.at_resolution(model, 32, coarsening="pyramid")
+    assert unet_arguments(up)["filters"] == (4, 4, 8, 16) and unet_arguments(up)["resolution"] == 32
+    np.testing.assert_allclose(up(x), prolong_image(model(restrict_image(x)), "linear"), atol=1e-5)
+    for a, b in zip(kml.hierarchy.at_resolution(up, 16, coarsening="pyramid").get_weights(), model.get_weights(),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    down = kml.hierarchy.at_resolution(model, 8, coarsening="pyramid")
+    assert unet_arguments(down)["filters"] == (8, 16)
+    kernel = model.get_layer("down_1_conv_0").kernel
+    kernel.assign(tf.concat([kernel[:, :, :3], tf.zeros_like(kernel[:, :, 3:])], axis=2))
+    coarse_prediction = keras.Model(model.inputs, model.get_layer("up_0_prolong").input)
+    x16 = x[:, :16, :16]
+    np.testing.assert_allclose(down(restrict_image(x16)), coarse_prediction(x16), atol=1e-5)
+    assert not np.allclose(down(restrict_image(x16)), restrict_image(model(x16)), atol=1e-3)  # not a resampling
+
+
+def test_at_resolution_by_the_pyramid_refuses_what_it_cannot_move():
+    with pytest.raises(ValueError, match="stencil_prolongation"):
+        kml.hierarchy.at_resolution(pyramid_unet(), 32, stencil_prolongation="inverse", coarsening="pyramid")
+    with pytest.raises(ValueError, match="pyramid U-Net"):
+        kml.hierarchy.at_resolution(kml.models.unet(16, filters=(4, 8)), 32, coarsening="pyramid")
+    with pytest.raises(ValueError, match="levels=4 removes 3 grid"):
+        kml.hierarchy.at_resolution(pyramid_unet(), 2, coarsening="pyramid")
+    with pytest.raises(ValueError, match="`coarsening` must be one of"):
+        kml.hierarchy.at_resolution(pyramid_unet(), 32, coarsening="depth")

@@ -278,6 +278,8 @@ def test_train_evaluate_and_retrain_a_recipe(tmp_path, capsys):
     epochs = metadata["training"]["epochs"]
     assert [row["epoch"] for row in epochs] == [1, 2] and epochs[1]["val_l2"] == metadata["metrics"]["validation"]["l2"]
     assert epochs[1]["work_units"] == metadata["training"]["work_units"] == 2 * 32 / 8  # one per batch at levels=1
+    for key in ("cpu_time_s", "wall_time_s"):  # training seconds so far, the validation after each epoch left out
+        assert 0 < epochs[0][f"training_{key}"] < epochs[1][f"training_{key}"] < metadata["training"][key]
     assert metadata["metrics"]["test"]["examples"] == 4
     assert f"{metadata['metrics']['test']['relative_l2']:.4f}" in zoo.show(NAME, tmp_path / "presets")
 
@@ -350,6 +352,29 @@ def test_a_model_of_ones_own_saved_as_a_preset_loads_by_path_and_has_a_card(tmp_
         zoo.save_to_preset(model, tmp_path / "x", "burgers")
     with pytest.raises(ValueError, match=r"maps \(N, N, 3\) inputs"):
         zoo.save_to_preset(kml.models.feedforward_network((6,), 3), tmp_path / "x", "poisson")
+
+
+def test_a_card_compares_its_preset_with_what_the_benchmarks_measured(presets):
+    """The "Compared" section: medians and ranges over seeds, the 2N column from the pyramid's move, and none at all
+    without measurements."""
+    folder, _ = presets
+    metadata = zoo.metadata(NAME, folder)
+    metadata.pop("files")
+    assert "## Compared" not in zoo.card.card(metadata)
+    moved = {"N/2 pyramid": 0.2, "N/2 Galerkin": 0.3, "N/2 unchanged": 0.4, "N (fresh)": 0.11, "2N pyramid": 0.25,
+             "2N stencils unchanged": 0.9, "2N floor": 0.05}
+    metadata["comparisons"] = {
+        "fno": {"command": "python fno.py", "seeds": [0, 1, 2], "parameters": 1234, "cpu_time_s": [30, 10, 20],
+                "relative_l2": [0.03, 0.01, 0.02], "relative_l2_2n": [0.5, 0.7, 0.6]},
+        "resolutions": {"command": "python moves.py", "samples": 50, "seed": 7, **moved},
+    }
+    text = zoo.card.card(metadata)
+    assert "| FNO (`neuraloperator`), seeds 0, 1, 2 | 1,234 | 20 [10-30] | 0.0200 [0.0100-0.0300] | 0.6000 [0.5000-0.7000] |" in text
+    assert "| this preset (seed 0) | " in text and "| 0.5000 | 0.2500 |" in text  # the card's test error, then 2N
+    assert "| moved by | N/2 = 4 | N = 8 | 2N = 16 |" in text
+    assert "| `kml.zoo.load(name, resolution=M)` (the pyramid's grids) | 0.2000 | 0.1100 | 0.2500 |" in text
+    assert "| the exact solution averaged to N, prolongated bilinearly | - | - | 0.0500 |" in text
+    assert "`python fno.py`" in text and "`python moves.py`" in text and "50 freshly generated examples" in text
 
 
 @pytest.mark.parametrize("name", zoo.names() or [NO_PRESETS])

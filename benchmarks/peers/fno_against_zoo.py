@@ -114,6 +114,16 @@ def run_fno(args, python, own, fresh, seed, record_path):
     return json.loads(record_path.read_text())
 
 
+def _preset_seconds(training):
+    """The preset's training CPU seconds where its card records them, else its wall seconds, marked so."""
+    return f"{training['cpu_time_s']:.0f}" if "cpu_time_s" in training else f"{training['wall_time_s']:.0f} (wall)"
+
+
+def _presets_record(presets):
+    """What the JSON record keeps of each preset: its card's test metrics and its metrics at 2N."""
+    return {problem: {"card_test": card["metrics"]["test"], "at_2n": at} for problem, (card, at) in presets.items()}
+
+
 def table(args, command, results, presets):
     n = args.resolution
     lines = [
@@ -133,8 +143,8 @@ def table(args, command, results, presets):
         "weights of the best validation relative L2 kept. "
         f"Training CPU s: process CPU time of the training loop (validation included), one thread, {args.jobs} run(s) at a "
         "time on a shared 2-core machine. The preset's "
-        "numbers are its card's (metadata.json; its time is the card's wall time of `fit`, validation included, "
-        "Keras on 2 shared cores) and its measurement at 2N.",
+        "numbers are its card's (metadata.json; its time is the CPU time of `fit` in its card, or the wall time where "
+        "the card has none, validation included, Keras on 2 shared cores) and its measurement at 2N.",
         "",
         "Parameters: real numbers (a complex spectral weight counts as two; torch's own count, one per complex "
         "weight, is about half for the FNO).",
@@ -152,7 +162,7 @@ def table(args, command, results, presets):
         )
         lines.append(
             f"| {problem} | U-Net preset {problem}_unet_n{n} | {card['parameter_count']:,} | {card['recipe']['epochs']} | "
-            f"{card['training']['wall_time_s']:.0f} (wall) | {card['metrics']['test']['relative_l2']:.4f} | "
+            f"{_preset_seconds(card['training'])} | {card['metrics']['test']['relative_l2']:.4f} | "
             f"{at_2n['relative_l2']:.4f} |"
         )
     return lines
@@ -179,13 +189,23 @@ def main(argv=None):
     parser.add_argument("--out", type=pathlib.Path, required=True)
     parser.add_argument("--reuse", action="store_true",
                         help="reuse a seed's record in --data-dir from an earlier run with the same FNO settings")
-    parser.add_argument("--table-from", type=pathlib.Path, help="only rewrite the table from this json of an earlier run")
+    parser.add_argument("--table-from", type=pathlib.Path,
+                        help="rewrite this JSON of an earlier run and its table: its FNO records kept, the presets measured again")
     args = parser.parse_args(argv)
-    if args.table_from:
+    if args.table_from:  # the FNO's records kept, the presets (perhaps retrained since) measured again
         saved = json.loads(args.table_from.read_text())
         old = argparse.Namespace(**saved["arguments"])
-        presets = {p: (kml.zoo.metadata(store.preset_name(p, old.resolution)), v["at_2n"]) for p, v in saved["presets"].items()}
-        _report.write(table(old, saved["command"], saved["fno"], presets), args.table_from.with_suffix(".md"))
+        presets = {}
+        for problem in saved["presets"]:
+            preset = store.preset_name(problem, old.resolution)
+            _, fresh = export(preset, args.data_dir, old.fresh_samples, old.fresh_seed)
+            presets[problem] = (kml.zoo.metadata(preset), preset_at_2n(preset, fresh))
+        saved["presets"] = _presets_record(presets)
+        args.table_from.write_text(json.dumps(saved, indent=1))
+        lines = table(old, saved["command"], saved["fno"], presets)
+        refreshed = " ".join(["python", "benchmarks/peers/fno_against_zoo.py", *(argv if argv is not None else sys.argv[1:])])
+        _report.write([*lines, "", f"The presets' rows: measured again by `{refreshed}` (the FNO's records kept)."],
+                      args.table_from.with_suffix(".md"))
         return
     python = make_venv(args.fno_venv, args.venv_python)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -221,7 +241,7 @@ def main(argv=None):
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/peers/fno_against_zoo.py", *(argv if argv is not None else sys.argv[1:])])
     (args.out / f"{stem}.json").write_text(json.dumps({
         "command": command, "arguments": {k: str(v) if isinstance(v, pathlib.Path) else v for k, v in vars(args).items()},
-        "fno": results, "presets": {p: {"card_test": card["metrics"]["test"], "at_2n": at} for p, (card, at) in presets.items()},
+        "fno": results, "presets": _presets_record(presets),
     }, indent=1))
     _report.write(table(args, command, results, presets), args.out / f"{stem}.md")
 

@@ -52,6 +52,13 @@ class Coarsening:
         ``model`` to it."""
         raise NotImplementedError(f"{type(self).__name__} must implement coarsen(model).")
 
+    def refine(self, model):
+        """Returns ``(fine_model, transfer)``: the next finer model, built (its weights are set by the
+        transfer's ``prolong_iterate``), and the :class:`~keras_multilevel.hierarchy.transfer.Transfer`
+        from it to ``model``; the inverse of :meth:`coarsen`, which
+        :func:`~keras_multilevel.hierarchy.at_resolution` uses to move a network to a finer grid."""
+        raise NotImplementedError(f"{type(self).__name__} cannot build a finer model than the one it is given.")
+
     def relative_cost(self, model, finest):
         """The cost of a gradient of ``model`` per gradient of ``finest`` (a work unit's fraction,
         Gaedke-Merzhäuser et al., 2021, eq 10)."""

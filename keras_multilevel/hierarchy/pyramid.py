@@ -194,6 +194,20 @@ class PyramidCoarsening(Coarsening):
         coarse = unet(**dict(arguments, resolution=arguments["resolution"] // 2, filters=arguments["filters"][1:]))
         return coarse, self.transfer(model, coarse)
 
+    def refine(self, model):
+        """Returns ``(fine_model, transfer)``: ``model`` with a finer grid added, on ``2N x 2N`` inputs, fresh weights.
+
+        The new finest grid has as many channels as ``model``'s finest
+        (``filters = (filters[0], *filters)``). Its weights set by
+        :meth:`PyramidTransfer.prolong_iterate`, the fine network predicts
+        exactly ``model``'s prediction on the 2x2-averaged input,
+        bilinearly prolongated (the module docstring).
+        """
+        arguments = unet_arguments(model)
+        filters = arguments["filters"]
+        fine = unet(**dict(arguments, resolution=2 * arguments["resolution"], filters=(filters[0], *filters)))
+        return fine, self.transfer(fine, model)
+
     def transfer(self, fine_model, coarse_model):
         """The :class:`PyramidTransfer` from ``fine_model`` to ``coarse_model`` (it without its finest grid)."""
         index = {id(variable): i for i, variable in enumerate(coarse_model.trainable_variables)}

@@ -18,7 +18,7 @@ variable by variable (:mod:`keras_multilevel.hierarchy.stencil`):
   on both grids.
 
 The coarse level trains on the restricted batch (:meth:`ResolutionTransfer.restrict_data`).
-:func:`at_resolution` moves a trained network to any ``N 2^k`` (Haber et al., 2018, §4.1).
+:func:`~keras_multilevel.hierarchy.at_resolution` moves a trained network to any ``N 2^k`` (Haber et al., 2018, §4.1).
 """
 
 import functools
@@ -343,6 +343,13 @@ class ResolutionCoarsening(Coarsening):
         coarse = with_resolution(model, height // 2, width // 2)
         return coarse, self.transfer(model, coarse)
 
+    def refine(self, model):
+        """Returns ``(fine_model, transfer)``: ``model`` rebuilt for ``2N x 2N`` inputs, fresh weights."""
+        _layers(model)
+        height, width = _grid(model)
+        fine = with_resolution(model, 2 * height, 2 * width)
+        return fine, self.transfer(fine, model)
+
     def relative_cost(self, model, finest):
         """Cost of a gradient of ``model`` per gradient of ``finest`` (:func:`forward_cost`): ``1/4``
         per level for convolutions and feature-map Dense layers."""
@@ -360,59 +367,3 @@ class ResolutionCoarsening(Coarsening):
         """What a level's row of the hierarchy table shows: the input grid."""
         height, width = _grid(model)
         return f"{height}x{width}"
-
-
-def at_resolution(model, resolution, interpolation="constant", stencil_prolongation="identity"):
-    """``model`` moved to ``resolution x resolution`` inputs with its weights transferred (Haber et al., 2018, §4.1).
-
-    No input is interpolated: the network itself changes grid. Each halving
-    applies the Galerkin restriction ``Pi`` of :class:`ResolutionCoarsening`,
-    each doubling its stencil prolongation. Measured on the zoo's trained
-    U-Nets (README, "Multilevel in resolution"): halving gives relative
-    errors of 0.10-0.46 and doubling with the stencils unchanged (the
-    default) 0.12-0.44, several times the network's own at its grid (0.012-
-    0.071), and doubling with the exact inverse of Haber et al. (2018, §3.2) (``"inverse"``, which
-    amplifies the checkerboard part of trained stencils) 0.77-43 (10^3 to
-    10^5 for presets trained through it).
-
-    Args:
-        model: a built Sequential or functional model on square ``N x N`` images.
-        resolution: ``N 2^k`` for an integer ``k`` (``k < 0`` coarser).
-        interpolation, stencil_prolongation: see :class:`ResolutionCoarsening`
-            (the second only matters for ``k > 0``).
-
-    Returns:
-        A new, uncompiled model; ``model`` is unchanged.
-    """
-    coarsening = ResolutionCoarsening(interpolation, stencil_prolongation)
-    _layers(model)
-    height, width = _grid(model)
-    valid = isinstance(resolution, int) and not isinstance(resolution, bool) and resolution > 0
-    ratio = resolution / height if valid else 0
-    if height != width or not valid or not math.log2(ratio).is_integer():
-        raise ValueError(
-            f"`resolution` must be N * 2**k for the model's N = {height} (square inputs) and an "
-            f"integer k, got {resolution!r}."
-        )
-    if ratio < 1:
-        coarsening.check(model, 1 + round(math.log2(1 / ratio)))
-    current = model
-    while _grid(current)[0] > resolution:
-        coarse, transfer = coarsening.coarsen(current)
-        _assign(coarse, transfer.restrict(current.trainable_variables))
-        current = coarse
-    while _grid(current)[0] < resolution:
-        fine = with_resolution(current, 2 * _grid(current)[0])
-        _assign(fine, coarsening.transfer(fine, current).prolong(current.trainable_variables))
-        current = fine
-    if current is model:
-        current = with_resolution(model, resolution)
-        _assign(current, model.trainable_variables)
-    for variable, value in zip(current.non_trainable_variables, model.non_trainable_variables, strict=True):
-        variable.assign(value)  # normalization statistics: per channel, the same on every grid
-    return current
-
-
-def _assign(model, values):
-    for variable, value in zip(model.trainable_variables, values, strict=True):
-        variable.assign(value)

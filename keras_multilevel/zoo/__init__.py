@@ -11,13 +11,14 @@ the other files) in the repository's top-level ``zoo/`` folder (installed as
     print(kml.zoo.table())                          # the presets and their test errors
     model = kml.zoo.load("poisson_unet_n32")        # verified, rebuilt safely, compiled
     mine = kml.zoo.load("retrained/poisson_unet_n32")   # or a preset folder, keras-hub's from_preset(path)
-    coarse = kml.zoo.load("poisson_unet_n32", resolution=16)   # stencils restricted (Haber et al., 2018, §3.2)
+    coarse = kml.zoo.load("poisson_unet_n32", resolution=16)   # the pyramid without its finest grid
+    finer = kml.zoo.load("poisson_unet_n32", resolution=64)    # a grid added (Haber et al., 2018, Algorithm 1)
     print(kml.zoo.show("poisson_unet_n32"))         # the card
     kml.zoo.evaluate("poisson_unet_n32")            # errors on freshly generated data
     metadata, comparison = kml.zoo.train("poisson_unet_n32", "retrained/")   # the recipe again
 
-The presets are trained coarse to fine through the resolution hierarchy
-(Haber et al., 2018, §3.2, Algorithm 1) on the Poisson and Darcy data of
+The presets are pyramid U-Nets trained coarse to fine, growing a grid at a
+time (Haber et al., 2018, Algorithm 1), on the Poisson and Darcy data of
 Ponce et al. (2022, §8).
 Every function taking ``presets_dir`` reads presets from that folder instead
 of the shipped ones (``keras_multilevel.zoo.store.PRESETS``).

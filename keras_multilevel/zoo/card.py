@@ -1,5 +1,7 @@
 """The model card (``README.md``) of a preset, written from its metadata."""
 
+import statistics
+
 from keras_multilevel import references
 from keras_multilevel.pde import problems
 from keras_multilevel.zoo.recipe import OPTIMIZER_KEYS
@@ -164,6 +166,64 @@ What its author recorded of the training:
 {said}"""
 
 
+def _spread(values, fmt=".4f"):
+    """``median [min-max]`` of ``values`` (one value: itself)."""
+    middle = statistics.median(values)
+    return f"{middle:{fmt}}" if len(values) == 1 else f"{middle:{fmt}} [{min(values):{fmt}}-{max(values):{fmt}}]"
+
+
+def _compared_section(metadata):
+    """What the repository's benchmarks measured of this preset beside others (``metadata["comparisons"]``,
+    written by its ``benchmarks/zoo_cards.py``): a neural operator on the same data, the recipe over seeds, and
+    the preset at N/2 and 2N. Empty when nothing was measured."""
+    compared, n = metadata.get("comparisons") or {}, metadata["resolution"]
+    parts = []
+    if "fno" in compared or "recipe" in compared:
+        at_2n, cpu = compared.get("resolutions", {}).get("2N pyramid"), metadata["training"].get("cpu_time_s")
+        rows = [f"| this preset (seed {metadata['recipe']['seed'] if metadata['recipe'] else '-'}) | "
+                f"{metadata['parameter_count']:,} | {'-' if cpu is None else f'{cpu:,.0f}'} | "
+                f"{metadata['metrics']['test']['relative_l2']:.4f} | {'-' if at_2n is None else f'{at_2n:.4f}'} |"]
+        commands = []
+        for key, label in (("recipe", "its recipe, seeds {seeds}"), ("fno", "FNO (`neuraloperator`), seeds {seeds}")):
+            if key in compared:
+                entry = compared[key]
+                rows.append(
+                    f"| {label.format(seeds=', '.join(map(str, entry['seeds'])))} | {entry['parameters']:,} | "
+                    f"{_spread(entry['cpu_time_s'], fmt=',.0f')} | {_spread(entry['relative_l2'])} | "
+                    f"{_spread(entry['relative_l2_2n']) if 'relative_l2_2n' in entry else '-'} |"
+                )
+                commands.append(f"`{entry['command']}`")
+        parts.append(
+            "On this preset's data set and test split (relative L2; median [min-max] over seeds; CPU seconds of "
+            "training: Keras on 2 shared cores, the FNO on one torch thread):\n\n"
+            f"| model | parameters | training CPU s | test relative L2 at N = {n} | at 2N = {2 * n} (fresh examples) |\n"
+            "|---|---|---|---|---|\n" + "\n".join(rows)
+            + "\n\nMeasured by " + " and ".join(commands) + " in the repository."
+        )
+    if "resolutions" in compared:
+        moved = compared["resolutions"]
+        grids = (("N/2", n // 2), ("N", n), ("2N", 2 * n))
+        rows = [
+            ("`kml.zoo.load(name, resolution=M)` (the pyramid's grids)", ("N/2 pyramid", "N (fresh)", "2N pyramid")),
+            ("stencils transferred (Galerkin down, unchanged up)", ("N/2 Galerkin", "N (fresh)", "2N stencils unchanged")),
+            ("the weights unchanged", ("N/2 unchanged", "N (fresh)", None)),
+            ("the exact solution averaged to N, prolongated bilinearly", (None, None, "2N floor")),
+        ]
+        table = "\n".join(
+            f"| {label} | " + " | ".join("-" if key is None else f"{moved[key]:.4f}" for key in keys) + " |"
+            for label, keys in rows
+        )
+        parts.append(
+            f"At other resolutions, without retraining ({cite(MULTISCALE, '§4.1', parenthetical=True)}; relative L2 on "
+            f"{moved['samples']} freshly generated examples per grid, seed {moved['seed']}):\n\n"
+            "| moved by | " + " | ".join(f"{label} = {m}" for label, m in grids) + " |\n|---|---|---|---|\n" + table
+            + f"\n\nMeasured by `{moved['command']}` in the repository. At 2N the pyramid's network predicts the N "
+            "network's output on the averaged input, prolongated bilinearly: it adds no detail finer than N, and the "
+            "last row is what prolongating the exact solution's average alone loses."
+        )
+    return "\n\n## Compared\n\n" + "\n\n".join(parts) if parts else ""
+
+
 def card(metadata):
     """The markdown model card of a preset from its metadata (everything but ``files``)."""
     dataset, metrics = metadata["dataset"], metadata["metrics"]
@@ -182,7 +242,7 @@ def card(metadata):
         f"(± {values['relative_l2_std']:.4f}) | {values['linf']:.4e} |"
         for split, values in metrics.items()
     )
-    coarser = f'\ncoarse = kml.zoo.load("{name}", resolution={n // 2})   # N/2: stencils restricted (K_H = R K_h P)' if n % 2 == 0 else ""
+    coarser = f'\ncoarse = kml.zoo.load("{name}", resolution={n // 2})   # N/2, without retraining' if n % 2 == 0 else ""
     text = f"""# {name}
 
 A {"U-Net " if metadata["recipe"] is not None else ""}surrogate of a PDE solver: from {inputs} on the {n}×{n} grid of cell centres, it predicts
@@ -204,7 +264,7 @@ A {"U-Net " if metadata["recipe"] is not None else ""}surrogate of a PDE solver:
 
 L2 is the mean squared error over all pixels (the loss of {cite(DATA, '§8', parenthetical=True)}); relative L2 the mean over
 examples of `‖u_pred − u‖₂ / ‖u‖₂`; L∞ the largest pointwise error over all examples (it grows
-with the number of examples, so it is only compared on samples of the same size).
+with the number of examples, so it is only compared on samples of the same size).{_compared_section(metadata)}
 
 ## Tolerance
 
@@ -223,11 +283,9 @@ u = model.predict(inputs)         # (batch, {n}, {n}, 3) -> (batch, {n}, {n}, 1)
 ```
 
 At another resolution `M = N·2^k` the weights are transferred without retraining
-(`kml.hierarchy.at_resolution`); its accuracy is not the one above: measure it
-(`keras-multilevel zoo evaluate {name} --resolution M`). Coarser grids keep much of it (the
-Galerkin restriction); on finer ones the stencils keep their values but span half the physical
-distance, and the error is several times the one above (measured on the zoo): use the preset
-trained at the finer resolution instead, or train there from these weights.
+(`kml.hierarchy.at_resolution`: a pyramid U-Net loses or gains grids, another U-Net has its
+stencils transferred); its accuracy is not the one above: measure it
+(`keras-multilevel zoo evaluate {name} --resolution M`), or train there from these weights.
 
 ```sh
 keras-multilevel zoo show {name}

@@ -361,11 +361,15 @@ def load(name, resolution=None, compile=True, presets_dir=None):
             or the path of a preset folder (one written by ``kml.zoo.create``
             or ``keras-multilevel zoo train``), as keras-hub's ``from_preset(path)``.
         resolution: ``None`` for the preset's own ``N``, or ``M = N * 2^k``:
-            the network moved to ``M x M`` inputs with its convolution
-            stencils transferred (Haber et al., 2018, §3.2, :func:`kml.hierarchy.at_resolution`).
-            Coarser ``M`` keep much of the accuracy; finer ``M`` keep the
-            stencils' values and lose most of it (the README's
-            measurement), which a warning says.
+            the network moved to ``M x M`` inputs without retraining
+            (:func:`kml.hierarchy.at_resolution`): a pyramid U-Net (every
+            shipped preset) by its grids, at ``N/2`` without its finest
+            grid, at ``2N`` with a finer grid added that starts from the
+            ``N`` network's prediction on the averaged input, bilinearly
+            prolongated; another U-Net with its stencils transferred
+            (Haber et al., 2018, §3.2), which at finer ``M`` loses most of
+            its accuracy (a warning says so). The repository's
+            ``benchmarks/results/resolution_transfer.md`` measures both.
         compile: compile with loss ``"mse"`` and a plain Adam, so that
             ``evaluate`` and ``fit`` work at once.
         presets_dir: folder of presets (default: the shipped ones).
@@ -384,8 +388,9 @@ def load(name, resolution=None, compile=True, presets_dir=None):
     if resolution is not None and resolution != meta["resolution"]:
         from keras_multilevel.hierarchy import at_resolution
 
-        model = at_resolution(model, resolution)
-        if resolution > meta["resolution"]:
+        pyramid = meta["recipe"]["architecture"].get("pyramid", False)
+        model = at_resolution(model, resolution, coarsening="pyramid" if pyramid else "resolution")
+        if resolution > meta["resolution"] and not pyramid:
             warnings.warn(
                 f"{name} was trained at N = {meta['resolution']}; on {resolution}x{resolution} inputs its "
                 "3x3 stencils keep their values (Haber et al.'s (2018, §4.1) original kernels) but span half the physical "
