@@ -49,8 +49,8 @@ def at_resolution(model, resolution, interpolation="constant", stencil_prolongat
             Poisson N = 16, where prolongating the exact solution's
             average from 16 to 32 alone loses 5.5x; the stencils gave
             1.8-55x. At N/2 the pyramid gave 0.15-0.54x the error of the
-            weights unchanged on the four presets grown from their
-            coarsest grid, 1.1-1.2x on the two trained mostly at N.
+            weights unchanged on five, 1.38x on Darcy N = 64 (its coarse
+            grids alone lose more there than the whole network run coarser).
 
     Returns:
         A new, uncompiled model; ``model`` is unchanged.
