@@ -44,13 +44,12 @@ def at_resolution(model, resolution, interpolation="constant", stencil_prolongat
             ``"resolution"`` (the same layers on the other grid; Haber et
             al.'s (2018, §3.2) stencil transfer) or ``"pyramid"`` (a pyramid
             U-Net's grids removed or added). Measured on the zoo's six
-            pyramid U-Nets (benchmarks/results/resolution_transfer.md): at
+            pyramid U-Nets (benchmarks/results/resolution_transfer*.md): at
             2N the pyramid gave 0.9-1.9x their error at N on five, 7x on
             Poisson N = 16, where prolongating the exact solution's
             average from 16 to 32 alone loses 5.5x; the stencils gave
-            1.8-55x. At N/2 the pyramid gave 0.15-0.54x the error of the
-            weights unchanged on five, 1.38x on Darcy N = 64 (its coarse
-            grids alone lose more there than the whole network run coarser).
+            6-55x. At N/2 the pyramid gave 0.15-0.54x the error of the
+            weights unchanged on all six.
 
     Returns:
         A new, uncompiled model; ``model`` is unchanged.
