@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 
 import keras
 import numpy as np
@@ -344,6 +345,14 @@ def test_a_model_of_ones_own_saved_as_a_preset_loads_by_path_and_has_a_card(tmp_
     assert meta["metrics"]["test"]["relative_l2"] == pytest.approx(expected["relative_l2"], rel=1e-5)
     loaded = zoo.load(str(folder))
     np.testing.assert_array_equal(loaded.predict(inputs, verbose=0), model.predict(inputs, verbose=0))
+    with pytest.warns(UserWarning, match="span half the physical distance"):  # a plain U-Net: moved by its stencils
+        assert zoo.load(str(folder), resolution=16).input_shape == (None, 16, 16, 3)
+    pyramid = kml.models.unet(8, filters=(4, 8), pyramid=True)  # without a recipe too, a pyramid moves by its grids
+    zoo.save_to_preset(pyramid, tmp_path / "presets" / "my_pyramid", "poisson", samples=40, data_dir=tmp_path / "data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        grown = zoo.load(str(tmp_path / "presets" / "my_pyramid"), resolution=16)
+    assert kml.hierarchy.pyramid.unet_arguments(grown)["filters"] == (4, 4, 8)
     card = zoo.show("my_poisson_net", folder.parent)
     assert "Trained by its author, not from a recipe" in card and "epochs: 0" in card and "zoo train" not in card.split("## Use")[1]
     with pytest.raises(ValueError, match="saved without a recipe"):

@@ -90,6 +90,15 @@ def unet_arguments(model):
     return arguments
 
 
+def is_pyramid_unet(model):
+    """Whether ``model`` is what ``kml.models.unet(..., pyramid=True)`` builds (:func:`unet_arguments` accepts it)."""
+    try:
+        unet_arguments(model)
+    except ValueError:
+        return False
+    return True
+
+
 def _settings(config):
     """A layer config without the ``shared_object_id`` entries Keras adds while it loads a model."""
     if isinstance(config, dict):

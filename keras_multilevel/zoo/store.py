@@ -387,8 +387,9 @@ def load(name, resolution=None, compile=True, presets_dir=None):
     model.load_weights(folder / "model.weights.h5")
     if resolution is not None and resolution != meta["resolution"]:
         from keras_multilevel.hierarchy import at_resolution
+        from keras_multilevel.hierarchy.pyramid import is_pyramid_unet
 
-        pyramid = meta["recipe"]["architecture"].get("pyramid", False)
+        pyramid = is_pyramid_unet(model)  # from the network itself: a preset saved without a recipe may be one too
         model = at_resolution(model, resolution, coarsening="pyramid" if pyramid else "resolution")
         if resolution > meta["resolution"] and not pyramid:
             warnings.warn(
