@@ -31,6 +31,7 @@ Usage::
 
 import argparse
 import json
+import pathlib
 import sys
 
 from keras_multilevel import zoo
@@ -38,7 +39,7 @@ from keras_multilevel.zoo import store
 
 
 def _read(paths):
-    return [json.loads(open(path).read()) for path in paths or []]
+    return [json.loads(pathlib.Path(path).read_text()) for path in paths]
 
 
 def fno_comparison(results, metadata):

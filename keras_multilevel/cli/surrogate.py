@@ -17,8 +17,9 @@ steps that a multilevel cycle's cost cannot be recovered in seconds, while a
 U-Net's coarse grids are cheap and learn the smooth large-scale part of a
 solution operator, which the finest grid then only corrects, as a multigrid
 cycle does. Measured in the repository (``benchmarks/results/zoo/seconds/``,
-learning rates and seeds): the grown U-Net reaches the target in about half
-the seconds of one level at its best rate there.
+learning rates and 3 seeds): to 0.02 the grown U-Net needed 1.47x fewer CPU
+seconds than one level at its best rate, 1.2x fewer wall-clock seconds on a
+shared 2-core machine; on a 16×16 grid the two were even.
 """
 
 import copy
@@ -30,20 +31,18 @@ import sys
 def one_level(recipe, epochs):
     """The recipe's network trained on its finest grid alone for ``epochs`` epochs: no hierarchy, and a cosine
     decay of the rate (if the recipe has one) stretched over those epochs."""
-    from keras_multilevel.zoo.recipe import dataset_description
+    from keras_multilevel.zoo.recipe import batches_per_epoch
 
     single = {key: value for key, value in copy.deepcopy(recipe).items() if key not in ("coarsening", "schedule", "why")}
     rate = single["smoother"]["config"]["learning_rate"]
     if isinstance(rate, dict) and rate.get("class_name") == "CosineDecay":
-        batches = -(-dataset_description(recipe)["splits"]["train"] // recipe["batch_size"])
-        rate["config"]["decay_steps"] = epochs * batches
+        rate["config"]["decay_steps"] = epochs * batches_per_epoch(recipe)
     return dict(single, levels=1, epochs=epochs)
 
 
 def _reached(record, target):
-    """The last epoch's row if it reached ``target``, else ``None``."""
-    last = record["epochs"][-1]
-    return last if last["val_relative_l2"] <= target else None
+    """Whether the run's last epoch reached ``target``."""
+    return record["epochs"][-1]["val_relative_l2"] <= target
 
 
 def table(runs, target):
@@ -72,10 +71,9 @@ def table(runs, target):
 
 def _coarse_epochs(recipe):
     """How many of the recipe's first epochs train the coarse levels alone (its ``schedule``, in batches)."""
-    from keras_multilevel.zoo.recipe import dataset_description
+    from keras_multilevel.zoo.recipe import batches_per_epoch
 
-    batches = -(-dataset_description(recipe)["splits"]["train"] // recipe["batch_size"])
-    return sum(recipe.get("schedule", [])) // batches
+    return sum(recipe.get("schedule", [])) // batches_per_epoch(recipe)
 
 
 def plot(runs, target, path):

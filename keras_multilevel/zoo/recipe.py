@@ -47,6 +47,11 @@ def check_recipe(recipe):
     return recipe
 
 
+def batches_per_epoch(recipe):
+    """How many batches of ``recipe["batch_size"]`` an epoch of its training split makes (the last one may be short)."""
+    return -(-dataset_description(recipe)["splits"]["train"] // recipe["batch_size"])
+
+
 def dataset_description(recipe):
     """The data set a recipe trains on: name, target, resolution, samples, generation seed and split sizes."""
     from keras_multilevel.pde import builders, problems
