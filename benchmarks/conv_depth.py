@@ -1,4 +1,5 @@
-"""Seconds to a target on a conv depth problem of realistic size: one level against MG/OPT V-cycles (issue 22, 5(b)).
+"""Seconds to a target on a conv depth problem of realistic size: one level against MG/OPT V-cycles and
+shallow-to-deep (coarse-to-fine) training in depth (issue 22, 5(b)).
 
 A convolutional ResNet (``residual_network(kind="conv")``: a 3x3 ``Conv2D``
 opening, ``ConvResidualStack`` of ``--blocks`` blocks of ``--width`` channels,
@@ -9,21 +10,34 @@ and the 500 validation images evaluated after every epoch. A run stops at the
 first epoch whose validation accuracy reaches ``--target`` or after
 ``--epochs``.
 
-Each configuration is ``levels:learning_rate`` (``MultilevelOptimizer(levels,
-scheme="mgopt", coarsening="depth", smoother=SGD(learning_rate))`` with its
-default steps; ``1:rate`` is one level, plain SGD steps) or ``adam:rate``
-(plain Keras Adam). Every run is a fresh Python process with TensorFlow held
-to one intra-op and one inter-op thread; the configurations alternate within
-each seed so that the machine's load hits them alike. Seconds run from before
+Each configuration is one of
+
+* ``levels:rate``: ``MultilevelOptimizer(levels, scheme="mgopt",
+  coarsening="depth", smoother=SGD(rate))`` with its default steps (MG/OPT
+  V-cycles); ``1:rate`` is one level, plain SGD steps;
+* ``growL-E:rate``: Haber et al.'s (2018, §3.3) shallow-to-deep training,
+  ``MultilevelOptimizer(levels=L, coarsening="depth", smoother=SGD(rate),
+  schedule=[n] * (L - 1))`` with ``n`` = ``E`` epochs of batches (``E`` may
+  be fractional; rounded to whole batches): ``E`` epochs on the coarsest
+  net (``blocks / 2**(L-1)`` blocks), its weights prolonged, ``E`` epochs on
+  the next, ..., then every later batch on the full net. During the coarse
+  epochs the validation accuracy is the untrained full net's;
+* ``adam:rate``: plain Keras Adam.
+
+Every run is a fresh Python process with TensorFlow held to one intra-op
+and one inter-op thread; the configurations alternate within each seed so
+that the machine's load hits them alike. Seconds run from before
 ``model.compile`` to the end of the first epoch at the target, so tracing,
 compilation and the per-epoch validation are included; CPU seconds are
 ``time.process_time`` of the process. Work units are the optimizer's
 ``work_units`` log (one-level gradient steps; 1 per step for one level and
-Adam). Cells: median [min-max] over seeds.
+Adam; ``2**-l`` per batch on coarse level ``l`` of a ``grow`` run). Cells:
+median [min-max] over seeds.
 
 Usage::
 
     python benchmarks/conv_depth.py --configs 1:0.2 4:0.1 --seeds 0 1 2 --blocks 128 --epochs 30 --out benchmarks/results/depth/conv_digits.md
+    python benchmarks/conv_depth.py --configs 1:0.2 grow4-2:0.2 --seeds 0 1 2 --blocks 384 --target 0.97 --epochs 15 --out ...
 """
 
 import argparse
@@ -53,6 +67,25 @@ def images(seed, upsample):
     return (grid(x), y), (grid(x_val), y_val)
 
 
+def optimizer(configuration, steps_per_epoch, regularization):
+    """The optimizer of a configuration ``kind:rate`` (see the module docstring)."""
+    import keras
+
+    import keras_multilevel as kml
+
+    kind, rate = configuration.split(":")
+    if kind == "adam":
+        return keras.optimizers.Adam(float(rate))
+    smoother = keras.optimizers.SGD(float(rate))
+    if kind.startswith("grow"):
+        levels, epochs = kind[len("grow"):].split("-")
+        batches = round(float(epochs) * steps_per_epoch)
+        return kml.MultilevelOptimizer(levels=int(levels), smoother=smoother, coarsening="depth",
+                                       regularization=regularization, schedule=[batches] * (int(levels) - 1))
+    return kml.MultilevelOptimizer(levels=int(kind), smoother=smoother, scheme="mgopt", coarsening="depth",
+                                   regularization=regularization)
+
+
 def run_one(args, configuration, seed):
     """Trains one configuration in this process; returns its record (printed as JSON by ``--one``)."""
     import tensorflow as tf
@@ -63,19 +96,13 @@ def run_one(args, configuration, seed):
 
     import keras_multilevel as kml
 
-    kind, rate = configuration.split(":")
-    rate = float(rate)
     (x, y), (x_val, y_val) = images(seed, args.upsample)
     keras.utils.set_random_seed(seed)
     model = kml.models.residual_network(x.shape[1:], outputs=10, width=args.width, blocks=args.blocks, kind="conv")
-    if kind == "adam":
-        optimizer = keras.optimizers.Adam(rate)
-    else:
-        optimizer = kml.MultilevelOptimizer(levels=int(kind), smoother=keras.optimizers.SGD(rate), scheme="mgopt",
-                                            coarsening="depth", regularization=args.regularization)
+    steps_per_epoch = -(-len(x) // args.batch)
+    chosen = optimizer(configuration, steps_per_epoch, args.regularization)
     record = {"configuration": configuration, "seed": seed, "epochs": [], "wall": [], "cpu": [], "work_units": [],
               "val_accuracy": [], "loss": [], "discarded_corrections": []}
-    steps_per_epoch = -(-len(x) // args.batch)
 
     class Clock(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -94,12 +121,15 @@ def run_one(args, configuration, seed):
                 self.model.stop_training = True
 
     wall, cpu = time.perf_counter(), time.process_time()
-    model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=chosen, loss="categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, batch_size=args.batch, epochs=args.epochs, validation_data=(x_val, y_val),
               validation_batch_size=len(x_val), shuffle=True, verbose=0, callbacks=[Clock()])
-    if kind != "adam":
-        record["cycle_work_units"] = float(optimizer.cycle_work_units)
-        record["steps"] = str(optimizer.steps)
+    if isinstance(chosen, kml.MultilevelOptimizer):
+        if chosen.schedule:  # no V-cycle: its steps and cycle work units would be the unused defaults
+            record["schedule"] = list(chosen.schedule)
+        else:
+            record["cycle_work_units"] = float(chosen.cycle_work_units)
+            record["steps"] = str(chosen.steps)
     return record
 
 
@@ -117,9 +147,8 @@ def reached(record, target, key):
 
 def table(args, results, command):
     configurations = list(dict.fromkeys(r["configuration"] for r in results))
-    first = results[0]
     lines = [
-        f"# Conv ResNet on the digits ({8 * args.upsample}x{8 * args.upsample}): one level against MG/OPT in depth, "
+        f"# Conv ResNet on the digits ({8 * args.upsample}x{8 * args.upsample}): one level against multilevel in depth, "
         f"seconds to validation accuracy {args.target:g}\n",
         f"Command: `{command}`\n",
         f"{args.blocks} `ConvResidualStack` blocks of width {args.width} (3x3, T = 1), 8x8 digits upsampled to "
@@ -150,19 +179,29 @@ def table(args, results, command):
                 per_unit.append((r["cpu"][-1] - r["cpu"][0]) / (r["work_units"][-1] - r["work_units"][0]))
         speed = {key: "-" if None in (base[key], med(records, key)) else f"{base[key] / med(records, key):.2f}"
                  for key in ("wall", "cpu")}
+        first = records[0]
+        if "schedule" in first:  # coarse-to-fine: no V-cycle, no safeguard
+            steps, cycle, discarded = f"schedule `{first['schedule']}`", "-", "-"
+        else:
+            steps, cycle = f"`{first['steps']}`" if "steps" in first else "-", f"{first.get('cycle_work_units', 1.0):.2f}"
+            discarded = _report.spread([(r.get("discarded_corrections") or [0.0])[-1] for r in records], ".0f")
         lines.append(
-            f"| {configuration} | `{records[0].get('steps', '-')}` | {records[0].get('cycle_work_units', 1.0):.2f} "
+            f"| {configuration} | {steps} | {cycle} "
             f"| {_report.spread([reached(r, args.target, 'epochs') for r in records], '.0f')} "
             f"| {_report.spread([reached(r, args.target, 'work_units') for r in records], '.0f')} "
             f"| {_report.spread([reached(r, args.target, 'wall') for r in records], '.0f')} "
             f"| {_report.spread([reached(r, args.target, 'cpu') for r in records], '.0f')} "
             f"| {_report.spread(per_unit, '.3f') if per_unit else '-'} | {speed['wall']} | {speed['cpu']} "
             f"| {_report.spread([max(r['val_accuracy']) for r in records], '.3f')} "
-            f"| {_report.spread([(r.get('discarded_corrections') or [0.0])[-1] for r in records], '.0f')} |"
+            f"| {discarded} |"
         )
     lines += ["", "Configuration `L:rate`: `MultilevelOptimizer(levels=L, scheme=\"mgopt\", coarsening=\"depth\", "
-              "smoother=SGD(rate))` (L = 1: one level, plain SGD steps); `adam:rate`: Keras Adam. Speed-ups are "
-              "against the fastest one-level (or Adam) row by median."]
+              "smoother=SGD(rate))` (L = 1: one level, plain SGD steps); `growL-E:rate`: shallow-to-deep training "
+              "(Haber et al., 2018, §3.3), `MultilevelOptimizer(levels=L, coarsening=\"depth\", smoother=SGD(rate), "
+              "schedule=[n] * (L - 1))` with n the batches of E epochs: E epochs on each coarse net (blocks / 2, / 4, "
+              "..., coarsest first, each started from the coarser one's prolonged weights), then the full net (no "
+              "V-cycle, so no steps or U per cycle; epochs and WU count the coarse epochs, WU at 2^-l per batch on "
+              "level l); `adam:rate`: Keras Adam. Speed-ups are against the fastest one-level (or Adam) row by median."]
     return lines
 
 
