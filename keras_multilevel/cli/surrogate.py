@@ -16,10 +16,15 @@ Gaedke-Merzhäuser et al. (2021)) one level at its tuned rate needs so few
 steps that a multilevel cycle's cost cannot be recovered in seconds, while a
 U-Net's coarse grids are cheap and learn the smooth large-scale part of a
 solution operator, which the finest grid then only corrects, as a multigrid
-cycle does. Measured in the repository (``benchmarks/results/zoo/seconds/``,
-learning rates and 3 seeds): to 0.02 the grown U-Net needed 1.47x fewer CPU
-seconds than one level at its best rate, 1.2x fewer wall-clock seconds on a
-shared 2-core machine; on a 16×16 grid the two were even.
+cycle does. Measured in the repository (``benchmarks/results/demo/``, this
+command with ``--seeds 0 1 2`` on a 2-core machine, one level at its best
+rate of ``benchmarks/results/zoo/seconds/``): to 0.02 the grown U-Net needed
+1.39x [1.27-1.71] fewer wall-clock seconds (median [min-max] over the seeds),
+1.71x for seed 0; on a 16×16 grid the two were even.
+
+Both runs take ``--steps-per-execution`` batches per call of Keras' train
+function (Keras' ``steps_per_execution``; the same training): one at a time,
+Keras' per-batch cost paced the coarse grids' small steps.
 """
 
 import copy
