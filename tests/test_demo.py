@@ -8,7 +8,7 @@ import pytest
 
 import keras_multilevel.cli as cli
 from keras_multilevel import zoo
-from keras_multilevel.cli.surrogate import one_level
+from keras_multilevel.cli.surrogate import one_level, table
 
 GROWN = {
     "problem": "poisson",
@@ -48,15 +48,37 @@ def test_demo_trains_both_to_the_target_and_compares_them(tmp_path, capsys):
     arguments = ["demo", "--preset", name, "--presets", str(presets), "--data-dir", str(data), "--epochs", "3"]
     assert cli.main([*arguments, "--target", "100", "--out", str(tmp_path / "easy")]) == 0
     table = (tmp_path / "easy" / "table.md").read_text()
-    assert "| grown from its coarsest grid (2 levels) | 2 | 1 |" in table and "| one level | 1 | 1 |" in table
+    assert "| 0 | grown from its coarsest grid (2 levels) | 2 | 1 |" in table and "| 0 | one level | 1 | 1 |" in table
     assert "sooner than one level in wall-clock seconds" in table and (tmp_path / "easy" / "convergence.png").stat().st_size
     runs = json.loads((tmp_path / "easy" / "runs.json").read_text())
-    assert [run["recipe"]["levels"] for run in runs.values()] == [2, 1] and all(len(run["record"]["epochs"]) == 1 for run in runs.values())
+    assert list(runs) == ["0"] and [run["recipe"]["levels"] for run in runs["0"].values()] == [2, 1]
+    assert all(len(run["record"]["epochs"]) == 1 for run in runs["0"].values())
     assert cli.main([*arguments, "--target", "1e-9", "--out", str(tmp_path / "hard")]) == 0
     table = (tmp_path / "hard" / "table.md").read_text()
-    assert "| grown from its coarsest grid (2 levels) | 2 | 4 |" in table and "| one level | 1 | 3 |" in table
-    assert "Not both runs reached 1e-09" in table and "| no |" in table
+    assert "| 0 | grown from its coarsest grid (2 levels) | 2 | 4 |" in table and "| 0 | one level | 1 | 3 |" in table
+    assert "not both runs reached 1e-09" in table and "| no |" in table
     capsys.readouterr()
+
+
+def _record(epochs, wall, cpu, work, error):
+    return {"epochs": [{"epoch": epochs, "training_wall_time_s": wall, "training_cpu_time_s": cpu, "work_units": work,
+                        "val_relative_l2": error}]}
+
+
+def test_the_table_gives_each_seeds_speed_ups_and_their_median_over_seeds():
+    single = one_level(GROWN, 6)
+    runs = {
+        seed: {"grown": (GROWN, _record(3, wall, 10.0, 50.0, 0.01)), "one level": (single, _record(5, 30.0, 20.0, 100.0, error))}
+        for seed, wall, error in ((0, 10.0, 0.015), (1, 20.0, 0.019), (2, 15.0, 0.02), (3, 5.0, 0.5))
+    }
+    lines = table(runs, 0.02)
+    assert "| 1 | grown | 2 | 3 | 50 | 10.0 | 20.0 | 0.0100 | yes |" in lines
+    assert "| 3 | one level | 1 | 5 | 100 | 20.0 | 30.0 | 0.5000 | no |" in lines
+    assert "- seed 0: grown reached 0.02 3.00x sooner than one level in wall-clock seconds (2.00x in CPU seconds, " \
+           "2.00x in work units)." in lines
+    assert "- seed 3: not both runs reached 0.02: no speed-up to report (raise --epochs or the target)." in lines
+    assert lines[-1] == ("Over the 3 seeds where both reached 0.02 (median [min-max]): 2.00x [1.50-3.00] sooner in "
+                         "wall-clock seconds, 2.00x [2.00-2.00] in CPU seconds, 2.00x [2.00-2.00] in work units.")
 
 
 def test_demo_refuses_a_preset_trained_on_one_level_and_a_bad_target(tmp_path, capsys):
@@ -66,6 +88,8 @@ def test_demo_refuses_a_preset_trained_on_one_level_and_a_bad_target(tmp_path, c
                      for split in ("validation", "test")})
     assert cli.main(["demo", "--preset", "poisson_unet_n8", "--presets", str(tmp_path)]) == 2
     assert "was not trained coarse to fine" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli.main(["demo", "--target", "0"])
-    assert "must be positive" in capsys.readouterr().err
+    for bad, message in ((["--target", "0"], "--target: must be positive"),
+                         (["--steps-per-execution", "0"], "--steps-per-execution: must be a positive integer")):
+        with pytest.raises(SystemExit):
+            cli.main(["demo", *bad])
+        assert message in capsys.readouterr().err

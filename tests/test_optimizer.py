@@ -209,6 +209,25 @@ def test_coupling_can_be_switched_off():
     assert without.optimizer.get_config()["tau_scale"] == 0.0
 
 
+@pytest.mark.parametrize("settings", [{}, {"schedule": [3, 2]}], ids=["v-cycles", "coarse-to-fine"])
+def test_several_steps_per_execution_train_as_one_step_at_a_time(settings):
+    """``compile(steps_per_execution=k)`` runs k V-cycles (or coarse-to-fine steps, whose phase changes fall
+    inside an execution here) per call of Keras' train function: the weights and work units of one at a time."""
+    x, y = circles()
+    runs = []
+    for steps_per_execution in (1, 4):
+        model = network(blocks=8)
+        model.compile(optimizer=kml.MultilevelOptimizer(levels=3, smoother=keras.optimizers.SGD(0.1), **settings),
+                      loss="categorical_crossentropy", steps_per_execution=steps_per_execution)
+        history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        runs.append((weights(model), history.history["work_units"], int(model.optimizer.iterations.numpy())))
+    (one, work_one, iterations_one), (four, work_four, iterations_four) = runs
+    assert iterations_one == iterations_four == 16
+    np.testing.assert_allclose(work_one, work_four)
+    for a, b in zip(one, four):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_hierarchy_is_reachable_after_compile():
     model = compiled(3, blocks=16)
     hierarchy = model.optimizer.hierarchy

@@ -229,6 +229,17 @@ def test_a_recipe_with_a_missing_or_unknown_key_is_refused():
         zoo.check_recipe({**recipe, "learning_rate": 0.1})
 
 
+@pytest.mark.parametrize("arguments, message", [
+    ({"target": 0}, "`target` must be a positive validation relative L2, got 0"),
+    ({"steps_per_execution": 0}, "`steps_per_execution` must be a positive integer, got 0"),
+    ({"steps_per_execution": 2.0}, "`steps_per_execution` must be a positive integer, got 2.0"),
+])
+def test_training_a_recipe_refuses_a_bad_target_or_steps_per_execution_before_any_data(arguments, message, tmp_path):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        zoo.training.train_recipe(copy.deepcopy(RECIPE), tmp_path / "nothing here", progress=False, **arguments)
+    assert not (tmp_path / "nothing here").exists()
+
+
 def test_a_card_names_the_scheme_its_recipe_trains_with():
     """One level, coarse to fine (a schedule) or V-cycles (no schedule, optional steps): each card says which."""
     vcycles = dict(RECIPE, levels=2, coarsening="resolution", steps="[(1),{4}]")

@@ -16,15 +16,21 @@ Gaedke-Merzhäuser et al. (2021)) one level at its tuned rate needs so few
 steps that a multilevel cycle's cost cannot be recovered in seconds, while a
 U-Net's coarse grids are cheap and learn the smooth large-scale part of a
 solution operator, which the finest grid then only corrects, as a multigrid
-cycle does. Measured in the repository (``benchmarks/results/zoo/seconds/``,
-learning rates and 3 seeds): to 0.02 the grown U-Net needed 1.47x fewer CPU
-seconds than one level at its best rate, 1.2x fewer wall-clock seconds on a
-shared 2-core machine; on a 16×16 grid the two were even.
+cycle does. Measured in the repository (``benchmarks/results/demo/``, this
+command with ``--seeds 0 1 2`` on a 2-core machine, one level at its best
+rate of ``benchmarks/results/zoo/seconds/``): to 0.02 the grown U-Net needed
+1.39x [1.27-1.71] fewer wall-clock seconds (median [min-max] over the seeds),
+1.71x for seed 0; on a 16×16 grid the two were even.
+
+Both runs take ``--steps-per-execution`` batches per call of Keras' train
+function (Keras' ``steps_per_execution``; the same training): one at a time,
+Keras' per-batch cost paced the coarse grids' small steps.
 """
 
 import copy
 import json
 import pathlib
+import statistics
 import sys
 
 
@@ -45,27 +51,49 @@ def _reached(record, target):
     return record["epochs"][-1]["val_relative_l2"] <= target
 
 
+RATIO_KEYS = ("training_wall_time_s", "training_cpu_time_s", "work_units")
+
+
+def speed_ups(pair, target):
+    """``pair`` = ``{grown name: (recipe, record), one-level name: (recipe, record)}``: how many times sooner the
+    grown run reached ``target`` in wall-clock seconds, CPU seconds and work units, or ``None`` unless both did."""
+    (_, grown), (_, alone) = pair.values()
+    if not (_reached(grown, target) and _reached(alone, target)):
+        return None
+    return [alone["epochs"][-1][key] / grown["epochs"][-1][key] for key in RATIO_KEYS]
+
+
 def table(runs, target):
-    """The comparison as markdown rows: per run, what it took to reach ``target`` (or all it did)."""
+    """The comparison as markdown: per seed and run, what it took to reach ``target`` (or all it did), each seed's
+    speed-ups and, over several seeds, their median [min-max]. ``runs``: ``{seed: {name: (recipe, record)}}``."""
     lines = [
-        "| run | levels | epochs | work units | training CPU s | training wall s | val rel. L2 | reached |",
-        "|---|---|---|---|---|---|---|---|",
+        "| seed | run | levels | epochs | work units | training CPU s | training wall s | val rel. L2 | reached |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, (recipe, record) in runs.items():
-        last = record["epochs"][-1]
-        lines.append(
-            f"| {name} | {recipe['levels']} | {last['epoch']} | {last['work_units']:,.0f} | "
-            f"{last['training_cpu_time_s']:.1f} | {last['training_wall_time_s']:.1f} | {last['val_relative_l2']:.4f} | "
-            f"{'yes' if _reached(record, target) else 'no'} |"
-        )
-    (multilevel, grown), (single, alone) = runs.items()
-    if _reached(grown[1], target) and _reached(alone[1], target):
-        ratios = [alone[1]["epochs"][-1][key] / grown[1]["epochs"][-1][key]
-                  for key in ("training_wall_time_s", "training_cpu_time_s", "work_units")]
-        lines += ["", f"{multilevel} reached {target:g} {ratios[0]:.2f}x sooner than {single} in wall-clock seconds "
-                      f"({ratios[1]:.2f}x in CPU seconds, {ratios[2]:.2f}x in work units)."]
-    else:
-        lines += ["", f"Not both runs reached {target:g}: no speed-up to report (raise --epochs or the target)."]
+    for seed, pair in runs.items():
+        for name, (recipe, record) in pair.items():
+            last = record["epochs"][-1]
+            lines.append(
+                f"| {seed} | {name} | {recipe['levels']} | {last['epoch']} | {last['work_units']:,.0f} | "
+                f"{last['training_cpu_time_s']:.1f} | {last['training_wall_time_s']:.1f} | "
+                f"{last['val_relative_l2']:.4f} | {'yes' if _reached(record, target) else 'no'} |"
+            )
+    lines.append("")
+    grown_name, single_name = next(iter(runs.values()))
+    ratios = {}
+    for seed, pair in runs.items():
+        ratio = speed_ups(pair, target)
+        if ratio is None:
+            lines.append(f"- seed {seed}: not both runs reached {target:g}: no speed-up to report "
+                         "(raise --epochs or the target).")
+            continue
+        ratios[seed] = ratio
+        lines.append(f"- seed {seed}: {grown_name} reached {target:g} {ratio[0]:.2f}x sooner than {single_name} in "
+                     f"wall-clock seconds ({ratio[1]:.2f}x in CPU seconds, {ratio[2]:.2f}x in work units).")
+    if len(ratios) > 1:
+        spread = [f"{statistics.median(column):.2f}x [{min(column):.2f}-{max(column):.2f}]" for column in zip(*ratios.values())]
+        lines += ["", f"Over the {len(ratios)} seeds where both reached {target:g} (median [min-max]): "
+                      f"{spread[0]} sooner in wall-clock seconds, {spread[1]} in CPU seconds, {spread[2]} in work units."]
     return lines
 
 
@@ -77,35 +105,40 @@ def _coarse_epochs(recipe):
 
 
 def plot(runs, target, path):
-    """Saves the validation relative L2 of each run against training seconds and against work units; the epochs
-    in which only the coarse levels train (the full network's error waits) are shaded."""
+    """Saves the validation relative L2 of each run against training seconds and against work units (one line per
+    seed, one colour per kind of run); the epochs in which only the coarse levels train (the full network's error
+    waits) are shaded, for the first seed."""
     from keras_multilevel.cli.circles import _pyplot
 
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    colours = {}
     for axis, key, label in ((axes[0], "training_wall_time_s", "training seconds (wall clock, tracing included)"),
                              (axes[1], "work_units", "work units (fine gradient evaluations)")):
-        for name, (recipe, record) in runs.items():
-            rows = record["epochs"]
-            (line,) = axis.plot([row[key] for row in rows], [row["val_relative_l2"] for row in rows], "o-",
-                                markersize=3, label=name)
-            coarse = _coarse_epochs(recipe)
-            if 0 < coarse <= len(rows):
-                axis.axvspan(0, rows[coarse - 1][key], color=line.get_color(), alpha=0.1,
-                             label="its coarse levels train (the full network waits)")
+        for number, (seed, pair) in enumerate(runs.items()):
+            for name, (recipe, record) in pair.items():
+                rows = record["epochs"]
+                (line,) = axis.plot([row[key] for row in rows], [row["val_relative_l2"] for row in rows], "o-",
+                                    markersize=3, color=colours.get(name), alpha=1.0 if number == 0 else 0.6,
+                                    label=f"{name}, seed {seed}")
+                colours[name] = line.get_color()
+                coarse = _coarse_epochs(recipe)
+                if number == 0 and 0 < coarse <= len(rows):
+                    axis.axvspan(0, rows[coarse - 1][key], color=line.get_color(), alpha=0.1,
+                                 label="its coarse levels train (the full network waits)")
         axis.axhline(target, color="grey", linestyle=":", label=f"target {target:g}")
         axis.set_yscale("log")
         axis.set_xlabel(label)
         axis.set_ylabel("validation relative L2")
-        axis.legend()
+        axis.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
 
 def run(args):
-    """Trains the preset's recipe and its one-level counterpart to the target; writes table.md, runs.json and
-    convergence.png."""
+    """Trains the preset's recipe and its one-level counterpart to the target, for each seed; writes table.md,
+    runs.json and convergence.png."""
     from keras_multilevel import zoo
     from keras_multilevel.zoo import training
 
@@ -118,11 +151,15 @@ def run(args):
     out.mkdir(parents=True, exist_ok=True)
     grids = recipe["levels"]
     runs = {}
-    for name, chosen in ((f"grown from its coarsest grid ({grids} levels)", recipe),
-                         ("one level", one_level(recipe, args.epochs))):
-        print(f"{name}: training until validation relative L2 <= {args.target:g}", flush=True)
-        _, record = training.train_recipe(chosen, args.data_dir, progress=True, target=args.target)
-        runs[name] = (chosen, record)
+    for seed in args.seeds or [recipe["seed"]]:
+        seeded = dict(recipe, seed=seed)
+        runs[seed] = {}
+        for name, chosen in ((f"grown from its coarsest grid ({grids} levels)", seeded),
+                             ("one level", one_level(seeded, args.epochs))):
+            print(f"seed {seed}, {name}: training until validation relative L2 <= {args.target:g}", flush=True)
+            _, record = training.train_recipe(chosen, args.data_dir, progress=True, target=args.target,
+                                              steps_per_execution=args.steps_per_execution)
+            runs[seed][name] = (chosen, record)
     command = " ".join(["keras-multilevel", *sys.argv[1:]])
     text = "\n".join([
         f"# {args.preset}'s recipe to validation relative L2 {args.target:g}: grown coarse to fine against one level",
@@ -130,13 +167,16 @@ def run(args):
         f"Command: `{command}`",
         "",
         "Training seconds: the epochs' (tracing and compilation included, the validation after each epoch "
-        "excluded); work units: fine gradient evaluations (Gaedke-Merzhäuser et al., 2021, eq 10).",
+        "excluded); work units: fine gradient evaluations (Gaedke-Merzhäuser et al., 2021, eq 10). Both runs "
+        f"take {args.steps_per_execution} batch(es) per call of Keras' train function (`steps_per_execution`); "
+        "for each seed the grown run goes first.",
         "",
         *table(runs, args.target),
     ]) + "\n"
     (out / "table.md").write_text(text)
-    (out / "runs.json").write_text(json.dumps({name: {"recipe": chosen, "record": record}
-                                               for name, (chosen, record) in runs.items()}, indent=1))
+    (out / "runs.json").write_text(json.dumps(
+        {str(seed): {name: {"recipe": chosen, "record": record} for name, (chosen, record) in pair.items()}
+         for seed, pair in runs.items()}, indent=1))
     plot(runs, args.target, out / "convergence.png")
     print(text)
     print(f"wrote {out / 'table.md'}, {out / 'runs.json'} (each run's recipe and epochs) and {out / 'convergence.png'}")
@@ -151,6 +191,11 @@ def register(commands, positive_float, positive_int):
     demo.add_argument("--preset", default="poisson_unet_n32", help="the zoo preset whose recipe the grown run trains")
     demo.add_argument("--target", type=positive_float, default=0.02, help="validation relative L2 that stops a run")
     demo.add_argument("--epochs", type=positive_int, default=30, help="at most, for the one-level run")
+    demo.add_argument("--seeds", type=int, nargs="+", default=None,
+                      help="train both runs for each of these seeds (default: the preset recipe's own seed)")
+    demo.add_argument("--steps-per-execution", type=positive_int, default=25,
+                      help="batches per call of Keras' train function, for both runs (Keras' per-batch cost "
+                           "otherwise paces the coarse grids' small steps)")
     demo.add_argument("--data-dir", default=None, help="folder of the data sets (default: TFDS' data folder)")
     demo.add_argument("--presets", default=None, help="folder of presets (default: the shipped ones)")
     demo.add_argument("--out", default="out/demo", help="folder for table.md, runs.json and convergence.png")

@@ -98,7 +98,7 @@ class _ProgressBar(keras.callbacks.Callback):
         self.bar.close()
 
 
-def train_recipe(recipe, data_dir=None, progress=True, callbacks=(), target=None):
+def train_recipe(recipe, data_dir=None, progress=True, callbacks=(), target=None, steps_per_execution=1):
     """Trains the U-Net of a recipe from scratch on its (regenerated if missing) data set.
 
     ``kml.models.unet(N, **recipe["architecture"])``, seeded with
@@ -121,6 +121,12 @@ def train_recipe(recipe, data_dir=None, progress=True, callbacks=(), target=None
         target: ``None``, or a validation relative L2 at which training
             stops, after the first epoch that reaches it (at most
             ``recipe["epochs"]`` either way).
+        steps_per_execution: batches per call of Keras' compiled train
+            function (``model.compile(steps_per_execution=...)``): the same
+            training, with Keras' per-batch cost (a Python call, the iterator,
+            the callbacks) paid once per that many batches. That cost paces a
+            coarse grid's small steps: on Poisson N = 32 the 8×8 grid's 100
+            batches took 0.6 s of wall clock with 10 per call, 1.3 s with 1.
 
     Returns:
         ``(model, record)``: the trained model and ``{"wall_time_s",
@@ -136,6 +142,8 @@ def train_recipe(recipe, data_dir=None, progress=True, callbacks=(), target=None
 
     if target is not None and not (isinstance(target, (int, float)) and not isinstance(target, bool) and target > 0):
         raise ValueError(f"`target` must be a positive validation relative L2, got {target!r}.")
+    if isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int) or steps_per_execution < 1:
+        raise ValueError(f"`steps_per_execution` must be a positive integer, got {steps_per_execution!r}.")
     dataset = dataset_description(check_recipe(recipe))
     train = _data(dataset, "train", data_dir, recipe["batch_size"], shuffle=True, progress=progress)
     validation = _data(dataset, "validation", data_dir, recipe["batch_size"])
@@ -143,7 +151,8 @@ def train_recipe(recipe, data_dir=None, progress=True, callbacks=(), target=None
     model = unet(recipe["resolution"], **recipe["architecture"])
     optimizer = {key: recipe[key] for key in OPTIMIZER_KEYS if key in recipe}
     smoother = keras.optimizers.get(copy.deepcopy(recipe["smoother"]))  # Keras deserializes nested configs in place
-    model.compile(optimizer=MultilevelOptimizer(smoother=smoother, **optimizer), loss="mse")
+    model.compile(optimizer=MultilevelOptimizer(smoother=smoother, **optimizer), loss="mse",
+                  steps_per_execution=steps_per_execution)
     record = _ValidationRecord(validation, target)
     bar = [_ProgressBar(recipe["epochs"], store.preset_name(dataset["name"], dataset["resolution"]))] if progress else []
     start, cpu_start = time.perf_counter(), time.process_time()
