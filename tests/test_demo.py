@@ -88,6 +88,10 @@ def test_demo_refuses_a_preset_trained_on_one_level_and_a_bad_target(tmp_path, c
                      for split in ("validation", "test")})
     assert cli.main(["demo", "--preset", "poisson_unet_n8", "--presets", str(tmp_path)]) == 2
     assert "was not trained coarse to fine" in capsys.readouterr().err
+    for seeds in (["0", "0"], ["-1"]):
+        assert cli.main(["demo", "--seeds", *seeds, "--out", str(tmp_path / "not made")]) == 2
+        assert "--seeds must be distinct integers >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "not made").exists()
     for bad, message in ((["--target", "0"], "--target: must be positive"),
                          (["--steps-per-execution", "0"], "--steps-per-execution: must be a positive integer")):
         with pytest.raises(SystemExit):

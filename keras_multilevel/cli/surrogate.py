@@ -147,11 +147,15 @@ def run(args):
         print(f"keras-multilevel demo: error: preset {args.preset!r} was not trained coarse to fine (its recipe has "
               "no hierarchy and schedule): choose one whose card says 'Coarse to fine'.", file=sys.stderr)
         return 2
+    seeds = args.seeds or [recipe["seed"]]
+    if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        print(f"keras-multilevel demo: error: --seeds must be distinct integers >= 0, got {seeds}.", file=sys.stderr)
+        return 2
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     grids = recipe["levels"]
     runs = {}
-    for seed in args.seeds or [recipe["seed"]]:
+    for seed in seeds:
         seeded = dict(recipe, seed=seed)
         runs[seed] = {}
         for name, chosen in ((f"grown from its coarsest grid ({grids} levels)", seeded),
