@@ -6,9 +6,10 @@ import json
 import keras
 import pytest
 
+import keras_multilevel as kml
 import keras_multilevel.cli as cli
 from keras_multilevel import zoo
-from keras_multilevel.cli.surrogate import one_level, table
+from keras_multilevel.cli.surrogate import grown, one_level, table
 
 GROWN = {
     "problem": "poisson",
@@ -52,12 +53,26 @@ def test_demo_trains_both_to_the_target_and_compares_them(tmp_path, capsys):
     assert "sooner than one level in wall-clock seconds" in table and (tmp_path / "easy" / "convergence.png").stat().st_size
     runs = json.loads((tmp_path / "easy" / "runs.json").read_text())
     assert list(runs) == ["0"] and [run["recipe"]["levels"] for run in runs["0"].values()] == [2, 1]
+    assert [run["recipe"].get("learning_rate_divisor") for run in runs["0"].values()] == [[2.0, 1], None]
     assert all(len(run["record"]["epochs"]) == 1 for run in runs["0"].values())
     assert cli.main([*arguments, "--target", "1e-9", "--out", str(tmp_path / "hard")]) == 0
     table = (tmp_path / "hard" / "table.md").read_text()
     assert "| 0 | grown from its coarsest grid (2 levels) | 2 | 4 |" in table and "| 0 | one level | 1 | 3 |" in table
     assert "not both runs reached 1e-09" in table and "| no |" in table
     capsys.readouterr()
+
+
+def test_the_grown_run_divides_only_its_finest_grids_rate_and_one_level_keeps_the_recipes_rate():
+    halved = grown(GROWN, 2.0)
+    assert halved["learning_rate_divisor"] == [2.0, 1] and "learning_rate_divisor" not in GROWN
+    assert grown(GROWN, 1) is GROWN
+    assert "learning_rate_divisor" not in one_level(halved, 6) and one_level(halved, 6) == one_level(GROWN, 6)
+    with pytest.raises(ValueError, match=r"already sets learning_rate_divisor=\[2.0, 1\]: give --finest-rate-divisor 1"):
+        grown(halved, 2.0)
+    optimizer = kml.MultilevelOptimizer(**{key: halved[key] for key in ("levels", "coarsening", "schedule",
+                                                                          "learning_rate_divisor")},
+                                        smoother=keras.optimizers.Adam(0.004))
+    assert [float(optimizer.level_optimizer(i).learning_rate) for i in (0, 1)] == pytest.approx([0.002, 0.004])
 
 
 def _record(epochs, wall, cpu, work, error):

@@ -248,6 +248,8 @@ def test_a_card_names_the_scheme_its_recipe_trains_with():
     text = zoo.card._scheme(vcycles)
     assert text.startswith("MG/OPT V-cycles") and "`[(1),{4}]`" in text and "Coarse to fine" not in text
     assert zoo.card._scheme(dict(vcycles, schedule=[10])).startswith("Coarse to fine")
+    per_level = zoo.check_recipe(dict(vcycles, learning_rate_divisor=[2, 1]))
+    assert "learning_rate_divisor=[2, 1]" in zoo.card._optimizer(per_level)
     assert zoo.card._scheme(dict(RECIPE, levels=1)).startswith("Single-level training")
     grown = zoo.card._scheme(dict(RECIPE, levels=2, coarsening={"name": "pyramid"}, schedule=[10]))
     assert grown.startswith("Coarse to fine by growing") and "(2 grids on 8×8, 1 grid on 4×4)" in grown

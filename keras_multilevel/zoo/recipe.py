@@ -14,6 +14,8 @@ coarse to fine through the resolution hierarchy, Haber et al., 2018, Algorithm 1
         "coarsening": "resolution",         # optional, MultilevelOptimizer(coarsening=...)
         "schedule": [400, 400],             # optional, MultilevelOptimizer(schedule=...)
                                             # (without it, V-cycles; "steps": "[(1),1,{1}]" optional)
+        "learning_rate_divisor": [2, 1, 1], # optional, MultilevelOptimizer(learning_rate_divisor=...),
+                                            # finest first: here the finest grid at half the rate
         "epochs": 20,
         "batch_size": 32,                   # the Keras batch size given to fit
         "seed": 0,                          # keras.utils.set_random_seed: initialization and dropout
@@ -24,8 +26,8 @@ coarse to fine through the resolution hierarchy, Haber et al., 2018, Algorithm 1
 """
 
 REQUIRED = ("problem", "resolution", "architecture", "smoother", "levels", "epochs", "batch_size", "seed", "dataset_seed")
-OPTIONAL = ("target", "samples", "coarsening", "schedule", "steps", "why")
-OPTIMIZER_KEYS = ("levels", "coarsening", "schedule", "steps")  # passed to MultilevelOptimizer as given
+OPTIONAL = ("target", "samples", "coarsening", "schedule", "steps", "learning_rate_divisor", "why")
+OPTIMIZER_KEYS = ("levels", "coarsening", "schedule", "steps", "learning_rate_divisor")  # passed to MultilevelOptimizer as given
 
 
 def check_recipe(recipe):
