@@ -80,10 +80,10 @@ RATIO_KEYS = ("training_wall_time_s", "training_cpu_time_s", "work_units")
 def speed_ups(pair, target):
     """``pair`` = ``{grown name: (recipe, record), one-level name: (recipe, record)}``: how many times sooner the
     grown run reached ``target`` in wall-clock seconds, CPU seconds and work units, or ``None`` unless both did."""
-    (_, grown), (_, alone) = pair.values()
-    if not (_reached(grown, target) and _reached(alone, target)):
+    (_, multilevel), (_, alone) = pair.values()
+    if not (_reached(multilevel, target) and _reached(alone, target)):
         return None
-    return [alone["epochs"][-1][key] / grown["epochs"][-1][key] for key in RATIO_KEYS]
+    return [alone["epochs"][-1][key] / multilevel["epochs"][-1][key] for key in RATIO_KEYS]
 
 
 def table(runs, target):
