@@ -21,7 +21,10 @@ Each configuration is one of
   be fractional; rounded to whole batches): ``E`` epochs on the coarsest
   net (``blocks / 2**(L-1)`` blocks), its weights prolonged, ``E`` epochs on
   the next, ..., then every later batch on the full net. During the coarse
-  epochs the validation accuracy is the untrained full net's;
+  epochs the validation accuracy is the untrained full net's.
+  ``growL-E:rate/d`` trains the full net at ``rate / d``
+  (``learning_rate_divisor=[d, 1, ..., 1]``, finest first), as the demo's
+  grown run does: it starts from the grown weights, not from scratch;
 * ``adam:rate``: plain Keras Adam.
 
 Every run is a fresh Python process with TensorFlow held to one intra-op
@@ -76,12 +79,15 @@ def optimizer(configuration, steps_per_epoch, regularization):
     kind, rate = configuration.split(":")
     if kind == "adam":
         return keras.optimizers.Adam(float(rate))
-    smoother = keras.optimizers.SGD(float(rate))
     if kind.startswith("grow"):
-        levels, epochs = kind[len("grow"):].split("-")
-        batches = round(float(epochs) * steps_per_epoch)
-        return kml.MultilevelOptimizer(levels=int(levels), smoother=smoother, coarsening="depth",
-                                       regularization=regularization, schedule=[batches] * (int(levels) - 1))
+        levels, epochs = map(float, kind[len("grow"):].split("-"))
+        rate, _, divisor = rate.partition("/")
+        batches = round(epochs * steps_per_epoch)
+        return kml.MultilevelOptimizer(levels=int(levels), smoother=keras.optimizers.SGD(float(rate)),
+                                       coarsening="depth", regularization=regularization,
+                                       schedule=[batches] * (int(levels) - 1),
+                                       learning_rate_divisor=[float(divisor or 1)] + [1.0] * (int(levels) - 1))
+    smoother = keras.optimizers.SGD(float(rate))
     return kml.MultilevelOptimizer(levels=int(kind), smoother=smoother, scheme="mgopt", coarsening="depth",
                                    regularization=regularization)
 
@@ -201,7 +207,8 @@ def table(args, results, command):
               "schedule=[n] * (L - 1))` with n the batches of E epochs: E epochs on each coarse net (blocks / 2, / 4, "
               "..., coarsest first, each started from the coarser one's prolonged weights), then the full net (no "
               "V-cycle, so no steps or U per cycle; epochs and WU count the coarse epochs, WU at 2^-l per batch on "
-              "level l); `adam:rate`: Keras Adam. Speed-ups are against the fastest one-level (or Adam) row by median."]
+              "level l); `growL-E:rate/d`: the same with the full net at rate / d (`learning_rate_divisor=[d, 1, "
+              "..., 1]`); `adam:rate`: Keras Adam. Speed-ups are against the fastest one-level (or Adam) row by median."]
     return lines
 
 
