@@ -30,10 +30,15 @@ A probe, not a second implementation: it leaves out what the product's cycle
 does besides (iteration counts, momentum, Keras optimizers, MLSGD's guards,
 loss scaling, replicas). ``--check`` trains the same network from the same
 weights with each for 15 cycles at 8 levels and prints the training loss
-after every other cycle: they agree with the solver's to four digits. Each configuration runs in a fresh process (one ``tf.function`` of the
-step, as ``first_fit.py --split``), alternating:
+after every other cycle: they agree with the solver's to four digits. Each
+configuration runs in a fresh process, alternating: one ``tf.function`` of
+the step, as ``first_fit.py --split`` (a probe's tracing of its shared
+functions, before the step's, counts as tracing), or with ``--fit`` compile
+and a one-epoch ``fit``, as ``first_fit.py`` but without metrics (a probe
+runs as the network's ``train_step``, its hierarchy built in the timed part):
 
     python benchmarks/first_step_design.py --repeats 3 --out benchmarks/results/first_step_design.md
+    python benchmarks/first_step_design.py --fit --repeats 3 --out benchmarks/results/first_step_design_fit.md
     python benchmarks/first_step_design.py --check
 """
 
@@ -261,7 +266,8 @@ def loop_step(solver, rate=0.1, bound=3.0):
 
 
 def measure_here(configuration):
-    """One measurement in this process: Python tracing, first and second call of the step's ``tf.function``."""
+    """One measurement in this process: Python tracing (with the probes' tracing of their shared functions
+    before the step's), first and second call of the step's ``tf.function``."""
     import time
 
     import keras
@@ -272,6 +278,7 @@ def measure_here(configuration):
     x, y = kml.datasets.concentric_circles(2000, seed=0)
     keras.utils.set_random_seed(0)
     model = kml.models.residual_network((2,), outputs=2, width=3, blocks=2048)
+    tracing = 0.0
     if configuration == "plain":
         optimizer = keras.optimizers.SGD(0.1)
         model.compile(optimizer=optimizer, loss="categorical_crossentropy")
@@ -286,13 +293,15 @@ def measure_here(configuration):
         kind, levels = configuration.split()
         solver = kml.MultilevelSolver(model, loss="categorical_crossentropy", levels=int(levels),
                                       smoother=keras.optimizers.SGD(0.1), steps=STEPS[int(levels)])
+        start = time.process_time()  # the probes trace their shared functions here
         step = BUILDERS[kind](solver)
+        tracing = time.process_time() - start
     batch = (tf.constant(x), tf.constant(y))
     function = tf.function(step)
     seconds = {}
     start = time.process_time()
     graph = function.get_concrete_function(batch).graph
-    seconds["Python tracing"] = time.process_time() - start
+    seconds["Python tracing"] = tracing + time.process_time() - start
     for name in ("first call", "second call"):
         start = time.process_time()
         function(batch)
@@ -302,6 +311,39 @@ def measure_here(configuration):
 
 
 BUILDERS = {"solver": lambda solver: lambda batch: solver.step(batch).loss, "values": values_step, "loop": loop_step}
+
+
+def measure_fit_here(configuration):
+    """CPU seconds of building the optimizer, ``compile`` and a first one-epoch ``fit`` (as ``first_fit.py``).
+
+    ``plain``: Keras SGD; ``solver L``: ``MultilevelOptimizer``; ``values L`` and ``loop L``: the probe's step
+    as the network's ``train_step`` (the hierarchy built by a ``MultilevelSolver`` inside the timed part).
+    """
+    import time
+
+    import keras
+
+    import keras_multilevel as kml
+
+    x, y = kml.datasets.concentric_circles(2000, seed=0)
+    keras.utils.set_random_seed(0)
+    model = kml.models.residual_network((2,), outputs=2, width=3, blocks=2048)
+    start = time.process_time()
+    if configuration == "plain":
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="categorical_crossentropy")
+    else:
+        kind, levels = configuration.split()
+        if kind == "solver":
+            model.compile(optimizer=kml.MultilevelOptimizer(levels=int(levels), smoother=keras.optimizers.SGD(0.1),
+                                                            steps=STEPS[int(levels)]), loss="categorical_crossentropy")
+        else:
+            solver = kml.MultilevelSolver(model, loss="categorical_crossentropy", levels=int(levels),
+                                          smoother=keras.optimizers.SGD(0.1), steps=STEPS[int(levels)])
+            step = BUILDERS[kind](solver)
+            model.compile(optimizer=keras.optimizers.SGD(0.1), loss="categorical_crossentropy")
+            model.train_step = lambda data: {"loss": step(data)}
+    model.fit(x, y, batch_size=2000, epochs=1, verbose=0)
+    return {"compile and first fit": time.process_time() - start}
 
 
 def check(cycles=15, levels=8):
@@ -326,10 +368,10 @@ def check(cycles=15, levels=8):
         print(f"{kind:>6}: " + " ".join(f"{loss:.4f}" for loss in losses))
 
 
-def measure(configuration):
+def measure(configuration, fit=False):
     """:func:`measure_here` in a fresh process (nothing traced before)."""
     environment = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = [sys.executable, __file__, "--one", configuration]
+    command = [sys.executable, __file__, "--one", configuration, *(["--fit"] if fit else [])]
     result = subprocess.run(command, capture_output=True, text=True, env=environment, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -339,29 +381,42 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/first_step_design.md")
     parser.add_argument("--check", action="store_true", help="the probes' losses against the solver's (see above)")
+    parser.add_argument("--fit", action="store_true", help="measure compile and a first fit instead (see above)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.check:
         check()
         return
     if arguments.one:
-        print(json.dumps(measure_here(arguments.one)))
+        print(json.dumps((measure_fit_here if arguments.fit else measure_here)(arguments.one)))
         return
     runs = {configuration: [] for configuration in CONFIGURATIONS}
     for repeat in range(arguments.repeats):
         for configuration in CONFIGURATIONS:
-            runs[configuration].append(measure(configuration))
+            runs[configuration].append(measure(configuration, fit=arguments.fit))
             print(f"repeat {repeat}, {configuration}: {runs[configuration][-1]}", file=sys.stderr)
-    columns = ["Python tracing", "first call", "second call"]
-    plain = np.median([run["Python tracing"] + run["first call"] for run in runs["plain"]])
-    lines = [
-        "# A V-cycle with its coarse weights as values: what its first step would cost (design probe)",
+    write((fit_table if arguments.fit else split_table)(arguments, runs), arguments.out)
+
+
+def _header(arguments, title, what):
+    return [
+        f"# A V-cycle with its coarse weights as values: {title} (design probe)",
         "",
         f"`{shlex.join(['python', *sys.argv])}` ({arguments.repeats} repeats, each run a fresh process, "
-        "configurations alternating; circles, 2,048 blocks, 2,000 points, one batch; one `tf.function` of the "
-        "step, as `first_fit.py --split`; CPU seconds). `solver L`: `MultilevelSolver.step` with L levels; "
-        "`values L` and `loop L`: this script's probes on the same hierarchy (see its docstring).",
+        f"configurations alternating; circles, 2,048 blocks, 2,000 points, one batch; {what}; CPU seconds). "
+        "`solver L`: `MultilevelSolver` (or `MultilevelOptimizer` in `fit`) with L levels; `values L` and "
+        "`loop L`: this script's probes on the same hierarchy (see its docstring).",
         "",
+    ]
+
+
+def split_table(arguments, runs):
+    """Per configuration: graph ops, Python tracing, the first and second call, their difference."""
+    columns = ["Python tracing", "first call", "second call"]
+    plain = np.median([run["Python tracing"] + run["first call"] for run in runs["plain"]])
+    lines = _header(arguments, "what its first step would cost",
+                    "one `tf.function` of the step, as `first_fit.py --split`; the probes' tracing of their "
+                    "shared functions counts as Python tracing") + [
         "| configuration | graph ops | " + " | ".join(columns)
         + " | first call - second call | tracing + first call / plain Keras |",
         "|---" * (len(columns) + 4) + "|",
@@ -373,7 +428,24 @@ def main():
         name = "plain Keras SGD" if configuration == "plain" else f"`{configuration}`"
         lines.append(f"| {name} | {measured[0]['graph ops']} | " + " | ".join(cells)
                      + f" | {preparing} | {total / plain:.2f}x |")
-    write(lines, arguments.out)
+    return lines
+
+
+def fit_table(arguments, runs):
+    """Per configuration: the CPU seconds of compile and a first fit, and their ratio to plain Keras'."""
+    key = "compile and first fit"
+    plain = np.median([run[key] for run in runs["plain"]])
+    lines = _header(arguments, "what its first fit would cost",
+                    "compile and one epoch of `fit`, as `first_fit.py`; a probe runs as the network's "
+                    "`train_step`, its hierarchy built inside the timed part") + [
+        f"| configuration | {key} | first fit / plain Keras |",
+        "|---|---|---|",
+    ]
+    for configuration, measured in runs.items():
+        name = "plain Keras SGD" if configuration == "plain" else f"`{configuration}`"
+        ratio = np.median([run[key] for run in measured]) / plain
+        lines.append(f"| {name} | {spread([run[key] for run in measured], '.2f')} | {ratio:.2f}x |")
+    return lines
 
 
 if __name__ == "__main__":
