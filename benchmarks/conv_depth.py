@@ -21,7 +21,10 @@ Each configuration is one of
   be fractional; rounded to whole batches): ``E`` epochs on the coarsest
   net (``blocks / 2**(L-1)`` blocks), its weights prolonged, ``E`` epochs on
   the next, ..., then every later batch on the full net. During the coarse
-  epochs the validation accuracy is the untrained full net's.
+  epochs the full net holds the trained net's weights prolonged to its
+  depth (so a run may reach the target there); tables measured before that
+  change (``conv_digits_grown*.md``, ``*_divisor.md``) validated the
+  untrained full net instead.
   ``growL-E:rate/d`` trains the full net at ``rate / d``
   (``learning_rate_divisor=[d, 1, ..., 1]``, finest first), as the demo's
   grown run does: it starts from the grown weights, not from scratch;

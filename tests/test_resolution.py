@@ -261,15 +261,18 @@ def test_coarse_to_fine_schedule_in_depth_is_shallow_to_deep_training():
     model.compile(kml.MultilevelOptimizer(levels=2, schedule=[3], smoother=keras.optimizers.SGD(0.1)), "mse")
     hierarchy = model.optimizer.hierarchy
     x = np.random.default_rng(0).normal(size=(12, 2)).astype("float32")
+    initial = [v.numpy() for v in model.trainable_variables]
     model.fit(x, x, batch_size=4, epochs=1, verbose=0)  # three batches: all on 4 blocks
     shallow = [v.numpy() for v in hierarchy[1].variables]
-    before = [v.numpy() for v in model.trainable_variables]
-    model.optimizer.learning_rate = 0.0  # every level's
-    model.fit(x[:4], x[:4], batch_size=4, epochs=1, verbose=0)  # the first deep batch: prolongation, no change
     prolonged = hierarchy[0].transfer.prolong([tf.constant(v) for v in shallow])
+    # during the shallow phase the user's deep model holds the shallow blocks, prolongated in time
     for variable, value in zip(model.trainable_variables, prolonged, strict=True):
         np.testing.assert_allclose(variable.numpy(), value, atol=1e-6)
-    assert not all(np.allclose(a, b) for a, b in zip(before, prolonged))
+    assert not all(np.allclose(a, b) for a, b in zip(initial, prolonged))
+    model.optimizer.learning_rate = 0.0  # every level's
+    model.fit(x[:4], x[:4], batch_size=4, epochs=1, verbose=0)  # the first deep batch: prolongation, no change
+    for variable, value in zip(model.trainable_variables, prolonged, strict=True):
+        np.testing.assert_allclose(variable.numpy(), value, atol=1e-6)
     assert model.optimizer.work_units.numpy() == pytest.approx(3 * 0.5 + 1)
 
 

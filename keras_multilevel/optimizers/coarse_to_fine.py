@@ -11,6 +11,13 @@ each coarse level, coarsest first; every later batch trains the finest
 level. Inside ``model.fit`` the level of a batch is chosen in the graph from
 the optimizer's iteration count, so one compiled train step serves every
 phase (and a run resumed from a ``.keras`` file continues in its phase).
+
+During a coarse phase the finest model holds the trained level's weights
+prolonged to it (:func:`prolonged_to_finest`), updated after every batch:
+what ``fit`` validates, what callbacks save and what ``predict`` computes
+is the network grown so far, at full size. The finer levels' own phases
+start from their coarser neighbour as before (Algorithm 1 line 5), so the
+weights a schedule ends with do not change.
 """
 
 import numpy as np
@@ -42,6 +49,19 @@ def phase_starts(schedule):
     return [0, *np.cumsum(schedule).tolist()]
 
 
+def prolonged_to_finest(hierarchy, index):
+    """Level ``index``'s weights prolonged level by level to the finest: ``P_0 ... P_{index-1} x_index``.
+
+    Each step is the transfer's ``prolong_iterate``, so a level's variables
+    that its coarser neighbour lacks (a grown grid's,
+    :mod:`~keras_multilevel.hierarchy.pyramid`) keep their current values.
+    """
+    values = hierarchy[index].variables
+    for finer in reversed(range(index)):
+        values = hierarchy[finer].transfer.prolong_iterate(values, hierarchy[finer].variables)
+    return values
+
+
 def coarse_to_fine_step(hierarchy, schedule, iteration, data):
     """One batch of Algorithm 1: a smoothing step on the level whose phase ``iteration`` is in.
 
@@ -50,7 +70,8 @@ def coarse_to_fine_step(hierarchy, schedule, iteration, data):
     the transfer's ``prolong_iterate``, which keeps the variables a coarse
     level lacks, such as a grown grid's: :mod:`~keras_multilevel.hierarchy.pyramid`);
     the coarsest level starts from the restriction of the fine weights (the
-    initialization, line 2).
+    initialization, line 2). After a coarse level's step the finest model's
+    weights are set to its prolongation (:func:`prolonged_to_finest`).
 
     Args:
         hierarchy: the :class:`~keras_multilevel.hierarchy.Hierarchy`, whose
@@ -89,6 +110,9 @@ def coarse_to_fine_step(hierarchy, schedule, iteration, data):
                     level.model, batches[index], level.regularization, loss_scale(level.smoother)
                 )
             apply_step(level.smoother, riesz(gradients, level.inner_product), level.variables)
+            if index > 0:
+                for variable, value in zip(hierarchy[0].variables, prolonged_to_finest(hierarchy, index)):
+                    variable.assign(value)
             for finer in reversed(range(index)):
                 y_pred = hierarchy[finer].transfer.prolong_data(y_pred)
             return loss, y_pred, tf.constant(index)

@@ -209,7 +209,9 @@ class MultilevelOptimizer(keras.optimizers.Optimizer):
       prolongated to the next level, which trains ``n_{L-2}`` batches, and
       so on; every later batch trains the finest level alone. While a coarse
       level trains, the logged loss is its own and the metrics compare its
-      prediction, prolongated to the fine grid, with the fine targets.
+      prediction, prolongated to the fine grid, with the fine targets; the
+      model itself holds the trained level's weights prolongated to it, so
+      validation, callbacks and ``predict`` see the network grown so far.
 
     Args:
         levels: number of levels ``L >= 1``; ``1`` is plain training with
