@@ -107,6 +107,22 @@ def test_growing_a_grid_starts_as_the_coarse_prediction_prolongated():
     assert history["work_units"][-1] == pytest.approx(2 * optimizer.hierarchy[1].relative_cost + 1)
 
 
+def test_during_a_coarse_phase_the_model_is_the_grown_network():
+    """While the coarse level trains (here two of its three batches, at a nonzero rate), the user's model holds its
+    weights grown to the fine grid: it predicts the trained coarse network's prediction prolongated, so validation
+    and callbacks in the coarse phase see a trained network, not the untouched initial one."""
+    model = pyramid_unet()
+    optimizer = kml.MultilevelOptimizer(levels=2, coarsening="pyramid", schedule=[3], smoother=keras.optimizers.SGD(0.05))
+    model.compile(optimizer, "mse")
+    x, y = task(8)
+    before = model(x).numpy()
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    coarse = optimizer.hierarchy[1].model
+    expected = prolong_image(coarse(restrict_image(x)), "linear")
+    np.testing.assert_allclose(model(x), expected, atol=1e-5)
+    assert not np.allclose(model(x), before, atol=1e-3)
+
+
 @pytest.mark.slow
 def test_coarse_to_fine_and_v_cycles_train_and_reload(tmp_path):
     x, y = smooth_task(32)
