@@ -84,56 +84,27 @@ print(json.dumps(seconds))
 """
 
 
-# The --split measurement, run as `python -c SPLIT <configuration> <grappler on|off>`.
+# The --split measurement, run as `python -c SPLIT <configuration> <grappler on|off> <this folder>`:
+# first_step_design.measure_here, with grappler switched off first if asked.
 SPLIT = r"""
-import json, os, sys, time
+import json, os, sys
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-import keras
 import tensorflow as tf
-import keras_multilevel as kml
 
-configuration, grappler = sys.argv[1:]
+configuration, grappler, folder = sys.argv[1:]
 if grappler == "off":
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-x, y = kml.datasets.concentric_circles(2000, seed=0)
-keras.utils.set_random_seed(0)
-model = kml.models.residual_network((2,), outputs=2, width=3, blocks=2048)
-if configuration == "plain":
-    optimizer = keras.optimizers.SGD(0.1)
-    model.compile(optimizer=optimizer, loss="categorical_crossentropy")
-    optimizer.build(model.trainable_variables)
+sys.path.insert(0, folder)
+from first_step_design import measure_here
 
-    def step(batch):
-        with tf.GradientTape() as tape:
-            loss = model.compute_loss(x=batch[0], y=batch[1], y_pred=model(batch[0], training=True))
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-        return loss
-else:
-    levels = int(configuration)
-    steps = {1: "[{1}]", 2: "[(1),{2}]", 4: "[(1),1,1,{2}]", 8: "[(1),1,1,1,2,2,2,{2}]"}[levels]
-    solver = kml.MultilevelSolver(model, loss="categorical_crossentropy", levels=levels,
-                                  smoother=keras.optimizers.SGD(0.1), steps=steps)
-
-    def step(batch):
-        return solver.step(batch).loss
-batch = (tf.constant(x), tf.constant(y))
-function = tf.function(step)
-seconds = {}
-start = time.process_time()
-graph = function.get_concrete_function(batch).graph
-seconds["Python tracing"] = time.process_time() - start
-for name in ("first call", "second call"):
-    start = time.process_time()
-    function(batch)
-    seconds[name] = time.process_time() - start
-seconds["graph ops"] = len(graph.get_operations())
-print(json.dumps(seconds))
+print(json.dumps(measure_here("plain" if configuration == "plain" else f"solver {configuration}")))
 """
 
 
 def measure(configuration, split=False, grappler="on"):
     environment = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = [sys.executable, "-c", SPLIT, str(configuration), grappler] if split else [
+    folder = os.path.dirname(os.path.abspath(__file__))
+    command = [sys.executable, "-c", SPLIT, str(configuration), grappler, folder] if split else [
         sys.executable, "-c", MEASURE, str(configuration)]
     result = subprocess.run(command, capture_output=True, text=True, env=environment, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -53,7 +53,7 @@ import numpy as np
 
 from _report import spread, write
 
-STEPS = {2: "[(1),{2}]", 4: "[(1),1,1,{2}]", 8: "[(1),1,1,1,2,2,2,{2}]"}
+STEPS = {1: "[{1}]", 2: "[(1),{2}]", 4: "[(1),1,1,{2}]", 8: "[(1),1,1,1,2,2,2,{2}]"}
 CONFIGURATIONS = ("plain", "solver 2", "values 2", "loop 2", "solver 4", "values 4", "loop 4",
                   "solver 8", "values 8", "loop 8")
 
