@@ -58,8 +58,9 @@ CONFIGURATIONS = ("plain", "solver 2", "values 2", "loop 2", "solver 4", "values
                   "solver 8", "values 8", "loop 8")
 
 
-def values_step(solver, rate=0.1, bound=3.0):
-    """The probe's V-cycle over ``solver``'s hierarchy: ``step(batch)`` with the coarse weights as values."""
+def _probe_setup(solver):
+    """What both probes start from: the levels, their steps, the weights' relaxed specs, the finest transfer (every
+    level's is alike in depth) and the level gradient as one ``tf.function`` traced with open sizes."""
     import tensorflow as tf
 
     from keras_multilevel.optimizers.objective import loss_gradient
@@ -71,8 +72,34 @@ def values_step(solver, rate=0.1, bound=3.0):
     models = [level.model for level in levels]
     specs = _relaxed_specs(models)
     data_spec = (tf.TensorSpec([None, 2], tf.float32), tf.TensorSpec([None, 2], tf.float32), None)
+    representative = models[1]
+    gradient = tf.function(lambda values, data: loss_gradient(representative, data, None, values)[2],
+                           autograph=False, experimental_attributes={"_noinline": True})
+    gradient.get_concrete_function(specs, data_spec)
+    return levels, steps, specs, levels[0].transfer, gradient
+
+
+def _sgd(x, gradients, weights, rate):
+    """One SGD step in the level inner product (``weights`` per variable, a list of scalars)."""
+    return [v - rate * g / w for v, g, w in zip(x, gradients, weights)]
+
+
+def _bounded(x, correction, bound):
+    """``x + P e`` where the solver's safeguard allows it (``within_bound``), else ``x``."""
+    import tensorflow as tf
+
+    from keras_multilevel.optimizers.mgopt import within_bound
+
+    allowed = within_bound(correction, x, bound)
+    return [v + tf.where(allowed, c, tf.zeros_like(c)) for v, c in zip(x, correction)]
+
+
+def values_step(solver, rate=0.1, bound=3.0):
+    """The probe's V-cycle over ``solver``'s hierarchy: ``step(batch)`` with the coarse weights as values."""
+    import tensorflow as tf
+
+    levels, steps, specs, transfer, gradient = _probe_setup(solver)
     vector = tf.TensorSpec([len(specs)], tf.float32)
-    transfer = levels[0].transfer
 
     def shared(function, *signature):
         traced = tf.function(function, autograph=False, experimental_attributes={"_noinline": True})
@@ -83,8 +110,7 @@ def values_step(solver, rate=0.1, bound=3.0):
         return gradients if shift is None else [g + s for g, s in zip(gradients, shift)]
 
     def update(x, gradients, shift, weights):  # an SGD step on H = L + <shift, x> in the level inner product
-        weights = tf.unstack(weights, num=len(x))
-        return [v - rate * g / w for v, g, w in zip(x, coupled(gradients, shift), weights)]
+        return _sgd(x, coupled(gradients, shift), tf.unstack(weights, num=len(x)), rate)
 
     def restrict(x, gradients, shift):  # Pi x and R grad H
         return transfer.restrict(x), transfer.restrict_gradient(coupled(gradients, shift))
@@ -93,17 +119,8 @@ def values_step(solver, rate=0.1, bound=3.0):
         return [r - c for r, c in zip(restricted, coarse)]
 
     def correct(x, start, final):  # x + P (x_c - Pi x), unless it is not finite or longer than bound * ||x||
-        correction = transfer.prolong([f - s for f, s in zip(final, start)])
+        return _bounded(x, transfer.prolong([f - s for f, s in zip(final, start)]), bound)
 
-        def norm(values):
-            return tf.sqrt(tf.add_n([tf.cast(tf.reduce_sum(v * v), tf.float64) for v in values]))
-
-        size = norm(correction)
-        allowed = tf.logical_and(tf.math.is_finite(size), size <= bound * tf.maximum(norm(x), 1.0))
-        return [v + tf.where(allowed, c, tf.zeros_like(c)) for v, c in zip(x, correction)]
-
-    representative = models[1]
-    gradient = shared(lambda values, data: loss_gradient(representative, data, None, values)[2], specs, data_spec)
     pieces = {
         "update": shared(update, specs, specs, specs, vector),
         "update finest": shared(update, specs, specs, None, vector),
@@ -125,7 +142,7 @@ def values_step(solver, rate=0.1, bound=3.0):
 
     def step(batch):
         data = (batch[0], batch[1], None)
-        x = [tf.convert_to_tensor(variable.value) for variable in models[0].trainable_variables]
+        x = [tf.convert_to_tensor(variable.value) for variable in levels[0].model.trainable_variables]
         shift, received, above = None, gradient(x, data), []
         for index in range(len(levels) - 1):
             x = smooth(x, index, shift, data, steps.pre[index], received)
@@ -137,7 +154,7 @@ def values_step(solver, rate=0.1, bound=3.0):
         for index in reversed(range(len(levels) - 1)):
             fine, start, fine_shift = above[index]
             x = smooth(pieces["correct"](fine, start, x), index, fine_shift, data, steps.post[index])
-        for variable, value in zip(models[0].trainable_variables, x):
+        for variable, value in zip(levels[0].model.trainable_variables, x):
             variable.assign(value)
         return x[0][0, 0]
 
@@ -170,32 +187,16 @@ def loop_step(solver, rate=0.1, bound=3.0):
     """
     import tensorflow as tf
 
-    from keras_multilevel.optimizers.objective import loss_gradient
-    from keras_multilevel.optimizers.steps import CycleSteps
-    from keras_multilevel.optimizers.traces import _relaxed_specs
-
-    levels = list(solver.hierarchy)
+    levels, steps, specs, transfer, gradient = _probe_setup(solver)
     count = len(levels)
-    steps = CycleSteps.parse(STEPS[count], count)
-    models = [level.model for level in levels]
-    specs = _relaxed_specs(models)
-    data_spec = (tf.TensorSpec([None, 2], tf.float32), tf.TensorSpec([None, 2], tf.float32), None)
-    transfer = levels[0].transfer
-    representative = models[1]
-    gradient = tf.function(lambda values, data: loss_gradient(representative, data, None, values)[2],
-                           autograph=False, experimental_attributes={"_noinline": True})
-    gradient.get_concrete_function(specs, data_spec)
     kinds = ("smooth received", "smooth", "descend", "couple", "correct")
     events = schedule(steps, count)
     table = tf.Variable([[kinds.index(kind), level] for kind, level in events], dtype=tf.int32, trainable=False)
     weights = tf.Variable([level.inner_product for level in levels], dtype=tf.float32, trainable=False)
 
-    def norm(values):
-        return tf.sqrt(tf.add_n([tf.cast(tf.reduce_sum(v * v), tf.float64) for v in values]))
-
     def step(batch):
         data = (batch[0], batch[1], None)
-        finest = [tf.convert_to_tensor(variable.value) for variable in models[0].trainable_variables]
+        finest = [tf.convert_to_tensor(variable.value) for variable in levels[0].model.trainable_variables]
 
         def arrays():
             return [tf.TensorArray(tf.float32, size=count, infer_shape=False, element_shape=tf.TensorShape(None))
@@ -224,14 +225,11 @@ def loop_step(solver, rate=0.1, bound=3.0):
             level_shift = read(shift, level)
 
             def smooth_received():
-                g = read(received, level)
-                new = [v - rate * gi / w for v, gi, w in zip(point, g, level_weights)]
-                return write(x, level, new), shift, start, received
+                return write(x, level, _sgd(point, read(received, level), level_weights, rate)), shift, start, received
 
             def smooth():
                 g = [gi + si for gi, si in zip(evaluated, level_shift)]
-                new = [v - rate * gi / w for v, gi, w in zip(point, g, level_weights)]
-                return write(x, level, new), shift, start, received
+                return write(x, level, _sgd(point, g, level_weights, rate)), shift, start, received
 
             def descend():
                 g = [gi + si for gi, si in zip(evaluated, level_shift)]
@@ -245,11 +243,7 @@ def loop_step(solver, rate=0.1, bound=3.0):
 
             def correct():
                 correction = transfer.prolong([c - s for c, s in zip(point, read(start, level))])
-                size = norm(correction)
-                current = read(x, level)
-                allowed = tf.logical_and(tf.math.is_finite(size), size <= bound * tf.maximum(norm(current), 1.0))
-                new = [v + tf.where(allowed, c, tf.zeros_like(c)) for v, c in zip(current, correction)]
-                return write(x, level, new), shift, start, received
+                return write(x, level, _bounded(read(x, level), correction, bound)), shift, start, received
 
             branches = [smooth_received, smooth, descend, couple, correct]
             outputs = tf.switch_case(kind, branches)
@@ -258,7 +252,7 @@ def loop_step(solver, rate=0.1, bound=3.0):
         state = tf.while_loop(lambda event, *rest: event < len(events), body,
                               (tf.constant(0), x, shift, start, received))
         final = read(state[1], 0)
-        for variable, value in zip(models[0].trainable_variables, final):
+        for variable, value in zip(levels[0].model.trainable_variables, final):
             variable.assign(value)
         return final[0][0, 0]
 
