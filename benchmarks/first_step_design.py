@@ -25,6 +25,10 @@ model's variables are read and assigned, the coarse weights are tensors.
   correction; :func:`schedule`) and run as one ``tf.while_loop`` over them,
   every level's state in ``TensorArray`` s indexed by level: one gradient
   call site for the whole cycle, whatever the number of levels.
+* ``keras L``: the same loop with the solver's own state, each level's
+  weights in its model's variables and each step its Keras optimizer,
+  through a ``tf.switch_case`` over the levels wherever an event touches a
+  level's state (a Keras optimizer cannot step values on TensorFlow).
 
 A probe, not a second implementation: it leaves out what the product's cycle
 does besides (iteration counts, momentum, Keras optimizers, MLSGD's guards,
@@ -40,6 +44,7 @@ runs as the network's ``train_step``, its hierarchy built in the timed part):
     python benchmarks/first_step_design.py --repeats 3 --out benchmarks/results/first_step_design.md
     python benchmarks/first_step_design.py --fit --repeats 3 --out benchmarks/results/first_step_design_fit.md
     python benchmarks/first_step_design.py --check
+    python benchmarks/first_step_design.py --fit --repeats 3 --configurations plain "solver 8" "loop 8" "keras 2" "keras 8" --out benchmarks/results/first_step_design_keras.md
 """
 
 import argparse
@@ -259,6 +264,93 @@ def loop_step(solver, rate=0.1, bound=3.0):
     return tf.autograph.experimental.do_not_convert(step)
 
 
+def keras_loop_step(solver, rate=0.1, bound=3.0):
+    """The loop of :func:`loop_step` with the solver's own state: each level's weights stay in its model's
+    variables and each step is the level's Keras optimizer (``level.smoother``, SGD at ``rate``).
+
+    A Keras optimizer cannot step values on TensorFlow (``stateless_apply``
+    refuses this backend), so every event that touches a level's state is a
+    ``tf.switch_case`` over the levels, each branch traced with its own
+    variables and optimizer; the shared gradient function keeps its one call
+    site. The coupling, start and received gradient of each level are
+    variables too.
+    """
+    import tensorflow as tf
+
+    from keras_multilevel.optimizers.inner_product import riesz
+    from keras_multilevel.optimizers.loss_scale import apply_step
+
+    levels, steps, specs, _, gradient = _probe_setup(solver)
+    count = len(levels)
+    kinds = ("smooth received", "smooth", "descend", "couple", "correct")
+    events = schedule(steps, count)
+    table = tf.Variable([[kinds.index(kind), level] for kind, level in events], dtype=tf.int32, trainable=False)
+
+    def like(variables, name):
+        return [tf.Variable(tf.zeros_like(v), trainable=False, name=name) for v in variables]
+
+    shift = [like(level.variables, "shift") for level in levels]
+    received = [like(level.variables, "received") for level in levels]
+    start = [like(coarse.variables, "start") for coarse in levels[1:]]
+
+    def assign(variables, values):
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+        return tf.constant(0)
+
+    def step(batch):
+        data = (batch[0], batch[1], None)
+        table_value = table.value()
+        assign(received[0], gradient([tf.convert_to_tensor(v.value) for v in levels[0].variables], data))
+
+        def body(event):
+            kind, level = table_value[event][0], table_value[event][1]
+            at = tf.where(tf.logical_or(tf.equal(kind, 3), tf.equal(kind, 4)), level + 1, level)
+            point = tf.switch_case(at, [lambda l=l: [tf.identity(v) for v in levels[l].variables] for l in range(count)])
+            point = [tf.ensure_shape(p, spec.shape) for p, spec in zip(point, specs)]
+            needs = tf.logical_and(tf.not_equal(kind, 0), tf.not_equal(kind, 4))
+            evaluated = tf.cond(needs, lambda: gradient(point, data), lambda: [tf.zeros_like(v) for v in point])
+
+            def smooth(l):
+                def run():
+                    g = [tf.where(tf.equal(kind, 0), r, e + s) for r, e, s in zip(received[l], evaluated, shift[l])]
+                    apply_step(levels[l].smoother, riesz(g, levels[l].inner_product), levels[l].variables)
+                    return tf.constant(0)
+                return run
+
+            def descend(l):
+                def run():
+                    transfer = levels[l].transfer
+                    coarse = transfer.restrict(levels[l].variables)
+                    assign(levels[l + 1].variables, coarse)
+                    assign(start[l], coarse)
+                    return assign(received[l + 1], transfer.restrict_gradient([e + s for e, s in zip(evaluated, shift[l])]))
+                return run
+
+            def couple(l):
+                return lambda: assign(shift[l + 1], [r - c for r, c in zip(received[l + 1], evaluated)])
+
+            def correct(l):
+                def run():
+                    correction = levels[l].transfer.prolong([c - s for c, s in zip(levels[l + 1].variables, start[l])])
+                    return assign(levels[l].variables, _bounded([tf.convert_to_tensor(v) for v in levels[l].variables],
+                                                                correction, bound))
+                return run
+
+            def per_level(make, top):
+                return lambda: tf.switch_case(level, [make(l) for l in range(top)])
+
+            branches = [per_level(smooth, count), per_level(descend, count - 1), per_level(couple, count - 1),
+                        per_level(correct, count - 1)]
+            tf.switch_case(tf.maximum(kind - 1, 0), branches)  # both smoothing kinds take the same branch
+            return (event + 1,)
+
+        tf.while_loop(lambda event: event < len(events), body, (tf.constant(0),))
+        return levels[0].variables[0][0, 0]
+
+    return tf.autograph.experimental.do_not_convert(step)
+
+
 def measure_here(configuration):
     """One measurement in this process: Python tracing (with the probes' tracing of their shared functions
     before the step's), first and second call of the step's ``tf.function``."""
@@ -304,7 +396,8 @@ def measure_here(configuration):
     return seconds
 
 
-BUILDERS = {"solver": lambda solver: lambda batch: solver.step(batch).loss, "values": values_step, "loop": loop_step}
+BUILDERS = {"solver": lambda solver: lambda batch: solver.step(batch).loss, "values": values_step, "loop": loop_step,
+            "keras": keras_loop_step}
 
 
 def measure_fit_here(configuration):
@@ -376,6 +469,8 @@ def main():
     parser.add_argument("--out", default="benchmarks/results/first_step_design.md")
     parser.add_argument("--check", action="store_true", help="the probes' losses against the solver's (see above)")
     parser.add_argument("--fit", action="store_true", help="measure compile and a first fit instead (see above)")
+    parser.add_argument("--configurations", nargs="+", default=CONFIGURATIONS,
+                        help="a subset, e.g. plain 'solver 8' 'keras 8' (default: all but the keras probe)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.check:
@@ -384,9 +479,11 @@ def main():
     if arguments.one:
         print(json.dumps((measure_fit_here if arguments.fit else measure_here)(arguments.one)))
         return
-    runs = {configuration: [] for configuration in CONFIGURATIONS}
+    if "plain" not in arguments.configurations:
+        parser.error("--configurations must include plain: the tables give every ratio to it")
+    runs = {configuration: [] for configuration in arguments.configurations}
     for repeat in range(arguments.repeats):
-        for configuration in CONFIGURATIONS:
+        for configuration in arguments.configurations:
             runs[configuration].append(measure(configuration, fit=arguments.fit))
             print(f"repeat {repeat}, {configuration}: {runs[configuration][-1]}", file=sys.stderr)
     write((fit_table if arguments.fit else split_table)(arguments, runs), arguments.out)
