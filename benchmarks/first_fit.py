@@ -12,6 +12,12 @@ after another model was compiled and fitted: none of those may trace again.
 
     python benchmarks/first_fit.py --repeats 3 --out benchmarks/results/first_fit.md
 
+``--against COMMIT`` measures the package as of ``COMMIT`` too (a temporary
+git worktree), alternating with this tree, each row's ratio to its own plain
+Keras run:
+
+    python benchmarks/first_fit.py --repeats 3 --against 2fab22d --out benchmarks/results/first_fit_loop.md
+
 ``--split`` says where a first step's time goes, without Keras' ``fit``
 around it: one ``tf.function`` of the training step (plain Keras SGD, or
 :class:`keras_multilevel.MultilevelSolver`'s ``step``), its Python tracing
@@ -29,12 +35,14 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
 from _report import spread, write
 
 CONFIGURATIONS = ("plain", 1, 2, 4, 8)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # One measurement, run as `python -c MEASURE <configuration>`; prints a JSON dict of CPU seconds.
 MEASURE = r"""
@@ -101,8 +109,11 @@ print(json.dumps(measure_here("plain" if configuration == "plain" else f"solver 
 """
 
 
-def measure(configuration, split=False, grappler="on"):
+def measure(configuration, split=False, grappler="on", tree=None):
+    """One measurement in a fresh process; ``tree``: the source tree to import ``keras_multilevel`` from."""
     environment = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    if tree is not None:
+        environment["PYTHONPATH"] = os.pathsep.join([tree, environment.get("PYTHONPATH", "")])
     folder = os.path.dirname(os.path.abspath(__file__))
     command = [sys.executable, "-c", SPLIT, str(configuration), grappler, folder] if split else [
         sys.executable, "-c", MEASURE, str(configuration)]
@@ -146,17 +157,33 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--split", action="store_true", help="where a first step's time goes (see the docstring)")
     parser.add_argument("--out", default="benchmarks/results/first_fit.md")
+    parser.add_argument("--against", metavar="COMMIT",
+                        help="also measure the package as of COMMIT (checked out in a temporary git worktree), "
+                             "alternating with this tree, side by side")
     arguments = parser.parse_args()
     if arguments.split:
         split_table(arguments)
         return
-    runs = {configuration: [] for configuration in CONFIGURATIONS}
+    if arguments.against:
+        with tempfile.TemporaryDirectory() as folder:
+            subprocess.run(["git", "worktree", "add", "--detach", folder, arguments.against], check=True,
+                           capture_output=True)
+            try:
+                fit_table(arguments, {"": ROOT, f" at {arguments.against}": folder})
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", folder], check=True)
+        return
+    fit_table(arguments, {"": None})
+
+
+def fit_table(arguments, trees):
+    """The first-fit table: every configuration with every source tree in ``trees`` (label -> path), alternating."""
+    runs = {(configuration, label): [] for configuration in CONFIGURATIONS for label in trees}
     for repeat in range(arguments.repeats):
-        for configuration in CONFIGURATIONS:
-            runs[configuration].append(measure(configuration))
-            print(f"repeat {repeat}, {configuration}: {runs[configuration][-1]}", file=sys.stderr)
-    columns = list(runs["plain"][0])
-    plain = np.median([run[columns[0]] for run in runs["plain"]])
+        for configuration, label in runs:
+            runs[configuration, label].append(measure(configuration, tree=trees[label]))
+            print(f"repeat {repeat}, {configuration}{label}: {runs[configuration, label][-1]}", file=sys.stderr)
+    columns = list(runs["plain", ""][0])
     lines = [
         "# First fit: CPU seconds of compile + one epoch (tracing included), and of the fits after it",
         "",
@@ -166,11 +193,12 @@ def main():
         "| configuration | " + " | ".join(columns) + " | first fit / plain Keras |",
         "|---" * (len(columns) + 2) + "|",
     ]
-    for configuration, measured in runs.items():
+    for (configuration, label), measured in runs.items():
         name = "plain Keras SGD" if configuration == "plain" else f"MultilevelOptimizer, {configuration} level(s)"
         cells = [spread([run[column] for run in measured], ".2f") for column in columns]
+        plain = np.median([run[columns[0]] for run in runs["plain", label]])
         ratio = np.median([run[columns[0]] for run in measured]) / plain
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio:.2f}x |")
+        lines.append(f"| {name}{label} | " + " | ".join(cells) + f" | {ratio:.2f}x |")
     write(lines, arguments.out)
 
 

@@ -70,12 +70,12 @@ def _probe_setup(solver):
 
     from keras_multilevel.optimizers.objective import loss_gradient
     from keras_multilevel.optimizers.steps import CycleSteps
-    from keras_multilevel.optimizers.traces import _relaxed_specs
+    from keras_multilevel.optimizers.traces import relaxed_specs
 
     levels = list(solver.hierarchy)
     steps = CycleSteps.parse(STEPS[len(levels)], len(levels))
     models = [level.model for level in levels]
-    specs = _relaxed_specs(models)
+    specs = relaxed_specs(models)
     data_spec = (tf.TensorSpec([None, 2], tf.float32), tf.TensorSpec([None, 2], tf.float32), None)
     representative = models[1]
     gradient = tf.function(lambda values, data: loss_gradient(representative, data, None, values)[2],

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_multilevel as kml
-from keras_multilevel.optimizers import solver, traces
+from keras_multilevel.optimizers import cycle_loop, solver, traces
 from keras_multilevel.optimizers.trust_region import _loss_and_gradient
 
 
@@ -35,7 +35,7 @@ def test_one_shared_trace_evaluates_every_depth_level_exactly():
     def shared():
         return [call(data) for call in traces.level_functions(hierarchy, _loss_and_gradient)]
 
-    assert traces._groups(hierarchy) == [[0, 1, 2]]
+    assert traces.trace_groups(hierarchy) == [[0, 1, 2]]
     for level, (loss, y_pred, gradient) in zip(hierarchy, shared()):
         plain_loss, plain_y_pred, plain_gradient = _loss_and_gradient(level.model, None, data)
         np.testing.assert_allclose(loss.numpy(), plain_loss.numpy(), rtol=1e-6)
@@ -52,38 +52,44 @@ def test_one_shared_trace_evaluates_every_depth_level_exactly():
     ],
 )
 def test_depth_levels_share_a_trace_when_their_loops_agree(blocks, model, groups):
-    assert traces._groups(compiled(levels=3, blocks=blocks).optimizer.hierarchy) == groups
+    assert traces.trace_groups(compiled(levels=3, blocks=blocks).optimizer.hierarchy) == groups
 
 
 def test_levels_with_other_shapes_or_state_trace_their_own():
     keras.utils.set_random_seed(0)
     width = compiled(levels=3, model=kml.models.feedforward_network((2,), outputs=2, hidden=(16, 16)),
                      scheme="fas", coarsening="width")
-    assert traces._groups(width.optimizer.hierarchy) == [[0], [1], [2]]
+    assert traces.trace_groups(width.optimizer.hierarchy) == [[0], [1], [2]]
     inputs = keras.Input((2,))
     hidden = kml.DenseResidualStack(32)(keras.layers.BatchNormalization()(keras.layers.Dense(3)(inputs)))
     normalized = compiled(levels=2, model=keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(hidden)))
-    assert traces._groups(normalized.optimizer.hierarchy) == [[0], [1]]
+    assert traces.trace_groups(normalized.optimizer.hierarchy) == [[0], [1]]
 
 
 @pytest.fixture
 def cycle_traces(monkeypatch):
-    """How often the V-cycle's Python runs, i.e. how often it is traced in compiled training."""
-    count = {"traces": 0}
-    original = solver.v_cycle
+    """How often the V-cycle's Python runs (the loop's or the unrolled one's), i.e. how often it is traced
+    in compiled training."""
+    count = {"traces": 0, "loop": 0}
 
-    def counted(*args, **kwargs):
-        count["traces"] += 1
-        return original(*args, **kwargs)
+    def counting(original, loop):
+        def counted(*args, **kwargs):
+            count["traces"] += 1
+            count["loop"] += loop
+            return original(*args, **kwargs)
 
-    monkeypatch.setattr(solver, "v_cycle", counted)
+        return counted
+
+    monkeypatch.setattr(solver, "v_cycle", counting(solver.v_cycle, False))
+    monkeypatch.setattr(cycle_loop, "loop_cycle", counting(cycle_loop.loop_cycle, True))
     return count
 
 
 @pytest.mark.slow
-def test_the_cycle_is_traced_once_per_fit_and_never_again(cycle_traces):
+@pytest.mark.parametrize("loop", [True, False], ids=["loop (SGD)", "unrolled (Adam)"])
+def test_the_cycle_is_traced_once_per_fit_and_never_again(cycle_traces, loop):
     x, y = circles(64)
-    model = compiled(levels=3, blocks=32)
+    model = compiled(levels=3, blocks=32, smoother=keras.optimizers.SGD(0.1) if loop else keras.optimizers.Adam(1e-3))
     model.compile(optimizer=model.optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, batch_size=16, epochs=2, verbose=0)
     assert cycle_traces["traces"] == 1
@@ -95,3 +101,4 @@ def test_the_cycle_is_traced_once_per_fit_and_never_again(cycle_traces):
     other.fit(x, y, batch_size=16, epochs=1, verbose=0)
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     assert cycle_traces["traces"] == 1
+    assert cycle_traces["loop"] == loop

@@ -73,6 +73,13 @@ class Coarsening:
         (:mod:`~keras_multilevel.optimizers.traces`); ``None``: the level is traced on its own."""
         return None
 
+    def shared_transfer(self, hierarchy):
+        """One transfer that maps every level of ``hierarchy`` to the next coarser one whatever its sizes,
+        or ``None`` (the levels' own transfers differ). With it, and one traced function for every level
+        (:meth:`trace_key`), a V-cycle runs as one loop over its levels
+        (:mod:`~keras_multilevel.optimizers.cycle_loop`)."""
+        return None
+
     def describe(self):
         """One line for the hierarchy's table."""
         return self.name

@@ -10,7 +10,7 @@ is shared unchanged between levels (an :class:`Identity` transfer).
 import keras
 
 from keras_multilevel.hierarchy.coarsening import Coarsening
-from keras_multilevel.hierarchy.interpolation import get_interpolation
+from keras_multilevel.hierarchy.interpolation import PiecewiseConstant, get_interpolation
 from keras_multilevel.hierarchy.transfer import Identity, Transfer, check_correspondence
 from keras_multilevel.layers.residual import ResidualStack
 
@@ -126,6 +126,14 @@ class DepthCoarsening(Coarsening):
         blocks each iteration of every stack's loop takes.
         """
         return tuple(stack.unroll for stack in residual_stacks(model))
+
+    def shared_transfer(self, hierarchy):
+        """The finest level's transfer, which serves every level when the interpolation in time needs no
+        number of blocks (constant: block pairs), else ``None`` (linear restriction solves with ``P^T P`` of
+        the coarse level's size)."""
+        if len(hierarchy) < 2 or not isinstance(self.interpolation, PiecewiseConstant):
+            return None
+        return hierarchy[0].transfer
 
     def relative_cost(self, model, finest):
         """Cost of a gradient of ``model`` per gradient of ``finest``: the ratio of

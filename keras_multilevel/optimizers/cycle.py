@@ -13,7 +13,12 @@ same levels with its own trust-region hooks
 (:meth:`~keras_multilevel.optimizers.trust_region.RecursiveTrustRegion.cycle`).
 It is plain TensorFlow: called inside ``Model.train_step`` it becomes part of
 one ``tf.function`` (and one XLA cluster with ``jit_compile=True``); the
-Python recursion runs once, at trace time.
+Python recursion runs once, at trace time. Its traced graph grows with the
+levels; where the set-up allows (plain SGD on every level, MG/OPT's and FAS's
+hooks, one transfer for every level), the solver runs the same cycle as one
+``tf.while_loop`` instead (:mod:`~keras_multilevel.optimizers.cycle_loop`),
+which takes the same steps and is traced and prepared once for any number of
+levels.
 
 On level ``i`` above the coarsest a cycle
 
@@ -58,27 +63,26 @@ from keras_multilevel.optimizers.steps import work_units
 from keras_multilevel.optimizers.traces import level_functions
 
 
-def split_batch(data, parts):
-    """Splits a batch ``(x, y, sample_weight)`` into ``parts`` minibatches (rows ``j::parts``).
+def minibatch(data, parts, index):
+    """Minibatch ``index`` of a batch ``(x, y, sample_weight)`` split into ``parts``: its rows ``index::parts``.
 
     The minibatches of one cycle (Ponce et al., 2022, §6.1.1) drawn from one
     Keras batch; sizes differ by at most one when ``parts`` does not divide
     the batch. A batch with fewer rows than ``parts`` (the short last batch of
     an epoch) gives one-row minibatches that go round its rows: minibatch
-    ``j`` is row ``j mod size``.
+    ``j`` is row ``j mod size``. ``index`` may be a tensor.
     """
     if parts == 1:
-        return [data]
+        return data
     size = tf.shape(tf.nest.flatten(data[0])[0])[0]
+    count = tf.maximum(1, (size - index + parts - 1) // parts)
+    rows = (index + parts * tf.range(count)) % size
+    return tf.nest.map_structure(lambda tensor: None if tensor is None else tf.gather(tensor, rows), data)
 
-    def rows(j):
-        count = tf.maximum(1, (size - j + parts - 1) // parts)
-        return (j + parts * tf.range(count)) % size
 
-    return [
-        tf.nest.map_structure(lambda tensor, j=j: None if tensor is None else tf.gather(tensor, rows(j)), data)
-        for j in range(parts)
-    ]
+def split_batch(data, parts):
+    """The ``parts`` minibatches of a batch ``(x, y, sample_weight)`` (:func:`minibatch`)."""
+    return [minibatch(data, parts, index) for index in range(parts)]
 
 
 def momentum_slots(optimizer, variables):

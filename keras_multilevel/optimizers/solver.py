@@ -44,7 +44,7 @@ import tensorflow as tf
 
 from keras_multilevel.hierarchy.hierarchy import Hierarchy
 from keras_multilevel.layers.residual import shared_depth_traces
-from keras_multilevel.optimizers import loss_scale
+from keras_multilevel.optimizers import cycle_loop, loss_scale
 from keras_multilevel.optimizers.coarse_to_fine import coarse_to_fine_step
 from keras_multilevel.optimizers.cycle import split_batch, v_cycle
 from keras_multilevel.optimizers.inner_product import inner_product_weights, tikhonov_weights
@@ -214,6 +214,11 @@ class MultilevelSolver:
         Not converted by AutoGraph: the cycle builds its graph with explicit
         ``tf.cond`` and ``tf.while_loop``, and converting its Python (a
         recursion over the levels) was two thirds of tracing an 8-level cycle.
+        Inside a ``tf.function``, a V-cycle whose set-up allows it runs as one
+        while loop over its events (:mod:`~keras_multilevel.optimizers.cycle_loop`:
+        plain SGD on every level, MG/OPT or FAS, depth with constant
+        interpolation), whose graph does not grow with the levels; the others
+        run the unrolled :func:`~keras_multilevel.optimizers.cycle.v_cycle`.
 
         Returns:
             A :class:`StepReport`: the loss and prediction on the cycle's
@@ -244,10 +249,15 @@ class MultilevelSolver:
                 )
             minibatches = split_batch((x, y, sample_weight), settings.layout.count)
             with shared_depth_traces(enabled=not self.model.jit_compile):
-                report = v_cycle(
-                    self.hierarchy, settings.steps, settings.scheme, minibatches, settings.layout,
-                    settings.full_batch, self.trust_region,
-                )
+                if cycle_loop.unsupported(self.hierarchy, settings.scheme, self.model.jit_compile) is None:
+                    report = cycle_loop.loop_cycle(
+                        self.hierarchy, settings.steps, settings.scheme, (x, y, sample_weight), settings.layout
+                    )
+                else:
+                    report = v_cycle(
+                        self.hierarchy, settings.steps, settings.scheme, minibatches, settings.layout,
+                        settings.full_batch, self.trust_region,
+                    )
             loss, y_pred, work = report.loss, report.y_pred, report.work_units
             for kind, count in settings.stop_counts.items():
                 stops[kind] = getattr(report, f"{kind}_stops")

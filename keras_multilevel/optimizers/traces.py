@@ -60,7 +60,7 @@ def substituted(variables, values):
         yield
 
 
-def _relaxed_specs(models):
+def relaxed_specs(models):
     """Tensor specs of the models' trainable weights, with every size that differs between them left open."""
     specs = []
     for variables in zip(*(model.trainable_variables for model in models)):
@@ -70,7 +70,7 @@ def _relaxed_specs(models):
     return specs
 
 
-def _groups(hierarchy):
+def trace_groups(hierarchy):
     """Indices of the levels that share one traced function: lists of equal ``trace_key``, finest first."""
     trace_key = getattr(hierarchy.coarsening, "trace_key", None)
     groups = {}
@@ -82,14 +82,16 @@ def _groups(hierarchy):
     return list(groups.values())
 
 
-def _shared(models, function):
-    """Calls ``function(model, values, *args)`` of every model in ``models`` through one traced function.
+def shared_function(models, function, specs=None):
+    """``function(model, values, *args)`` of any of ``models`` as one traced function ``(values, *args) -> outputs``.
 
-    It is traced once, on the first model with the weights' differing sizes
-    left open; each call passes a model's current weights as ``values``.
+    It is traced at its first call, on the first model with the weights'
+    differing sizes left open (:func:`relaxed_specs`, or the given ``specs``,
+    which may leave open more), so that later calls with any of the models'
+    weights as ``values`` match that trace.
     """
     representative = models[0]
-    specs = _relaxed_specs(models)
+    specs = relaxed_specs(models) if specs is None else specs
     traced = tf.function(
         lambda values, *args: function(representative, values, *args),
         autograph=False,
@@ -97,13 +99,29 @@ def _shared(models, function):
     )
     state = {"traced": False}
 
-    def call(model, *args):
-        if not state["traced"]:  # trace with the open sizes, which later calls then match
-            traced.get_concrete_function(specs, *args)
-            state["traced"] = True
-        return traced([tf.convert_to_tensor(variable.value) for variable in model.trainable_variables], *args)
+    def concrete(*args):
+        """The trace with the open sizes (made at the first call), which later calls then match."""
+        state["traced"] = True
+        return traced.get_concrete_function(specs, *args)
 
-    return [functools.partial(call, model) for model in models]
+    def call(values, *args):
+        if not state["traced"]:
+            concrete(*args)
+        return traced(list(values), *args)
+
+    call.concrete = concrete
+    return call
+
+
+def _shared(models, function):
+    """Calls ``function(model, values, *args)`` of every model in ``models`` through one traced function
+    (:func:`shared_function`), each with the model's current weights as ``values``."""
+    call = shared_function(models, function)
+
+    def of(model, *args):
+        return call([tf.convert_to_tensor(variable.value) for variable in model.trainable_variables], *args)
+
+    return [functools.partial(of, model) for model in models]
 
 
 def level_functions(hierarchy, function):
@@ -113,13 +131,13 @@ def level_functions(hierarchy, function):
     for its own (``None``: its own, see :func:`substituted`). Returns one
     callable ``(*args) -> outputs`` per level: the plain call outside a
     ``tf.function`` and under several replicas; inside one, a call of the
-    traced function of its group of levels (:func:`_groups`), or of its own.
+    traced function of its group of levels (:func:`trace_groups`), or of its own.
     """
     models = [level.model for level in hierarchy]
     if not tf.inside_function() or several_replicas():
         return [functools.partial(function, model, None) for model in models]
     calls = [None] * len(models)
-    for group in _groups(hierarchy):
+    for group in trace_groups(hierarchy):
         if len(group) == 1:
             (index,) = group
             calls[index] = tf.function(
