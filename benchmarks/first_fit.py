@@ -117,7 +117,8 @@ def measure(configuration, split=False, grappler="on", tree=None):
     folder = os.path.dirname(os.path.abspath(__file__))
     command = [sys.executable, "-c", SPLIT, str(configuration), grappler, folder] if split else [
         sys.executable, "-c", MEASURE, str(configuration)]
-    result = subprocess.run(command, capture_output=True, text=True, env=environment, check=True)
+    # `python -c` puts the working directory first on sys.path: run in the tree to import from it.
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, check=True, cwd=tree)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
