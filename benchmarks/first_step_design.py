@@ -30,6 +30,11 @@ model's variables are read and assigned, the coarse weights are tensors.
   through a ``tf.switch_case`` over the levels wherever an event touches a
   level's state (a Keras optimizer cannot step values on TensorFlow).
 
+The product's loop cycle (:mod:`keras_multilevel.optimizers.cycle_loop`)
+grew out of ``loop L``; since it exists, ``solver L`` runs it for this
+set-up, and the committed tables' ``solver`` rows (measured before) are the
+unrolled cycle's.
+
 A probe, not a second implementation: it leaves out what the product's cycle
 does besides (iteration counts, momentum, Keras optimizers, MLSGD's guards,
 loss scaling, replicas). ``--check`` trains the same network from the same
