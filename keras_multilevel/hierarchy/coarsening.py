@@ -75,9 +75,8 @@ class Coarsening:
 
     def shared_transfer(self, hierarchy):
         """One transfer that maps every level of ``hierarchy`` to the next coarser one whatever its sizes,
-        or ``None`` (the levels' own transfers differ). With it, and one traced function for every level
-        (:meth:`trace_key`), a V-cycle runs as one loop over its levels
-        (:mod:`~keras_multilevel.optimizers.cycle_loop`)."""
+        or ``None`` (the levels' own transfers differ). With it a V-cycle can run as one loop over its
+        levels (:mod:`~keras_multilevel.optimizers.cycle_loop`)."""
         return None
 
     def describe(self):
