@@ -147,6 +147,8 @@ def test_the_loop_runs_where_it_can_and_says_why_not_elsewhere(settings, reason)
     else:
         assert reason in found
     assert "eagerly" in cycle_loop.unsupported(solver.hierarchy, solver.optimizer.scheme) or settings["levels"] == 1
+    cycle = repr(solver).splitlines()[1]  # print(solver) says which cycle a compiled step runs, and why
+    assert cycle.startswith("V-cycle: one tf.while_loop") if reason is None else reason in cycle
 
 
 def test_a_level_with_batch_normalization_takes_the_unrolled_cycle():

@@ -127,19 +127,24 @@ def _plain_sgd(optimizer):
 
 
 def unsupported(hierarchy, scheme, jit_compile=False):
-    """Why the loop cannot run this set-up's cycle (a sentence), or ``None`` if it can.
+    """Why the loop cannot run this set-up's cycle here (a sentence), or ``None`` if it can.
 
     Args:
         hierarchy: the built :class:`~keras_multilevel.hierarchy.Hierarchy`, its levels' smoothers set.
         scheme: the :class:`~keras_multilevel.optimizers.scheme.CycleScheme`.
         jit_compile: whether the model's train step is compiled with XLA.
     """
-    if len(hierarchy) == 1:
-        return "One level: its cycle is its smoothing steps."
-    if not tf.inside_function():
+    if len(hierarchy) > 1 and not tf.inside_function():
         return "The step runs eagerly."
     if several_replicas():
         return "The step runs on several replicas."
+    return unsupported_set_up(hierarchy, scheme, jit_compile)
+
+
+def unsupported_set_up(hierarchy, scheme, jit_compile=False):
+    """The part of :func:`unsupported` that depends on the set-up alone, not on where the step runs."""
+    if len(hierarchy) == 1:
+        return "One level: its cycle is its smoothing steps."
     if jit_compile:
         return "The model is compiled with jit_compile=True (XLA needs every level's shapes fixed)."
     if scheme.trust_region:

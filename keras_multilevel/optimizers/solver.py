@@ -282,6 +282,18 @@ class MultilevelSolver:
         """Work units of every step so far, in fine gradient evaluations (Gaedke-Merzhäuser et al., 2021, eq 10)."""
         return float(self.optimizer.work_units.numpy())
 
+    def cycle(self):
+        """How a compiled step runs its V-cycle: one line (see :mod:`~keras_multilevel.optimizers.cycle_loop`)."""
+        settings = self.optimizer
+        if settings.schedule:
+            return "coarse to fine: one level's step per batch (schedule)"
+        if self.hierarchy is None:
+            return "decided when the levels are built"
+        reason = cycle_loop.unsupported_set_up(self.hierarchy, settings.scheme, self.model.jit_compile)
+        if reason is None:
+            return "one tf.while_loop over its events when traced (eagerly or on several replicas: unrolled)"
+        return f"unrolled: {reason}"
+
     def __repr__(self):
         levels = str(self.hierarchy) if self.hierarchy is not None else "levels not built yet (the first step builds them)"
-        return f"MultilevelSolver of model {self.model.name!r}: {self.optimizer!r}\n{levels}"
+        return f"MultilevelSolver of model {self.model.name!r}: {self.optimizer!r}\nV-cycle: {self.cycle()}\n{levels}"
