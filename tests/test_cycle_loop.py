@@ -49,6 +49,8 @@ SETTINGS = {
         levels=3, smoother=keras.optimizers.SGD(0.1), steps=[(0, 1), (0, 2), 2], tau_scale=0.5,
         correction_scale=0.5, regularization=1e-3),
     "every correction discarded": dict(levels=3, smoother=keras.optimizers.SGD(0.1), correction_bound=1e-6),
+    "Adam": dict(levels=3, smoother=keras.optimizers.Adam(0.01), steps="[1,2,{2}]"),
+    "FAS with Adam, its first moment transferred": dict(levels=3, scheme="fas", smoother=keras.optimizers.Adam(0.01)),
 }
 
 
@@ -129,7 +131,9 @@ def cycle_loop_reason(solver):
     "settings, reason",
     [
         (dict(levels=3, smoother=keras.optimizers.SGD(0.1)), None),
-        (dict(levels=3, smoother=keras.optimizers.Adam(1e-3)), "Level 0's optimizer is Adam"),
+        (dict(levels=3, smoother=keras.optimizers.Adam(1e-3)), None),
+        (dict(levels=3, smoother=keras.optimizers.RMSprop(1e-3)), "Level 0's optimizer is RMSprop"),
+        (dict(levels=3, smoother=keras.optimizers.Adam(1e-3, amsgrad=True)), "AMSGrad"),
         (dict(levels=3, smoother=keras.optimizers.SGD(0.1, clipnorm=1.0)), "sets clipnorm"),
         (dict(levels=3, smoother=keras.optimizers.SGD(keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9))),
          "learning-rate schedule"),

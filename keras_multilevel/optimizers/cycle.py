@@ -14,7 +14,7 @@ same levels with its own trust-region hooks
 It is plain TensorFlow: called inside ``Model.train_step`` it becomes part of
 one ``tf.function`` (and one XLA cluster with ``jit_compile=True``); the
 Python recursion runs once, at trace time. Its traced graph grows with the
-levels; where the set-up allows (plain SGD on every level, MG/OPT's and FAS's
+levels; where the set-up allows (Keras SGD or Adam on every level, MG/OPT's and FAS's
 hooks, one transfer for every level), the solver runs the same cycle as one
 ``tf.while_loop`` instead (:mod:`~keras_multilevel.optimizers.cycle_loop`),
 which takes the same steps and is traced and prepared once for any number of

@@ -30,11 +30,13 @@ tau sum and momentum live in ``TensorArray`` s indexed by level. The traced
 step is the same for 2 levels as for 8.
 
 A Keras optimizer cannot step tensors on TensorFlow (its ``stateless_apply``
-refuses this backend), so the loop applies SGD's rule itself
-(``keras.optimizers.SGD.update_step``: ``m <- mu m - lr g``, ``x <- x + m``,
-or ``x <- x - lr g`` without momentum; Nesterov's variant too), reading each
-level optimizer's learning rate and momentum at the start of the cycle and
-writing back its momentum and iteration count at the end. Where a set-up
+refuses this backend), so the loop applies the rules of SGD and Adam itself
+(their ``update_step``: ``m <- mu m - lr g``, ``x <- x + m``, or
+``x <- x - lr g`` without momentum, Nesterov's variant too; Adam's moments
+and bias correction, Kingma and Ba, 2015, Algorithm 1, as Keras writes it),
+reading each level optimizer's learning rate, constants, iteration count and
+moments at the start of the cycle and writing back its moments and iteration
+count at the end. Where a set-up
 needs more (another level optimizer, MLSGD's tests, the acceptance test, RMTR,
 levels with their own transfers or with non-trainable state, several replicas, XLA),
 :func:`unsupported` says why and the solver runs the unrolled cycle, which
@@ -55,13 +57,14 @@ from keras_multilevel.optimizers.traces import relaxed_specs, shared_function, t
 
 INITIAL, SMOOTH, FINE_TAU, DESCEND, COARSE_TAU, COUPLE, CORRECT = range(7)
 
-Event = collections.namedtuple("Event", ["kind", "level", "batch", "received", "first"])
+Event = collections.namedtuple("Event", ["kind", "level", "batch", "received", "first", "step"])
 Event.__doc__ = """One row of a compiled V-cycle: its ``kind`` (``INITIAL`` ... ``CORRECT``), the ``level`` it
 works on (for ``DESCEND``, ``COARSE_TAU``, ``COUPLE`` and ``CORRECT``: the finer of the two), the
 minibatch ``batch`` of its gradient (``-1``: none), whether a step or tau term takes the gradient the level
-``received`` instead of a new one, and whether it is the ``first`` term of a tau sum."""
+``received`` instead of a new one, whether it is the ``first`` term of a tau sum, and for a ``SMOOTH`` step
+how many steps the level took before it in the cycle (Adam's bias correction counts them)."""
 
-_SGD_OPTIONS = ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "use_ema",
+_KERAS_OPTIONS = ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "use_ema",
                 "gradient_accumulation_steps", "loss_scale_factor")
 
 
@@ -74,13 +77,13 @@ def cycle_events(steps, layout):
         layout: the :class:`~keras_multilevel.optimizers.scheme.MinibatchLayout`.
     """
     last = steps.levels - 1
-    events = [Event(INITIAL, 0, layout.smoothing[0][0], False, False)]
+    events = [Event(INITIAL, 0, layout.smoothing[0][0], False, False, 0)]
 
     def smooth(index, first_step, count, received):
         """Steps ``first_step, ...``; with ``received``, step 0 takes the gradient the level received."""
         own = layout.smoothing[index]
         for step in range(first_step, first_step + count):
-            events.append(Event(SMOOTH, index, own[step % len(own)], received and step == 0, False))
+            events.append(Event(SMOOTH, index, own[step % len(own)], received and step == 0, False, step))
 
     def cycle(index):
         if index == last:
@@ -89,13 +92,13 @@ def cycle_events(steps, layout):
         smooth(index, 0, steps.pre[index], received=True)
         reuse = steps.pre[index] == 0 and layout.shared(index)
         for j, batch in enumerate(layout.tau[index]):
-            events.append(Event(FINE_TAU, index, batch, reuse and j == 0, j == 0))
-        events.append(Event(DESCEND, index, -1, False, False))
+            events.append(Event(FINE_TAU, index, batch, reuse and j == 0, j == 0, 0))
+        events.append(Event(DESCEND, index, -1, False, False, 0))
         for j, batch in enumerate(layout.tau[index]):
-            events.append(Event(COARSE_TAU, index, batch, False, j == 0))
-        events.append(Event(COUPLE, index, -1, False, False))
+            events.append(Event(COARSE_TAU, index, batch, False, j == 0, 0))
+        events.append(Event(COUPLE, index, -1, False, False, 0))
         cycle(index + 1)
-        events.append(Event(CORRECT, index, -1, False, False))
+        events.append(Event(CORRECT, index, -1, False, False, 0))
         smooth(index, steps.pre[index], steps.post[index], received=False)
 
     cycle(0)
@@ -114,16 +117,27 @@ def event_work(events, relative_costs, first_batch_cost=1.0):
     return work
 
 
-def _plain_sgd(optimizer):
+def _own_rule(optimizer):
     """Why ``optimizer`` is not one whose steps the loop takes itself (a phrase), or ``None``."""
-    if type(optimizer) is not keras.optimizers.SGD:
-        return f"is {type(optimizer).__name__}, not keras.optimizers.SGD"
+    if type(optimizer) not in (keras.optimizers.SGD, keras.optimizers.Adam):
+        return f"is {type(optimizer).__name__}, not keras.optimizers.SGD or Adam"
+    if getattr(optimizer, "amsgrad", False):
+        return "uses AMSGrad"
     if isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule):
         return "has a learning-rate schedule"
-    options = [name for name in _SGD_OPTIONS if getattr(optimizer, name, None)]
+    options = [name for name in _KERAS_OPTIONS if getattr(optimizer, name, None)]
     if options:
         return f"sets {', '.join(options)}"
     return None
+
+
+def _rule(optimizer):
+    """The update rule the loop applies for ``optimizer``: ``"adam"``, ``"sgd"``, ``"momentum"`` or ``"nesterov"``."""
+    if isinstance(optimizer, keras.optimizers.Adam):
+        return "adam"
+    if not optimizer.momentum:
+        return "sgd"
+    return "nesterov" if optimizer.nesterov else "momentum"
 
 
 def unsupported(hierarchy, scheme, jit_compile=False):
@@ -154,16 +168,27 @@ def unsupported_set_up(hierarchy, scheme, jit_compile=False):
         return (f"Scheme {scheme.name!r} with these constants needs the unrolled cycle's hooks (MLSGD's tests, "
                 "the acceptance test, a full-gradient correction, or no tau-correction).")
     for index, level in enumerate(hierarchy):
-        reason = _plain_sgd(level.smoother)
+        reason = _own_rule(level.smoother)
         if reason:
             return f"Level {index}'s optimizer {reason}."
-    if len({(bool(level.smoother.momentum), bool(level.smoother.nesterov)) for level in hierarchy}) > 1:
-        return "The levels' SGD optimizers differ in whether they use momentum or Nesterov's."
+    if len({_rule(level.smoother) for level in hierarchy}) > 1:
+        return "The levels' optimizers differ in kind (SGD or Adam, with or without momentum, Nesterov's or not)."
     if any(level.model.non_trainable_variables for level in hierarchy):
         return "A level has non-trainable state (batch normalization's statistics, say), which the loop would not update."
     if hierarchy.coarsening.shared_transfer(hierarchy) is None:
         return "The levels' transfers differ (a coarsening without one shared transfer)."
     return None
+
+
+def _slots(level, rule):
+    """The level optimizer's variables that the loop's rule reads and writes back, by state name."""
+    optimizer, variables = level.smoother, level.variables
+    if rule == "sgd":
+        return {}
+    slots = {"m": momentum_slots(optimizer, variables)}
+    if rule == "adam":
+        slots["v"] = [optimizer._velocities[optimizer._get_variable_index(variable)] for variable in variables]
+    return slots
 
 
 def _loss_gradient(model, values, data):
@@ -205,9 +230,9 @@ def loop_cycle(hierarchy, steps, scheme, data, layout):
     # (ensure_shape) let grappler's constant folding mix up the levels' iterates (TensorFlow 2.21).
     group_functions = [shared_function([models[index] for index in group], _loss_gradient, specs) for group in groups]
     transfer = hierarchy.coarsening.shared_transfer(hierarchy)
-    momentum = bool(finest.smoother.momentum)
+    rule = _rule(finest.smoother)
+    momentum = rule != "sgd"  # the optimizer keeps a first moment: SGD's momentum or Adam's m
     transfers_momentum = momentum and scheme.momentum_transfer
-    nesterov = bool(finest.smoother.nesterov)
     inverse_weights = _per_level([[1.0 / w for w in level.inner_product] for level in hierarchy], dtypes)
     betas = [list(level.regularization) if isinstance(level.regularization, (list, tuple))
              else [level.regularization] * len(specs) for level in hierarchy]
@@ -215,7 +240,12 @@ def loop_cycle(hierarchy, steps, scheme, data, layout):
     betas = _per_level(betas, dtypes)
     tau_shares = tf.constant([1.0 / len(batches) for batches in layout.tau] + [1.0], dtype=tf.float64)
     rates = tf.stack([tf.cast(level.smoother.learning_rate, tf.float64) for level in hierarchy])
-    momenta = tf.stack([tf.cast(level.smoother.momentum, tf.float64) for level in hierarchy])
+    if rule == "adam":
+        betas_1, betas_2, epsilons = ([getattr(level.smoother, name) for level in hierarchy]
+                                      for name in ("beta_1", "beta_2", "epsilon"))
+        iterations = tf.stack([tf.convert_to_tensor(level.smoother.iterations.value) for level in hierarchy])
+    else:
+        momenta = [level.smoother.momentum for level in hierarchy]
     table = tf.constant(np.array(events, dtype=np.int32).reshape(-1, len(Event._fields)))
     gamma, alpha_p, alpha_m = scheme.tau_scale, scheme.correction_scale, scheme.momentum_scale
     parts = layout.count
@@ -231,14 +261,14 @@ def loop_cycle(hierarchy, steps, scheme, data, layout):
         return [array.write(level, value) for array, value in zip(state, values)]
 
     start_values = [tf.convert_to_tensor(variable.value) for variable in finest.variables]
-    names = ["x", "shift", "start", "received", "tau", "restricted"] + (["m", "m_start"] if momentum else [])
+    names = ["x", "shift", "start", "received", "tau", "restricted"]
+    names += (["m", "m_start"] if momentum else []) + (["v"] if rule == "adam" else [])
     state = {name: arrays() for name in names}
     state["x"] = write(state["x"], 0, start_values)
     state["shift"] = write(state["shift"], 0, [tf.zeros_like(value) for value in start_values])
-    if momentum:
-        for index, level in enumerate(hierarchy):
-            slots = momentum_slots(level.smoother, level.variables)
-            state["m"] = write(state["m"], index, [tf.convert_to_tensor(slot.value) for slot in slots])
+    for index, level in enumerate(hierarchy):
+        for name, slots in _slots(level, rule).items():
+            state[name] = write(state[name], index, [tf.convert_to_tensor(slot.value) for slot in slots])
     # The INITIAL event's loss and prediction (what a train step reports) travel as loop state too: the
     # prediction in a TensorArray per output, whose first size is the minibatch's.
     loss_spec, y_pred_spec, _ = group_functions[0].concrete(minibatch(data, parts, events[0].batch)).structured_outputs
@@ -257,7 +287,7 @@ def loop_cycle(hierarchy, steps, scheme, data, layout):
 
     def body(event, discarded, loss, *flat):
         state = unpack(flat)
-        kind, index, batch, received, first_term = tf.unstack(table[event])
+        kind, index, batch, received, first_term, step = tf.unstack(table[event])
         at = tf.where(tf.logical_or(tf.equal(kind, COARSE_TAU), tf.equal(kind, CORRECT)), index + 1, index)
         point = read(state["x"], at)
         evaluates = tf.logical_and(tf.equal(received, 0),
@@ -295,15 +325,35 @@ def loop_cycle(hierarchy, steps, scheme, data, layout):
             return updated(loss=new_loss, received=write(state["received"], 0, new), y_pred=predictions)
 
         def smooth():
+            """A step of the level's optimizer, the rule of its Keras ``update_step`` applied to values."""
             gradients = [g * tf.gather(w, index) for g, w in zip(direction(), inverse_weights)]
+
+            def level_number(numbers, dtype):
+                """This level's entry of per-level Python numbers, rounded once to ``dtype`` as Keras rounds them."""
+                return tf.cast(tf.gather(tf.constant(numbers, tf.float64), index), dtype)
+
             rate = tf.gather(rates, index)
-            steps_ = [g * tf.cast(rate, g.dtype) for g in gradients]
-            if not momentum:
+            if rule == "adam":  # keras.optimizers.Adam.update_step
+                moments, velocities, moved = [], [], []
+                for x, g, m, v in zip(point, gradients, read(state["m"], index), read(state["v"], index)):
+                    dtype = x.dtype
+                    local_step = tf.cast(tf.gather(iterations, index) + tf.cast(step, tf.int64) + 1, dtype)
+                    beta_1_power = tf.pow(level_number(betas_1, dtype), local_step)
+                    beta_2_power = tf.pow(level_number(betas_2, dtype), local_step)
+                    alpha = tf.cast(rate, dtype) * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+                    m = m + (g - m) * level_number([1 - b for b in betas_1], dtype)
+                    v = v + (tf.square(g) - v) * level_number([1 - b for b in betas_2], dtype)
+                    moments.append(m)
+                    velocities.append(v)
+                    moved.append(x - (m * alpha) / (tf.sqrt(v) + level_number(epsilons, dtype)))
+                return updated(x=write(state["x"], index, moved), m=write(state["m"], index, moments),
+                               v=write(state["v"], index, velocities))
+            steps_ = [g * tf.cast(rate, g.dtype) for g in gradients]  # keras.optimizers.SGD.update_step
+            if rule == "sgd":
                 return updated(x=write(state["x"], index, [x - s for x, s in zip(point, steps_)]))
-            mu = tf.gather(momenta, index)
-            velocity = [m * tf.cast(mu, m.dtype) - s for m, s in zip(read(state["m"], index), steps_)]
-            if nesterov:
-                moved = [x + (v * tf.cast(mu, v.dtype) - s) for x, v, s in zip(point, velocity, steps_)]
+            velocity = [m * level_number(momenta, m.dtype) - s for m, s in zip(read(state["m"], index), steps_)]
+            if rule == "nesterov":
+                moved = [x + (v * level_number(momenta, v.dtype) - s) for x, v, s in zip(point, velocity, steps_)]
             else:
                 moved = [x + v for x, v in zip(point, velocity)]
             return updated(x=write(state["x"], index, moved), m=write(state["m"], index, velocity))
@@ -372,8 +422,8 @@ def loop_cycle(hierarchy, steps, scheme, data, layout):
     for index, level in enumerate(hierarchy):
         for variable, value in zip(level.variables, read(final["x"], index)):
             variable.assign(value)
-        if momentum:
-            for slot, value in zip(momentum_slots(level.smoother, level.variables), read(final["m"], index)):
+        for name, slots in _slots(level, rule).items():
+            for slot, value in zip(slots, read(final[name], index)):
                 slot.assign(value)
         taken = sum(1 for event in events if event.kind == SMOOTH and event.level == index)
         level.smoother.iterations.assign_add(taken)

@@ -216,7 +216,7 @@ class MultilevelSolver:
         recursion over the levels) was two thirds of tracing an 8-level cycle.
         Inside a ``tf.function``, a V-cycle whose set-up allows it runs as one
         while loop over its events (:mod:`~keras_multilevel.optimizers.cycle_loop`:
-        plain SGD on every level, MG/OPT or FAS, depth with constant
+        Keras SGD or Adam on every level, MG/OPT or FAS, depth with constant
         interpolation), whose graph does not grow with the levels; the others
         run the unrolled :func:`~keras_multilevel.optimizers.cycle.v_cycle`.
 
