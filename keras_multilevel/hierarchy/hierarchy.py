@@ -58,11 +58,11 @@ def restrict_level(fine, coarse):
     return values
 
 
-def prolongated_correction(fine, coarse_values, start, scale=1.0):
-    """``alpha_p P (x_c - Pi x)``: the coarse level's change since ``start`` (``Pi x``) on ``fine``'s level
-    (Ponce et al. 2022, eq 4; ``scale`` is alpha_p, 1 in MG/OPT and RMTR). ``coarse_values`` may be the
-    coarse weights or any state shaped like them (the momentum of eq 36)."""
-    correction = fine.transfer.prolong([value - begin for value, begin in zip(coarse_values, start)])
+def prolongated_correction(transfer, coarse_values, start, scale=1.0):
+    """``alpha_p P (x_c - Pi x)``: the coarse level's change since ``start`` (``Pi x``) on the fine level,
+    prolonged by the fine level's ``transfer`` (Ponce et al. 2022, eq 4; ``scale`` is alpha_p, 1 in MG/OPT
+    and RMTR). ``coarse_values`` may be the coarse weights or any state shaped like them (the momentum of eq 36)."""
+    correction = transfer.prolong([value - begin for value, begin in zip(coarse_values, start)])
     return correction if scale == 1.0 else [scale * value for value in correction]
 
 

@@ -311,12 +311,12 @@ def v_cycle(hierarchy, steps, scheme, minibatches, layout, full_batch=None, trus
             spent, shift, anchor = hooks.coarse_problem(index, restricted)
             parent = hooks.parent(index, fine_gradients)
             below, coarse_going = cycle(index + 1, anchor, Coupling(shift, start, anchor, parent))
-            correction = prolongated_correction(level, coarse.variables, start, scheme.correction_scale)
+            correction = prolongated_correction(level.transfer, coarse.variables, start, scheme.correction_scale)
             accept, tested = hooks.accept(index, correction, coupling)
             if momenta is not None:
                 fine_momenta, coarse_momenta, momentum_start = momenta
                 add_if(accept, fine_momenta,
-                       prolongated_correction(level, coarse_momenta, momentum_start, scheme.momentum_scale))
+                       prolongated_correction(level.transfer, coarse_momenta, momentum_start, scheme.momentum_scale))
             ended = 0.0 if coarse_going is True else f64(tf.logical_not(coarse_going))
             return Spent(spent + below.work + tested, below.recursion_stops, below.angle_stops + ended,
                          below.discarded + f64(tf.logical_not(accept)))

@@ -51,7 +51,8 @@ import tensorflow as tf
 
 from keras_multilevel.optimizers.cycle import CycleReport, minibatch, momentum_slots, scheme_hooks
 from keras_multilevel.optimizers.mgopt import CoarseCorrection, within_bound
-from keras_multilevel.optimizers.objective import loss_gradient
+from keras_multilevel.hierarchy.hierarchy import prolongated_correction
+from keras_multilevel.optimizers.objective import loss_gradient, per_variable
 from keras_multilevel.optimizers.replicas import several_replicas
 from keras_multilevel.optimizers.traces import relaxed_specs, shared_function, trace_groups
 
@@ -105,7 +106,7 @@ def cycle_events(steps, layout):
     return events
 
 
-def event_work(events, relative_costs, first_batch_cost=1.0):
+def event_work(events, relative_costs):
     """The work units of a cycle's events (Gaedke-Merzhäuser et al., 2021, eq 10): a gradient per step or tau
     term that does not take a received one, the first one on the finest level included."""
     work = 0.0
@@ -234,18 +235,21 @@ def loop_cycle(hierarchy, steps, scheme, data, layout):
     momentum = rule != "sgd"  # the optimizer keeps a first moment: SGD's momentum or Adam's m
     transfers_momentum = momentum and scheme.momentum_transfer
     inverse_weights = _per_level([[1.0 / w for w in level.inner_product] for level in hierarchy], dtypes)
-    betas = [list(level.regularization) if isinstance(level.regularization, (list, tuple))
-             else [level.regularization] * len(specs) for level in hierarchy]
+    betas = [per_variable(level.regularization, level.variables) for level in hierarchy]
     regularized = any(beta for row in betas for beta in row)
     betas = _per_level(betas, dtypes)
-    tau_shares = tf.constant([1.0 / len(batches) for batches in layout.tau] + [1.0], dtype=tf.float64)
+    tau_shares = tf.constant([1.0 / len(batches) for batches in layout.tau], dtype=tf.float64)
     rates = tf.stack([tf.cast(level.smoother.learning_rate, tf.float64) for level in hierarchy])
+    # The optimizers' constants, one per level, rounded to a variable's dtype where used as Keras rounds them.
     if rule == "adam":
         betas_1, betas_2, epsilons = ([getattr(level.smoother, name) for level in hierarchy]
                                       for name in ("beta_1", "beta_2", "epsilon"))
+        constants = {"beta_1": betas_1, "beta_2": betas_2, "1 - beta_1": [1 - b for b in betas_1],
+                     "1 - beta_2": [1 - b for b in betas_2], "epsilon": epsilons}
         iterations = tf.stack([tf.convert_to_tensor(level.smoother.iterations.value) for level in hierarchy])
     else:
-        momenta = [level.smoother.momentum for level in hierarchy]
+        constants = {"momentum": [level.smoother.momentum for level in hierarchy]}
+    constants = {name: tf.constant(numbers, tf.float64) for name, numbers in constants.items()}
     table = tf.constant(np.array(events, dtype=np.int32).reshape(-1, len(Event._fields)))
     gamma, alpha_p, alpha_m = scheme.tau_scale, scheme.correction_scale, scheme.momentum_scale
     parts = layout.count
@@ -328,9 +332,9 @@ def loop_cycle(hierarchy, steps, scheme, data, layout):
             """A step of the level's optimizer, the rule of its Keras ``update_step`` applied to values."""
             gradients = [g * tf.gather(w, index) for g, w in zip(direction(), inverse_weights)]
 
-            def level_number(numbers, dtype):
-                """This level's entry of per-level Python numbers, rounded once to ``dtype`` as Keras rounds them."""
-                return tf.cast(tf.gather(tf.constant(numbers, tf.float64), index), dtype)
+            def level_number(name, dtype):
+                """This level's optimizer constant ``name`` in ``dtype``."""
+                return tf.cast(tf.gather(constants[name], index), dtype)
 
             rate = tf.gather(rates, index)
             if rule == "adam":  # keras.optimizers.Adam.update_step
@@ -338,22 +342,22 @@ def loop_cycle(hierarchy, steps, scheme, data, layout):
                 for x, g, m, v in zip(point, gradients, read(state["m"], index), read(state["v"], index)):
                     dtype = x.dtype
                     local_step = tf.cast(tf.gather(iterations, index) + tf.cast(step, tf.int64) + 1, dtype)
-                    beta_1_power = tf.pow(level_number(betas_1, dtype), local_step)
-                    beta_2_power = tf.pow(level_number(betas_2, dtype), local_step)
+                    beta_1_power = tf.pow(level_number("beta_1", dtype), local_step)
+                    beta_2_power = tf.pow(level_number("beta_2", dtype), local_step)
                     alpha = tf.cast(rate, dtype) * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
-                    m = m + (g - m) * level_number([1 - b for b in betas_1], dtype)
-                    v = v + (tf.square(g) - v) * level_number([1 - b for b in betas_2], dtype)
+                    m = m + (g - m) * level_number("1 - beta_1", dtype)
+                    v = v + (tf.square(g) - v) * level_number("1 - beta_2", dtype)
                     moments.append(m)
                     velocities.append(v)
-                    moved.append(x - (m * alpha) / (tf.sqrt(v) + level_number(epsilons, dtype)))
+                    moved.append(x - (m * alpha) / (tf.sqrt(v) + level_number("epsilon", dtype)))
                 return updated(x=write(state["x"], index, moved), m=write(state["m"], index, moments),
                                v=write(state["v"], index, velocities))
             steps_ = [g * tf.cast(rate, g.dtype) for g in gradients]  # keras.optimizers.SGD.update_step
             if rule == "sgd":
                 return updated(x=write(state["x"], index, [x - s for x, s in zip(point, steps_)]))
-            velocity = [m * level_number(momenta, m.dtype) - s for m, s in zip(read(state["m"], index), steps_)]
+            velocity = [m * level_number("momentum", m.dtype) - s for m, s in zip(read(state["m"], index), steps_)]
             if rule == "nesterov":
-                moved = [x + (v * level_number(momenta, v.dtype) - s) for x, v, s in zip(point, velocity, steps_)]
+                moved = [x + (v * level_number("momentum", v.dtype) - s) for x, v, s in zip(point, velocity, steps_)]
             else:
                 moved = [x + v for x, v in zip(point, velocity)]
             return updated(x=write(state["x"], index, moved), m=write(state["m"], index, velocity))
@@ -395,18 +399,17 @@ def loop_cycle(hierarchy, steps, scheme, data, layout):
 
         def correct():
             coarse, fine = index + 1, read(state["x"], index)
-            correction = transfer.prolong([x - s for x, s in zip(point, read(state["start"], coarse))])
-            if alpha_p != 1.0:
-                correction = [alpha_p * c for c in correction]
+            correction = prolongated_correction(transfer, point, read(state["start"], coarse), alpha_p)
             allowed = within_bound(correction, fine, scheme.correction_bound)
-            changes = dict(x=write(state["x"], index, [x + tf.where(allowed, c, tf.zeros_like(c))
-                                                          for x, c in zip(fine, correction)]),
+
+            def corrected(name, values, change):  # add_if of the unrolled cycle, on values
+                return write(state[name], index, [v + tf.where(allowed, c, tf.zeros_like(c)) for v, c in zip(values, change)])
+
+            changes = dict(x=corrected("x", fine, correction),
                            discarded=discarded + tf.cast(tf.logical_not(allowed), tf.float64))
             if transfers_momentum:
-                change = transfer.prolong([m - s for m, s in zip(read(state["m"], coarse), read(state["m_start"], coarse))])
-                change = change if alpha_m == 1.0 else [alpha_m * c for c in change]
-                changes["m"] = write(state["m"], index, [m + tf.where(allowed, c, tf.zeros_like(c))
-                                                          for m, c in zip(read(state["m"], index), change)])
+                change = prolongated_correction(transfer, read(state["m"], coarse), read(state["m_start"], coarse), alpha_m)
+                changes["m"] = corrected("m", read(state["m"], index), change)
             return updated(**changes)
 
         outputs = tf.switch_case(kind, [initial, smooth, fine_tau, descend, coarse_tau, couple, correct])

@@ -23,7 +23,7 @@ from keras_multilevel.optimizers.replicas import sum_over_replicas
 from keras_multilevel.optimizers.traces import substituted
 
 
-def _per_variable(regularization, variables):
+def per_variable(regularization, variables):
     """One Tikhonov weight per variable from one number or a list."""
     return regularization if isinstance(regularization, (list, tuple)) else [regularization] * len(variables)
 
@@ -72,7 +72,7 @@ def loss_gradient(model, data, loss_scale=None, values=None):
 def tikhonov(gradients, variables, regularization=0.0):
     """``grad (L_l + sum_j beta_j ||theta_j||^2)`` from ``grad L_l``: adds ``2 beta_j theta_j`` (Gaedke-Merzhäuser et al., 2021, §4)."""
     return [
-        g + (2.0 * beta) * v if beta else g for g, v, beta in zip(gradients, variables, _per_variable(regularization, variables))
+        g + (2.0 * beta) * v if beta else g for g, v, beta in zip(gradients, variables, per_variable(regularization, variables))
     ]
 
 
@@ -118,7 +118,7 @@ def level_objective(loss, variables, shift=None, regularization=0.0):
 
 def penalty(variables, shift=None, regularization=0.0):
     """The Tikhonov and coupling terms of ``H_l`` (Gaedke-Merzhäuser et al., 2021, eq 9) at ``variables``: ``H_l`` minus the loss."""
-    terms = [beta * tf.reduce_sum(tf.square(v)) for v, beta in zip(variables, _per_variable(regularization, variables)) if beta]
+    terms = [beta * tf.reduce_sum(tf.square(v)) for v, beta in zip(variables, per_variable(regularization, variables)) if beta]
     if shift is not None:
         terms += [tf.reduce_sum(d * v) for d, v in zip(shift, variables)]
     return tf.add_n([tf.constant(0.0, variables[0].dtype), *[tf.cast(term, variables[0].dtype) for term in terms]])

@@ -46,7 +46,7 @@ from keras_multilevel.hierarchy.hierarchy import Hierarchy
 from keras_multilevel.layers.residual import shared_depth_traces
 from keras_multilevel.optimizers import cycle_loop, loss_scale
 from keras_multilevel.optimizers.coarse_to_fine import coarse_to_fine_step
-from keras_multilevel.optimizers.cycle import split_batch, v_cycle
+from keras_multilevel.optimizers.cycle import minibatch, split_batch, v_cycle
 from keras_multilevel.optimizers.inner_product import inner_product_weights, tikhonov_weights
 from keras_multilevel.optimizers.replicas import check_distributed, refuse_decisions
 from keras_multilevel.optimizers.steps import work_units
@@ -247,17 +247,16 @@ class MultilevelSolver:
                     "MLSGD's recursion test and angle condition",
                     "Train on one device, or use MLSGD without them: scheme='mgopt', tau_scale=0.",
                 )
-            minibatches = split_batch((x, y, sample_weight), settings.layout.count)
+            batch, layout = (x, y, sample_weight), settings.layout
             with shared_depth_traces(enabled=not self.model.jit_compile):
                 if cycle_loop.unsupported(self.hierarchy, settings.scheme, self.model.jit_compile) is None:
-                    report = cycle_loop.loop_cycle(
-                        self.hierarchy, settings.steps, settings.scheme, (x, y, sample_weight), settings.layout
-                    )
+                    report = cycle_loop.loop_cycle(self.hierarchy, settings.steps, settings.scheme, batch, layout)
+                    first = minibatch(batch, layout.count, layout.smoothing[0][0])
                 else:
-                    report = v_cycle(
-                        self.hierarchy, settings.steps, settings.scheme, minibatches, settings.layout,
-                        settings.full_batch, self.trust_region,
-                    )
+                    minibatches = split_batch(batch, layout.count)
+                    report = v_cycle(self.hierarchy, settings.steps, settings.scheme, minibatches, layout,
+                                     settings.full_batch, self.trust_region)
+                    first = minibatches[layout.smoothing[0][0]]
             loss, y_pred, work = report.loss, report.y_pred, report.work_units
             for kind, count in settings.stop_counts.items():
                 stops[kind] = getattr(report, f"{kind}_stops")
@@ -266,7 +265,7 @@ class MultilevelSolver:
             if settings.discarded_corrections is not None:
                 settings.discarded_corrections.assign_add(discarded)
             # Loss and prediction are the finest level's on its first minibatch, at the start of the cycle.
-            x, y, sample_weight = minibatches[settings.layout.smoothing[0][0]]
+            x, y, sample_weight = first
         # The logged loss is of the cycle's first minibatch; a cycle that left non-finite fine weights
         # (a NaN in a later minibatch) must still show it, or TerminateOnNaN never sees it.
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in self.model.trainable_variables])

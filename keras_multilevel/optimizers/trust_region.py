@@ -295,7 +295,7 @@ class RecursiveTrustRegion:
             coarse_start = couple((coarse_value, coarse_gradient), coarse.variables, coarse_shift)
             recurse = self.descend(index, current[1], restricted)
             coarse_end = walk(index + 1, coarse_start, coarse_shift)
-            correction = prolongated_correction(level, coarse.variables, start)
+            correction = prolongated_correction(level.transfer, coarse.variables, start)
             current = self.correct(
                 index, correction, current, coarse_start[0] - coarse_end[0], recurse, coupled(index, batch, shift)
             )
