@@ -166,6 +166,10 @@ def main():
         split_table(arguments)
         return
     if arguments.against:
+        known = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{arguments.against}^{{commit}}"],
+                               cwd=ROOT, capture_output=True)
+        if known.returncode != 0:
+            parser.error(f"--against {arguments.against!r} is not a commit of this repository")
         with tempfile.TemporaryDirectory() as folder:
             subprocess.run(["git", "worktree", "add", "--detach", folder, arguments.against], check=True,
                            capture_output=True)

@@ -486,6 +486,12 @@ def main():
         return
     if "plain" not in arguments.configurations:
         parser.error("--configurations must include plain: the tables give every ratio to it")
+    for configuration in arguments.configurations:
+        kind, _, levels = configuration.partition(" ")
+        if configuration != "plain" and (kind not in BUILDERS or not levels.isdigit() or int(levels) not in STEPS
+                                         or (kind != "solver" and int(levels) < 2)):
+            parser.error(f"--configurations: {configuration!r} is not plain or '<{'|'.join(BUILDERS)}> "
+                         f"<{'|'.join(map(str, STEPS))}>' (the probes need 2 levels or more)")
     runs = {configuration: [] for configuration in arguments.configurations}
     for repeat in range(arguments.repeats):
         for configuration in arguments.configurations:

@@ -60,7 +60,12 @@ def fresh(settings):
     return settings
 
 
-@pytest.mark.parametrize("name", sorted(SETTINGS))
+QUICK = ("MG/OPT, paper steps", "FAS with Adam, its first moment transferred")  # the rest: slow
+
+
+@pytest.mark.parametrize(
+    "name", [name if name in QUICK else pytest.param(name, marks=pytest.mark.slow) for name in sorted(SETTINGS)]
+)
 def test_the_loop_takes_the_unrolled_cycles_steps(name, monkeypatch):
     loop, loop_reports, loop_slots = train(fresh(SETTINGS[name]), False, monkeypatch)
     unrolled, unrolled_reports, unrolled_slots = train(fresh(SETTINGS[name]), True, monkeypatch)
@@ -80,7 +85,7 @@ def test_the_loop_takes_the_unrolled_cycles_steps(name, monkeypatch):
         assert float(loop_reports[-1].discarded_corrections) == 2.0
 
 
-@pytest.mark.parametrize("blocks, groups", [(64, 1), (32, 2)])
+@pytest.mark.parametrize("blocks, groups", [pytest.param(64, 1, marks=pytest.mark.slow), (32, 2)])
 def test_levels_that_share_one_trace_and_levels_that_do_not_take_the_same_steps(blocks, groups, monkeypatch):
     # 64, 32, 16 blocks share one traced function; 32 and 16 share one and 8 has its own; 16, 8, 4 (the
     # other tests) trace one each
